@@ -1,0 +1,210 @@
+// Package client is the Go client of careteam: Dial returns a connection
+// with every service's stub, the caller's token on each call, a default
+// deadline, a request id on every write so that retries are safe, and a
+// retry policy for UNAVAILABLE.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+)
+
+// TokenSource returns the bearer token for a call.
+type TokenSource func(ctx context.Context) (string, error)
+
+// StaticToken is a TokenSource that always returns token.
+func StaticToken(token string) TokenSource {
+	return func(context.Context) (string, error) { return token, nil }
+}
+
+type options struct {
+	token     TokenSource
+	tls       *tls.Config
+	plaintext bool
+	timeout   time.Duration
+	dialOpts  []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithToken authenticates every call with the token source.
+func WithToken(ts TokenSource) Option { return func(o *options) { o.token = ts } }
+
+// WithTLS speaks TLS with cfg (add client certificates for mutual TLS).
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithPlaintext speaks plaintext; Dial allows it only to a loopback
+// address, so a token never crosses a network unencrypted.
+func WithPlaintext() Option { return func(o *options) { o.plaintext = true } }
+
+// WithTimeout sets the deadline of calls whose context has none (default
+// 30s; 0 keeps calls without one).
+func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithDialOptions adds raw gRPC dial options.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dialOpts = append(o.dialOpts, opts...) }
+}
+
+// Client holds one connection and the stub of every careteam service.
+type Client struct {
+	conn *grpc.ClientConn
+
+	Directory pb.DirectoryServiceClient
+	Patients  pb.PatientServiceClient
+	Referrals pb.ReferralServiceClient
+	Clinical  pb.ClinicalServiceClient
+	Sessions  pb.SessionServiceClient
+	Events    pb.EventServiceClient
+	Audit     pb.AuditServiceClient
+	FHIR      pb.FhirServiceClient
+}
+
+// serviceConfig retries UNAVAILABLE calls of every careteam service. Writes
+// are safe to retry because the client gives each one a request id that the
+// server deduplicates (AIP-155).
+const serviceConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],
+  "methodConfig": [{
+    "name": [
+      {"service": "careteam.v1.DirectoryService"},
+      {"service": "careteam.v1.PatientService"},
+      {"service": "careteam.v1.ReferralService"},
+      {"service": "careteam.v1.ClinicalService"},
+      {"service": "careteam.v1.SessionService"},
+      {"service": "careteam.v1.AuditService"},
+      {"service": "careteam.v1.FhirService"},
+      {"service": "careteam.v1.EventService", "method": "ListEvents"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.1s",
+      "maxBackoff": "2s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// Dial connects to a careteamd at target ("host:port").
+func Dial(target string, opts ...Option) (*Client, error) {
+	o := options{timeout: 30 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var creds credentials.TransportCredentials
+	switch {
+	case o.plaintext && o.tls != nil:
+		return nil, errors.New("client: choose TLS or plaintext, not both")
+	case o.plaintext:
+		if !loopback(target) {
+			return nil, fmt.Errorf("client: plaintext is allowed only to a loopback address, not %q", target)
+		}
+		creds = insecure.NewCredentials()
+	case o.tls != nil:
+		creds = credentials.NewTLS(o.tls)
+	default:
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithChainUnaryInterceptor(defaults(o.timeout)),
+	}
+	if o.token != nil {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCredentials{source: o.token, secure: !o.plaintext}))
+	}
+	conn, err := grpc.NewClient(target, append(dialOpts, o.dialOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	return &Client{
+		conn:      conn,
+		Directory: pb.NewDirectoryServiceClient(conn),
+		Patients:  pb.NewPatientServiceClient(conn),
+		Referrals: pb.NewReferralServiceClient(conn),
+		Clinical:  pb.NewClinicalServiceClient(conn),
+		Sessions:  pb.NewSessionServiceClient(conn),
+		Events:    pb.NewEventServiceClient(conn),
+		Audit:     pb.NewAuditServiceClient(conn),
+		FHIR:      pb.NewFhirServiceClient(conn),
+	}, nil
+}
+
+// Conn returns the underlying connection, for health checks and
+// reflection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func loopback(target string) bool {
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// defaults gives a call the default deadline, and a write a request id when
+// the caller left it empty, so that every retry of this call carries the
+// same id.
+func defaults(timeout time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok && timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		if m, ok := req.(proto.Message); ok {
+			req = withRequestID(m)
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+}
+
+// withRequestID returns m with a fresh request_id if it has an empty one;
+// the caller's message is left untouched.
+func withRequestID(m proto.Message) proto.Message {
+	r := m.ProtoReflect()
+	fd := r.Descriptor().Fields().ByName("request_id")
+	if fd == nil || fd.Kind() != protoreflect.StringKind || r.Get(fd).String() != "" {
+		return m
+	}
+	c := proto.Clone(m)
+	c.ProtoReflect().Set(fd, protoreflect.ValueOfString(uuid.NewString()))
+	return c
+}
+
+type tokenCredentials struct {
+	source TokenSource
+	secure bool
+}
+
+func (t tokenCredentials) GetRequestMetadata(ctx context.Context, _ ...string) (map[string]string, error) {
+	tok, err := t.source(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("client: token: %w", err)
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
+}
+
+func (t tokenCredentials) RequireTransportSecurity() bool { return t.secure }

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/careteam/careteam/client"
+	"github.com/careteam/careteam/client/devtoken"
+)
+
+// Exit codes, so scripts can tell outcomes apart.
+const (
+	exitOK           = 0
+	exitError        = 1 // any other error
+	exitUsage        = 2 // bad command line
+	exitInvalid      = 3 // the server refused the input (INVALID_ARGUMENT)
+	exitNotFound     = 4
+	exitExists       = 5 // ALREADY_EXISTS
+	exitPrecondition = 6 // FAILED_PRECONDITION: a rule or state refused it
+	exitDenied       = 7 // PERMISSION_DENIED or UNAUTHENTICATED
+	exitConflict     = 8 // ABORTED: stale etag or concurrent change
+	exitUnavailable  = 9 // UNAVAILABLE or DEADLINE_EXCEEDED
+)
+
+// env is what a command runs with.
+type env struct {
+	ctx    context.Context
+	out    io.Writer
+	format string
+	dial   func() (*client.Client, error)
+}
+
+// action runs a command and returns what to print (nil prints nothing).
+type action func(e *env, args []string) (proto.Message, error)
+
+// command is one CLI command: its words, a summary, and the function that
+// declares its flags and returns its action.
+type command struct {
+	path    string
+	args    string
+	summary string
+	setup   func(fs *flag.FlagSet) action
+}
+
+var commands []command
+
+func register(cs ...command) { commands = append(commands, cs...) }
+
+type usageError struct{ msg string }
+
+func (u usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	global := flag.NewFlagSet("careteam", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	addr := global.String("addr", envOr(getenv, "CARETEAM_ADDR", "127.0.0.1:50051"), "careteamd address (CARETEAM_ADDR)")
+	token := global.String("token", getenv("CARETEAM_TOKEN"), "bearer token (CARETEAM_TOKEN)")
+	as := global.String("as", getenv("CARETEAM_AS"), "dev mode: mint a token for this subject from the data directory's dev key (CARETEAM_AS)")
+	dataDir := global.String("data-dir", getenv("CARETEAM_DATA_DIR"), "careteamd's data directory, for dev tokens (CARETEAM_DATA_DIR; default as careteamd's)")
+	output := global.String("o", "text", "output: text or json")
+	timeout := global.Duration("timeout", 30*time.Second, "deadline of each call")
+	if err := global.Parse(args); err != nil || global.NArg() == 0 {
+		printUsage(stderr, global)
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *output != "text" && *output != "json" {
+		fmt.Fprintln(stderr, "careteam: -o must be text or json")
+		return exitUsage
+	}
+	cmd, rest := findCommand(global.Args())
+	if cmd == nil {
+		fmt.Fprintf(stderr, "careteam: unknown command %q\n\n", strings.Join(global.Args(), " "))
+		printUsage(stderr, global)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("careteam "+cmd.path, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	act := cmd.setup(fs)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: careteam %s [flags] %s\n\n%s\n\n", cmd.path, cmd.args, cmd.summary)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 && cmd.args == "" {
+		fmt.Fprintf(stderr, "careteam %s: unexpected arguments %q\n", cmd.path, fs.Args())
+		return exitUsage
+	}
+	var conn *client.Client
+	e := &env{ctx: ctx, out: stdout, format: *output, dial: func() (*client.Client, error) {
+		if conn != nil {
+			return conn, nil
+		}
+		tok, err := resolveToken(*token, *as, *dataDir)
+		if err != nil {
+			return nil, err
+		}
+		opts := []client.Option{client.WithPlaintext(), client.WithTimeout(*timeout)}
+		if tok != "" {
+			opts = append(opts, client.WithToken(client.StaticToken(tok)))
+		}
+		conn, err = client.Dial(*addr, opts...)
+		return conn, err
+	}}
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	msg, err := act(e, fs.Args())
+	if err == nil && msg != nil {
+		err = printMessage(e, msg)
+	}
+	if err != nil {
+		return reportError(stderr, cmd.path, err)
+	}
+	return exitOK
+}
+
+func envOr(getenv func(string) string, key, def string) string {
+	if v := getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+// resolveToken returns the explicit token, or mints a dev token for --as.
+func resolveToken(token, as, dataDir string) (string, error) {
+	if token != "" || as == "" {
+		return token, nil
+	}
+	if dataDir == "" {
+		d, err := devtoken.DefaultDataDir()
+		if err != nil {
+			return "", err
+		}
+		dataDir = d
+	}
+	return devtoken.Mint(dataDir, as, time.Hour)
+}
+
+// findCommand matches the longest command path at the start of words.
+func findCommand(words []string) (*command, []string) {
+	var best *command
+	n := 0
+	for i := range commands {
+		parts := strings.Fields(commands[i].path)
+		if len(parts) > len(words) || len(parts) <= n {
+			continue
+		}
+		match := true
+		for j, p := range parts {
+			if words[j] != p {
+				match = false
+				break
+			}
+		}
+		if match {
+			best, n = &commands[i], len(parts)
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return best, words[n:]
+}
+
+func printUsage(w io.Writer, global *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: careteam [global flags] COMMAND [flags]\n\nGlobal flags:\n")
+	global.SetOutput(w)
+	global.PrintDefaults()
+	fmt.Fprintf(w, "\nCommands:\n")
+	sorted := append([]command(nil), commands...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].path < sorted[j].path })
+	for _, c := range sorted {
+		fmt.Fprintf(w, "  %-28s %s\n", c.path, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun 'careteam COMMAND -h' for a command's flags.\n")
+}
+
+// reportError prints an error readably, with the status details that tell
+// the user what to fix, and returns the exit code.
+func reportError(w io.Writer, cmd string, err error) int {
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintf(w, "careteam %s: %s\n", cmd, u.msg)
+		return exitUsage
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		fmt.Fprintf(w, "careteam %s: %v\n", cmd, err)
+		return exitError
+	}
+	// Violations listed in the details say it better than the message.
+	msg := st.Message()
+	for _, d := range st.Details() {
+		switch d.(type) {
+		case *errdetails.BadRequest:
+			msg = "invalid request"
+		case *errdetails.PreconditionFailure:
+			msg = "failed precondition"
+		}
+	}
+	fmt.Fprintf(w, "careteam %s: %s: %s\n", cmd, st.Code(), msg)
+	for _, d := range st.Details() {
+		switch d := d.(type) {
+		case *errdetails.BadRequest:
+			for _, v := range d.GetFieldViolations() {
+				fmt.Fprintf(w, "  field %s: %s\n", v.GetField(), v.GetDescription())
+			}
+		case *errdetails.PreconditionFailure:
+			for _, v := range d.GetViolations() {
+				fmt.Fprintf(w, "  %s (%s): %s\n", v.GetType(), v.GetSubject(), v.GetDescription())
+			}
+		}
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.OutOfRange:
+		return exitInvalid
+	case codes.NotFound:
+		return exitNotFound
+	case codes.AlreadyExists:
+		return exitExists
+	case codes.FailedPrecondition:
+		return exitPrecondition
+	case codes.PermissionDenied, codes.Unauthenticated:
+		return exitDenied
+	case codes.Aborted:
+		return exitConflict
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return exitUnavailable
+	}
+	return exitError
+}

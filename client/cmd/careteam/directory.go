@@ -1,0 +1,257 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	"github.com/careteam/careteam/client/devtoken"
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+)
+
+func init() {
+	register(
+		command{path: "dev token", summary: "mint a development token from careteamd's dev key (local use only)", setup: devToken},
+		command{path: "org create", summary: "create an organization (bootstrap admin)", setup: orgCreate},
+		command{path: "org get", args: "organizations/ID", summary: "show an organization", setup: orgGet},
+		command{path: "org list", summary: "list organizations", setup: orgList},
+		command{path: "practitioner create", summary: "add a practitioner to an organization (its admin)", setup: practitionerCreate},
+		command{path: "practitioner get", args: "practitioners/ID", summary: "show a practitioner", setup: practitionerGet},
+		command{path: "practitioner list", summary: "list practitioners", setup: practitionerList},
+		command{path: "practitioner update", args: "practitioners/ID", summary: "change a practitioner (its organization's admin)", setup: practitionerUpdate},
+	)
+}
+
+func devToken(fs *flag.FlagSet) action {
+	subject := fs.String("subject", "", "token subject (required)")
+	dataDir := fs.String("data-dir", "", "careteamd's data directory (default as careteamd's)")
+	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime")
+	return func(e *env, _ []string) (proto.Message, error) {
+		if *subject == "" {
+			return nil, usagef("--subject is required")
+		}
+		dir := *dataDir
+		if dir == "" {
+			d, err := devtoken.DefaultDataDir()
+			if err != nil {
+				return nil, err
+			}
+			dir = d
+		}
+		tok, err := devtoken.Mint(dir, *subject, *ttl)
+		if err != nil {
+			return nil, err
+		}
+		_, err = fmt.Fprintln(e.out, tok)
+		return nil, err
+	}
+}
+
+func orgCreate(fs *flag.FlagSet) action {
+	name := fs.String("name", "", "display name (required)")
+	kind := fs.String("kind", "", "physician-practice or massage-practice (required)")
+	var ids stringList
+	fs.Var(&ids, "identifier", "identifier as system|value (repeatable)")
+	return func(e *env, _ []string) (proto.Message, error) {
+		k, err := enumValue[pb.OrganizationKind]("kind", *kind)
+		if err != nil {
+			return nil, err
+		}
+		idents, err := identifiers(ids)
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.CreateOrganization(e.ctx, &pb.CreateOrganizationRequest{
+			Organization: &pb.Organization{DisplayName: *name, Kind: k, Identifiers: idents},
+		})
+		return resp.GetOrganization(), err
+	}
+}
+
+func orgGet(fs *flag.FlagSet) action {
+	return func(e *env, args []string) (proto.Message, error) {
+		name, err := oneArg(args, "organizations/ID")
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.GetOrganization(e.ctx, &pb.GetOrganizationRequest{Name: name})
+		return resp.GetOrganization(), err
+	}
+}
+
+func orgList(fs *flag.FlagSet) action {
+	kind := fs.String("kind", "", "only this kind")
+	size := fs.Int("page-size", 0, "results per page")
+	token := fs.String("page-token", "", "page token from a previous page")
+	return func(e *env, _ []string) (proto.Message, error) {
+		k, err := enumValue[pb.OrganizationKind]("kind", *kind)
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		return c.Directory.ListOrganizations(e.ctx, &pb.ListOrganizationsRequest{Kind: k, PageSize: int32(*size), PageToken: *token})
+	}
+}
+
+// practitionerFlags declares the flags that describe a practitioner.
+type practitionerFlags struct {
+	name, licenceNumber, licenceJurisdiction, licenceExpires *string
+	ids, specialties                                         stringList
+}
+
+func declarePractitioner(fs *flag.FlagSet) *practitionerFlags {
+	p := &practitionerFlags{
+		name:                fs.String("name", "", "display name"),
+		licenceNumber:       fs.String("licence-number", "", "licence number"),
+		licenceJurisdiction: fs.String("licence-jurisdiction", "", "licence jurisdiction, such as US-WA"),
+		licenceExpires:      fs.String("licence-expires", "", "last day of the licence, YYYY-MM-DD"),
+	}
+	fs.Var(&p.ids, "identifier", "identifier as system|value, such as an NPI (repeatable)")
+	fs.Var(&p.specialties, "specialty", "arthritis, fibromyalgia, orthopedic, sports, prenatal, oncology (repeatable)")
+	return p
+}
+
+func (p *practitionerFlags) proto() (*pb.Practitioner, error) {
+	idents, err := identifiers(p.ids)
+	if err != nil {
+		return nil, err
+	}
+	specs, err := enumValues[pb.Specialty]("specialty", p.specialties)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.Practitioner{DisplayName: *p.name, Identifiers: idents, Specialties: specs}
+	if *p.licenceNumber != "" || *p.licenceJurisdiction != "" || *p.licenceExpires != "" {
+		out.Licence = &pb.Licence{Number: *p.licenceNumber, Jurisdiction: *p.licenceJurisdiction, ExpireDate: *p.licenceExpires}
+	}
+	return out, nil
+}
+
+func practitionerCreate(fs *flag.FlagSet) action {
+	pf := declarePractitioner(fs)
+	org := fs.String("org", "", "organization, organizations/ID (required)")
+	role := fs.String("role", "", "physician, massage-therapist, coordinator, admin or auditor (required)")
+	subject := fs.String("subject", "", "the subject of their tokens (required)")
+	return func(e *env, _ []string) (proto.Message, error) {
+		pr, err := pf.proto()
+		if err != nil {
+			return nil, err
+		}
+		if pr.Role, err = enumValue[pb.Role]("role", *role); err != nil {
+			return nil, err
+		}
+		pr.Organization, pr.Subject = *org, *subject
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.CreatePractitioner(e.ctx, &pb.CreatePractitionerRequest{Practitioner: pr})
+		return resp.GetPractitioner(), err
+	}
+}
+
+func practitionerGet(fs *flag.FlagSet) action {
+	return func(e *env, args []string) (proto.Message, error) {
+		name, err := oneArg(args, "practitioners/ID")
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.GetPractitioner(e.ctx, &pb.GetPractitionerRequest{Name: name})
+		return resp.GetPractitioner(), err
+	}
+}
+
+func practitionerList(fs *flag.FlagSet) action {
+	role := fs.String("role", "", "only this role")
+	org := fs.String("org", "", "only this organization")
+	specialty := fs.String("specialty", "", "only holders of this specialty")
+	active := fs.Bool("active-licence", false, "only practitioners whose licence is valid today")
+	size := fs.Int("page-size", 0, "results per page")
+	token := fs.String("page-token", "", "page token from a previous page")
+	return func(e *env, _ []string) (proto.Message, error) {
+		r, err := enumValue[pb.Role]("role", *role)
+		if err != nil {
+			return nil, err
+		}
+		s, err := enumValue[pb.Specialty]("specialty", *specialty)
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		return c.Directory.ListPractitioners(e.ctx, &pb.ListPractitionersRequest{
+			Role: r, Organization: *org, Specialty: s, ActiveLicence: *active, PageSize: int32(*size), PageToken: *token,
+		})
+	}
+}
+
+func practitionerUpdate(fs *flag.FlagSet) action {
+	pf := declarePractitioner(fs)
+	active := fs.String("active", "", "true or false")
+	etag := fs.String("etag", "", "the etag you read, to refuse the update if it changed since")
+	return func(e *env, args []string) (proto.Message, error) {
+		name, err := oneArg(args, "practitioners/ID")
+		if err != nil {
+			return nil, err
+		}
+		pr, err := pf.proto()
+		if err != nil {
+			return nil, err
+		}
+		pr.Name, pr.Etag = name, *etag
+		var paths []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "name":
+				paths = append(paths, "display_name")
+			case "identifier":
+				paths = append(paths, "identifiers")
+			case "specialty":
+				paths = append(paths, "specialties")
+			case "licence-number", "licence-jurisdiction", "licence-expires":
+				if len(paths) == 0 || paths[len(paths)-1] != "licence" {
+					paths = append(paths, "licence")
+				}
+			case "active":
+				paths = append(paths, "active")
+			}
+		})
+		if len(paths) == 0 {
+			return nil, usagef("nothing to update")
+		}
+		if *active != "" {
+			if pr.Active, err = strconv.ParseBool(*active); err != nil {
+				return nil, usagef("--active: want true or false")
+			}
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.UpdatePractitioner(e.ctx, &pb.UpdatePractitionerRequest{
+			Practitioner: pr, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
+		})
+		return resp.GetPractitioner(), err
+	}
+}

@@ -1,0 +1,217 @@
+// Command careteamd is the careteam gRPC server. Run without a database URL
+// it starts its own PostgreSQL in its data directory; without an identity
+// provider it makes a development signing key (local use only).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/server/internal/api"
+	"github.com/careteam/careteam/server/internal/auth"
+	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/clock"
+	"github.com/careteam/careteam/server/internal/config"
+	"github.com/careteam/careteam/server/internal/pgembed"
+	"github.com/careteam/careteam/server/internal/store/postgres"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := realMain(ctx); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "careteamd:", err)
+		os.Exit(1)
+	}
+}
+
+func realMain(ctx context.Context) error {
+	defaultDataDir, err := devtoken.DefaultDataDir()
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Parse(os.Args[1:], os.Getenv, defaultDataDir, os.Stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+
+	databaseURL := cfg.DatabaseURL
+	if cfg.Embedded() {
+		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		pg, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log})
+		if err != nil {
+			return fmt.Errorf("pgembed.Start: %w", err)
+		}
+		defer func() {
+			if err := pg.Stop(context.WithoutCancel(ctx)); err != nil {
+				log.Error("stopping PostgreSQL", "error", err.Error())
+			}
+		}()
+		databaseURL = pg.ConnString()
+	}
+
+	pool, err := newPool(ctx, cfg, databaseURL)
+	if err != nil {
+		return fmt.Errorf("newPool: %w", err)
+	}
+	defer pool.Close()
+
+	verifier, err := newVerifier(cfg, log)
+	if err != nil {
+		return fmt.Errorf("newVerifier: %w", err)
+	}
+
+	healthSrv := health.NewServer()
+	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	service := careteam.NewService(postgres.New(pool, log), clock.System{}, careteam.Config{
+		BootstrapAdmin: cfg.BootstrapAdmin,
+		AckWindow:      cfg.AckWindow,
+	})
+	srv, err := api.NewServer(api.Config{Service: service, Verifier: verifier, Health: healthSrv, Log: log})
+	if err != nil {
+		return fmt.Errorf("api.NewServer: %w", err)
+	}
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	log.Info("listening", "address", lis.Addr().String(), "embedded_database", cfg.Embedded(), "dev_mode", cfg.DevMode())
+
+	// Health says NOT_SERVING until the schema is current.
+	version, err := postgres.Migrate(ctx, pool, log)
+	if err != nil {
+		srv.Stop()
+		return fmt.Errorf("postgres.Migrate: %w", err)
+	}
+	log.Info("schema ready", "version", version)
+	go watchDatabase(ctx, pool, healthSrv, log)
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	healthSrv.Shutdown()
+	drained := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(cfg.ShutdownTimeout):
+		log.Warn("shutdown timeout: cutting remaining calls")
+		srv.Stop()
+	}
+	return nil
+}
+
+func newLogger(cfg *config.Config) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+}
+
+func newPool(ctx context.Context, cfg *config.Config, url string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The URL may hold a password: say only that it is malformed.
+		return nil, errors.New("the database URL is malformed")
+	}
+	pc.MaxConns = int32(cfg.DBMaxConns)
+	pc.MinConns = int32(cfg.DBMinConns)
+	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// newVerifier trusts the configured identity provider, or in dev mode a key
+// of careteamd's own, made in its data directory.
+func newVerifier(cfg *config.Config, log *slog.Logger) (*auth.Verifier, error) {
+	var keys auth.KeySet
+	switch {
+	case cfg.JWKSURL != "":
+		keys = auth.NewRemoteKeySet(cfg.JWKSURL, nil, 0)
+	case cfg.JWKSFile != "":
+		fks, err := auth.NewFileKeySet(cfg.JWKSFile)
+		if err != nil {
+			return nil, err
+		}
+		keys = fks
+	default:
+		_, jwks, err := devtoken.EnsureKey(devtoken.KeyDir(cfg.DataDir))
+		if err != nil {
+			return nil, err
+		}
+		fks, err := auth.NewFileKeySet(jwks)
+		if err != nil {
+			return nil, err
+		}
+		keys = fks
+		log.Warn("DEV MODE: trusting a signing key made in the data directory; mint tokens with `careteam dev token`. For local use only.",
+			"issuer", cfg.JWTIssuer, "bootstrap_admin", cfg.BootstrapAdmin)
+	}
+	return auth.NewVerifier(auth.VerifierConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Keys: keys, Clock: clock.System{}.Now})
+}
+
+// watchDatabase keeps the health status in step with the database: SERVING
+// while it answers, NOT_SERVING while it does not.
+func watchDatabase(ctx context.Context, pool *pgxpool.Pool, h *health.Server, log *slog.Logger) {
+	serving := false
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := pool.Ping(pctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil && !serving:
+			h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			log.Info("health: serving")
+			serving = true
+		case err != nil && serving:
+			h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+			log.Warn("health: database unreachable", "error", err.Error())
+			serving = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package api
+
+import (
+	"context"
+
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+type directoryServer struct {
+	pb.UnimplementedDirectoryServiceServer
+	svc *careteam.Service
+}
+
+func identifiersFromProto(ids []*pb.Identifier) []careteam.Identifier {
+	out := make([]careteam.Identifier, len(ids))
+	for i, id := range ids {
+		out[i] = careteam.Identifier{System: id.GetSystem(), Value: id.GetValue()}
+	}
+	return out
+}
+
+func identifiersToProto(ids []careteam.Identifier) []*pb.Identifier {
+	out := make([]*pb.Identifier, len(ids))
+	for i, id := range ids {
+		out[i] = &pb.Identifier{System: id.System, Value: id.Value}
+	}
+	return out
+}
+
+func organizationToProto(o *careteam.Organization) *pb.Organization {
+	return &pb.Organization{
+		Name:        careteam.Organizations.Name(o.ID),
+		DisplayName: o.DisplayName,
+		Kind:        enumFromDomain[pb.OrganizationKind](o.Kind),
+		Identifiers: identifiersToProto(o.Identifiers),
+		CreateTime:  timestamp(o.CreateTime),
+		UpdateTime:  timestamp(o.UpdateTime),
+		Etag:        careteam.Etag(o.Version),
+	}
+}
+
+func (s *directoryServer) CreateOrganization(ctx context.Context, req *pb.CreateOrganizationRequest) (*pb.CreateOrganizationResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := req.GetOrganization()
+	o, err := s.svc.CreateOrganization(ctx, p, careteam.Organization{
+		DisplayName: in.GetDisplayName(),
+		Kind:        enumToDomain[careteam.OrganizationKind](in.GetKind()),
+		Identifiers: identifiersFromProto(in.GetIdentifiers()),
+	}, idempotency(req.GetRequestId(), req))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreateOrganizationResponse{Organization: organizationToProto(o)}, nil
+}
+
+func (s *directoryServer) GetOrganization(ctx context.Context, req *pb.GetOrganizationRequest) (*pb.GetOrganizationResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseName(careteam.Organizations, "name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	o, err := s.svc.GetOrganization(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetOrganizationResponse{Organization: organizationToProto(o)}, nil
+}
+
+func (s *directoryServer) ListOrganizations(ctx context.Context, req *pb.ListOrganizationsRequest) (*pb.ListOrganizationsResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	rows, next, err := s.svc.ListOrganizations(ctx, p, careteam.OrganizationFilter{
+		Kind: enumToDomain[careteam.OrganizationKind](req.GetKind()),
+	}, page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.ListOrganizationsResponse{NextPageToken: encodePage(req, next)}
+	for _, o := range rows {
+		resp.Organizations = append(resp.Organizations, organizationToProto(o))
+	}
+	return resp, nil
+}
+
+func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {
+	org, err := parseOptionalName(careteam.Organizations, "practitioner.organization", in.GetOrganization())
+	if err != nil {
+		return careteam.Practitioner{}, err
+	}
+	pr := careteam.Practitioner{
+		OrganizationID: org,
+		DisplayName:    in.GetDisplayName(),
+		Role:           enumToDomain[careteam.Role](in.GetRole()),
+		Subject:        in.GetSubject(),
+		Identifiers:    identifiersFromProto(in.GetIdentifiers()),
+		Specialties:    enumsToDomain[careteam.Specialty](in.GetSpecialties()),
+		Active:         in.GetActive(),
+	}
+	if l := in.GetLicence(); l != nil {
+		expire, err := parseDate("practitioner.licence.expire_date", l.GetExpireDate())
+		if err != nil {
+			return careteam.Practitioner{}, err
+		}
+		pr.Licence = &careteam.Licence{Number: l.GetNumber(), Jurisdiction: l.GetJurisdiction(), ExpireDate: expire}
+	}
+	return pr, nil
+}
+
+func practitionerToProto(p *careteam.Practitioner) *pb.Practitioner {
+	out := &pb.Practitioner{
+		Name:         careteam.Practitioners.Name(p.ID),
+		DisplayName:  p.DisplayName,
+		Role:         enumFromDomain[pb.Role](p.Role),
+		Organization: careteam.Organizations.Name(p.OrganizationID),
+		Subject:      p.Subject,
+		Identifiers:  identifiersToProto(p.Identifiers),
+		Specialties:  enumsFromDomain[pb.Specialty](p.Specialties),
+		Active:       p.Active,
+		CreateTime:   timestamp(p.CreateTime),
+		UpdateTime:   timestamp(p.UpdateTime),
+		Etag:         careteam.Etag(p.Version),
+	}
+	if l := p.Licence; l != nil {
+		out.Licence = &pb.Licence{Number: l.Number, Jurisdiction: l.Jurisdiction, ExpireDate: formatDate(l.ExpireDate)}
+	}
+	return out
+}
+
+func (s *directoryServer) CreatePractitioner(ctx context.Context, req *pb.CreatePractitionerRequest) (*pb.CreatePractitionerResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in, err := practitionerFromProto(req.GetPractitioner())
+	if err != nil {
+		return nil, err
+	}
+	pr, err := s.svc.CreatePractitioner(ctx, p, in, idempotency(req.GetRequestId(), req))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.CreatePractitionerResponse{Practitioner: practitionerToProto(pr)}, nil
+}
+
+func (s *directoryServer) GetPractitioner(ctx context.Context, req *pb.GetPractitionerRequest) (*pb.GetPractitionerResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseName(careteam.Practitioners, "name", req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	pr, err := s.svc.GetPractitioner(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetPractitionerResponse{Practitioner: practitionerToProto(pr)}, nil
+}
+
+func (s *directoryServer) ListPractitioners(ctx context.Context, req *pb.ListPractitionersRequest) (*pb.ListPractitionersResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	org, err := parseOptionalName(careteam.Organizations, "organization", req.GetOrganization())
+	if err != nil {
+		return nil, err
+	}
+	rows, next, err := s.svc.ListPractitioners(ctx, p, careteam.PractitionerFilter{
+		Role:           enumToDomain[careteam.Role](req.GetRole()),
+		OrganizationID: org,
+		Specialty:      enumToDomain[careteam.Specialty](req.GetSpecialty()),
+	}, req.GetActiveLicence(), page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.ListPractitionersResponse{NextPageToken: encodePage(req, next)}
+	for _, pr := range rows {
+		resp.Practitioners = append(resp.Practitioners, practitionerToProto(pr))
+	}
+	return resp, nil
+}
+
+func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.UpdatePractitionerRequest) (*pb.UpdatePractitionerResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseName(careteam.Practitioners, "practitioner.name", req.GetPractitioner().GetName())
+	if err != nil {
+		return nil, err
+	}
+	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "identifiers", "licence", "specialties", "active")
+	if err != nil {
+		return nil, err
+	}
+	in, err := practitionerFromProto(req.GetPractitioner())
+	if err != nil {
+		return nil, err
+	}
+	in.ID = id
+	pr, err := s.svc.UpdatePractitioner(ctx, p, in, careteam.PractitionerUpdate{
+		DisplayName: paths["display_name"],
+		Identifiers: paths["identifiers"],
+		Licence:     paths["licence"],
+		Specialties: paths["specialties"],
+		Active:      paths["active"],
+	}, req.GetPractitioner().GetEtag(), idempotency(req.GetRequestId(), req))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.UpdatePractitionerResponse{Practitioner: practitionerToProto(pr)}, nil
+}

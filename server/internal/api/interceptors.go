@@ -1,0 +1,238 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"buf.build/go/protovalidate"
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/careteam/careteam/server/internal/auth"
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+// RequestIDHeader carries a caller's request id (echoed back, and generated
+// when absent) so that a call can be found in the logs.
+const RequestIDHeader = "x-request-id"
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	principalKey
+)
+
+// RequestID returns the request id of the call in ctx.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// principalFrom returns the authenticated caller. Every careteam method
+// runs behind authentication, so a missing principal is a wiring bug and
+// refused as unauthenticated rather than served anonymously.
+func principalFrom(ctx context.Context) (careteam.Principal, error) {
+	p, ok := ctx.Value(principalKey).(careteam.Principal)
+	if !ok {
+		return careteam.Principal{}, careteam.ErrUnauthenticated
+	}
+	return p, nil
+}
+
+// TokenVerifier proves who a bearer token belongs to.
+type TokenVerifier interface {
+	Verify(ctx context.Context, raw string) (auth.Identity, error)
+}
+
+// interceptors holds what the call pipeline needs: observe (request id,
+// status mapping, one log line) -> recover -> authenticate -> validate ->
+// handler.
+type interceptors struct {
+	log       *slog.Logger
+	verifier  TokenVerifier
+	service   *careteam.Service
+	validator protovalidate.Validator
+}
+
+var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// public lists the services callable without a token: they carry no
+// patient data.
+func public(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.health.v1.") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}
+
+func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, done := in.observe(ctx, info.FullMethod)
+	resp, err := in.guard(ctx, info.FullMethod, func(ctx context.Context) (any, error) {
+		if err := in.validate(req); err != nil {
+			return nil, err
+		}
+		return handler(ctx, req)
+	})
+	return resp, done(err)
+}
+
+func (in *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, done := in.observe(ss.Context(), info.FullMethod)
+	_, err := in.guard(ctx, info.FullMethod, func(ctx context.Context) (any, error) {
+		return nil, handler(srv, &serverStream{ServerStream: ss, ctx: ctx, in: in})
+	})
+	return done(err)
+}
+
+// observe gives the call its request id and returns the function that ends
+// it: map the error to a status (the one place that does), log one line.
+func (in *interceptors) observe(ctx context.Context, method string) (context.Context, func(error) error) {
+	start := time.Now()
+	id := ""
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(RequestIDHeader); len(v) > 0 && requestIDPattern.MatchString(v[0]) {
+			id = v[0]
+		}
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	ctx = context.WithValue(ctx, requestIDKey, id)
+	// The header is informational; a failure to send it must not fail the
+	// call.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+	return ctx, func(err error) error {
+		attrs := []slog.Attr{
+			slog.String("method", method),
+			slog.String("request_id", id),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if p, ok := ctx.Value(principalKey).(careteam.Principal); ok {
+			attrs = append(attrs, slog.String("principal", principalLogName(p)))
+		}
+		if pr, ok := peer.FromContext(ctx); ok {
+			attrs = append(attrs, slog.String("peer", pr.Addr.String()))
+		}
+		var st *status.Status
+		if err != nil {
+			var internal bool
+			st, internal = toStatus(err)
+			if internal {
+				// Domain and store errors carry ids only; this is the one
+				// place the cause of an internal error is recorded.
+				attrs = append(attrs, slog.String("cause", err.Error()))
+			}
+		}
+		code := st.Code()
+		attrs = append(attrs, slog.String("code", code.String()))
+		level := slog.LevelInfo
+		switch code {
+		case codes.Internal, codes.Unknown, codes.DataLoss:
+			level = slog.LevelError
+		case codes.Unavailable, codes.DeadlineExceeded:
+			level = slog.LevelWarn
+		}
+		in.log.LogAttrs(ctx, level, "rpc", attrs...)
+		return st.Err()
+	}
+}
+
+func principalLogName(p careteam.Principal) string {
+	if p.Bootstrap {
+		return "bootstrap-admin"
+	}
+	return p.Name()
+}
+
+// guard recovers a panic into INTERNAL and authenticates the caller before
+// running next.
+func (in *interceptors) guard(ctx context.Context, method string, next func(context.Context) (any, error)) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			in.log.ErrorContext(ctx, "panic", "method", method, "request_id", RequestID(ctx),
+				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+			resp, err = nil, status.Error(codes.Internal, "internal error")
+		}
+	}()
+	if !public(method) {
+		if ctx, err = in.authenticate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return next(ctx)
+}
+
+// authenticate verifies the bearer token and maps its subject to a
+// principal from the directory.
+func (in *interceptors) authenticate(ctx context.Context) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) != 1 {
+		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+	}
+	raw, ok := strings.CutPrefix(values[0], "Bearer ")
+	if !ok {
+		return nil, status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
+	}
+	id, err := in.verifier.Verify(ctx, strings.TrimSpace(raw))
+	if errors.Is(err, auth.ErrUnauthenticated) {
+		return nil, status.Error(codes.Unauthenticated, "invalid token")
+	}
+	if err != nil {
+		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
+		return nil, status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
+	}
+	p, err := in.service.Authenticate(ctx, id.Subject)
+	if err != nil {
+		return nil, err
+	}
+	return context.WithValue(ctx, principalKey, p), nil
+}
+
+// validate applies the request's protovalidate rules and reports every bad
+// field.
+func (in *interceptors) validate(req any) error {
+	msg, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	err := in.validator.Validate(msg)
+	var verr *protovalidate.ValidationError
+	if errors.As(err, &verr) {
+		inv := &careteam.InvalidError{}
+		for _, v := range verr.Violations {
+			inv.Violations = append(inv.Violations, careteam.FieldViolation{
+				Field:       protovalidate.FieldPathString(v.Proto.GetField()),
+				Description: v.Proto.GetMessage(),
+			})
+		}
+		return inv
+	}
+	return err
+}
+
+// serverStream gives a stream handler the call's context and validates
+// each message it receives.
+type serverStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	in  *interceptors
+}
+
+func (s *serverStream) Context() context.Context { return s.ctx }
+
+func (s *serverStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	return s.in.validate(m)
+}

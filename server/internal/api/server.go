@@ -1,0 +1,49 @@
+// Package api is careteam's gRPC surface: handlers that turn requests into
+// domain calls and results back into protos, behind one pipeline that gives
+// every call a request id, a principal, validated input and a mapped status.
+package api
+
+import (
+	"fmt"
+	"log/slog"
+
+	"buf.build/go/protovalidate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+// Config is what the API needs.
+type Config struct {
+	Service  *careteam.Service
+	Verifier TokenVerifier
+	Health   *health.Server
+	Log      *slog.Logger
+}
+
+// NewServer returns a gRPC server with every careteam service, health and
+// reflection registered. Services not built yet answer UNIMPLEMENTED.
+func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("request validator: %w", err)
+	}
+	in := &interceptors{log: cfg.Log, verifier: cfg.Verifier, service: cfg.Service, validator: validator}
+	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream))
+	srv := grpc.NewServer(opts...)
+	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})
+	pb.RegisterPatientServiceServer(srv, &patientServer{svc: cfg.Service})
+	pb.RegisterReferralServiceServer(srv, &pb.UnimplementedReferralServiceServer{})
+	pb.RegisterClinicalServiceServer(srv, &pb.UnimplementedClinicalServiceServer{})
+	pb.RegisterSessionServiceServer(srv, &pb.UnimplementedSessionServiceServer{})
+	pb.RegisterEventServiceServer(srv, &pb.UnimplementedEventServiceServer{})
+	pb.RegisterAuditServiceServer(srv, &pb.UnimplementedAuditServiceServer{})
+	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})
+	healthpb.RegisterHealthServer(srv, cfg.Health)
+	reflection.Register(srv)
+	return srv, nil
+}

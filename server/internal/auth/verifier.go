@@ -1,0 +1,139 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// maxTokenBytes bounds the base64 and JSON decoding an unauthenticated caller
+// can make us do before any signature is checked. Real tokens are well under
+// 2 KiB.
+const maxTokenBytes = 8 << 10
+
+// DefaultLeeway absorbs clock skew between the issuer and this server.
+const DefaultLeeway = 30 * time.Second
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// Issuer must equal the token's "iss" exactly.
+	Issuer string
+	// Audience must be one of the token's "aud" values, so that a token
+	// issued for another service sharing the same provider is refused.
+	Audience string
+	// Keys holds the issuer's public keys.
+	Keys KeySet
+	// Clock returns the current time; nil means time.Now.
+	Clock func() time.Time
+	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat"; zero
+	// means DefaultLeeway.
+	Leeway time.Duration
+}
+
+// Verifier checks bearer tokens from a single issuer for a single audience.
+// It is safe for concurrent use.
+type Verifier struct {
+	issuer   string
+	audience string
+	keys     KeySet
+	clock    func() time.Time
+	leeway   time.Duration
+}
+
+// NewVerifier returns a Verifier for cfg. Issuer, Audience and Keys are
+// required: an empty issuer or audience would silently disable that check.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	switch {
+	case cfg.Issuer == "":
+		return nil, errors.New("auth: verifier needs an issuer")
+	case cfg.Audience == "":
+		return nil, errors.New("auth: verifier needs an audience")
+	case cfg.Keys == nil:
+		return nil, errors.New("auth: verifier needs a key set")
+	case cfg.Leeway < 0:
+		return nil, errors.New("auth: leeway must not be negative")
+	}
+	v := &Verifier{
+		issuer:   cfg.Issuer,
+		audience: cfg.Audience,
+		keys:     cfg.Keys,
+		clock:    cfg.Clock,
+		leeway:   cfg.Leeway,
+	}
+	if v.clock == nil {
+		v.clock = time.Now
+	}
+	if v.leeway == 0 {
+		v.leeway = DefaultLeeway
+	}
+	return v, nil
+}
+
+// Verify checks raw (a compact JWS, without the "Bearer " prefix) and returns
+// the identity it proves. Errors that wrap ErrUnauthenticated mean the token
+// was refused; any other error means the key set could not be consulted.
+func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
+	if len(raw) > maxTokenBytes {
+		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, maxTokenBytes)
+	}
+	tok, err := jwt.ParseSigned(raw, allowedAlgorithms)
+	if err != nil {
+		// The parser's own message may quote decoded header bytes; a fixed
+		// message keeps attacker-chosen content out of logs.
+		if errors.As(err, new(*jose.ErrUnexpectedSignatureAlgorithm)) {
+			return Identity{}, fmt.Errorf("%w: signature algorithm not allowed", ErrUnauthenticated)
+		}
+		return Identity{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+	}
+	// ParseSigned accepts only the compact form, which has exactly one
+	// signature and so exactly one header.
+	header := tok.Headers[0]
+	alg := jose.SignatureAlgorithm(header.Algorithm)
+
+	keys, err := v.keys.Keys(ctx, header.KeyID)
+	if err != nil {
+		return Identity{}, fmt.Errorf("auth: key set unavailable: %w", err)
+	}
+	var claims jwt.Claims
+	verified := false
+	for _, k := range keys {
+		pub, ok := verificationKey(k, alg)
+		if !ok {
+			continue
+		}
+		err := tok.Claims(pub, &claims)
+		if err == nil {
+			verified = true
+			break
+		}
+		if !errors.Is(err, jose.ErrCryptoFailure) {
+			// Not a wrong key but a bad token (critical headers, or claims
+			// that are not valid JSON), so no other key will do better.
+			return Identity{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+		}
+	}
+	if !verified {
+		return Identity{}, fmt.Errorf("%w: signature does not match any trusted key", ErrUnauthenticated)
+	}
+
+	// go-jose treats a missing exp as "never expires"; we want every token to.
+	if claims.Expiry == nil {
+		return Identity{}, fmt.Errorf("%w: token has no expiry", ErrUnauthenticated)
+	}
+	if claims.Subject == "" {
+		return Identity{}, fmt.Errorf("%w: token has no subject", ErrUnauthenticated)
+	}
+	expected := jwt.Expected{
+		Issuer:      v.issuer,
+		AnyAudience: jwt.Audience{v.audience},
+		Time:        v.clock(),
+	}
+	if err := claims.ValidateWithLeeway(expected, v.leeway); err != nil {
+		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	return Identity{Issuer: claims.Issuer, Subject: claims.Subject}, nil
+}

@@ -1,0 +1,303 @@
+package careteam
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// OrganizationKind says what an organization does.
+type OrganizationKind string
+
+// The organization kinds.
+const (
+	PhysicianPractice OrganizationKind = "PHYSICIAN_PRACTICE"
+	MassagePractice   OrganizationKind = "MASSAGE_PRACTICE"
+)
+
+// Identifier is an external identifier (FHIR Identifier).
+type Identifier struct {
+	System string
+	Value  string
+}
+
+// Organization is a physician practice or a massage-therapy practice.
+type Organization struct {
+	ID          uuid.UUID
+	DisplayName string
+	Kind        OrganizationKind
+	Identifiers []Identifier
+	Version     int64
+	CreateTime  time.Time
+	UpdateTime  time.Time
+}
+
+// Specialty is a training a therapist holds and a referral can require.
+type Specialty string
+
+// The specialties.
+const (
+	SpecialtyArthritis    Specialty = "ARTHRITIS"
+	SpecialtyFibromyalgia Specialty = "FIBROMYALGIA"
+	SpecialtyOrthopedic   Specialty = "ORTHOPEDIC"
+	SpecialtySports       Specialty = "SPORTS"
+	SpecialtyPrenatal     Specialty = "PRENATAL"
+	SpecialtyOncology     Specialty = "ONCOLOGY"
+)
+
+// Licence is a licence to practise.
+type Licence struct {
+	Number       string
+	Jurisdiction string
+	// ExpireDate is the last valid day (UTC midnight).
+	ExpireDate time.Time
+}
+
+// ActiveOn reports whether the licence is valid on the day of t.
+func (l *Licence) ActiveOn(t time.Time) bool {
+	return l != nil && !dateOf(t).After(l.ExpireDate)
+}
+
+// Practitioner is a person who calls careteam.
+type Practitioner struct {
+	ID             uuid.UUID
+	OrganizationID uuid.UUID
+	DisplayName    string
+	Role           Role
+	Subject        string
+	Identifiers    []Identifier
+	Licence        *Licence
+	Specialties    []Specialty
+	Active         bool
+	Version        int64
+	CreateTime     time.Time
+	UpdateTime     time.Time
+}
+
+// OrganizationFilter narrows ListOrganizations.
+type OrganizationFilter struct {
+	Kind OrganizationKind
+}
+
+// PractitionerFilter narrows ListPractitioners; zero fields do not filter.
+type PractitionerFilter struct {
+	Role           Role
+	OrganizationID uuid.UUID
+	Specialty      Specialty
+	// LicenceActiveOn keeps practitioners whose licence is valid on that
+	// day, when not zero.
+	LicenceActiveOn time.Time
+}
+
+// PractitionerUpdate names the fields UpdatePractitioner changes.
+type PractitionerUpdate struct {
+	DisplayName, Identifiers, Licence, Specialties, Active bool
+}
+
+// dateOf truncates t to its UTC day.
+func dateOf(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func validateIdentifiers(f *fields, path string, ids []Identifier) {
+	seen := map[Identifier]bool{}
+	for i, id := range ids {
+		if strings.TrimSpace(id.System) == "" || strings.TrimSpace(id.Value) == "" {
+			f.add(fmt.Sprintf("%s[%d]", path, i), "system and value are required")
+		}
+		if seen[id] {
+			f.add(fmt.Sprintf("%s[%d]", path, i), "duplicate identifier")
+		}
+		seen[id] = true
+	}
+}
+
+// CreateOrganization creates an organization. Bootstrap administrator only.
+func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organization, idem Idempotency) (*Organization, error) {
+	if err := authorizeDirectory(p, uuid.Nil); err != nil {
+		return nil, err
+	}
+	var f fields
+	if strings.TrimSpace(o.DisplayName) == "" {
+		f.add("organization.display_name", "required")
+	}
+	if o.Kind == "" {
+		f.add("organization.kind", "required")
+	}
+	validateIdentifiers(&f, "organization.identifiers", o.Identifiers)
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	o.ID, o.Version, o.CreateTime, o.UpdateTime = newID(), 1, now, now
+	return mutate(ctx, s, p, "CreateOrganization", idem,
+		func(tx Tx) (*Organization, uuid.UUID, error) {
+			return &o, o.ID, tx.InsertOrganization(ctx, &o)
+		},
+		func(tx Tx, id uuid.UUID) (*Organization, error) { return tx.GetOrganization(ctx, id) })
+}
+
+// GetOrganization returns an organization. The directory is readable by
+// every authenticated caller: routing needs it and it holds no patient data.
+func (s *Service) GetOrganization(ctx context.Context, p Principal, id uuid.UUID) (*Organization, error) {
+	var o *Organization
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		o, err = tx.GetOrganization(ctx, id)
+		return err
+	})
+	return o, err
+}
+
+// ListOrganizations lists organizations by creation.
+func (s *Service) ListOrganizations(ctx context.Context, p Principal, f OrganizationFilter, page Page) ([]*Organization, uuid.UUID, error) {
+	page = normalizePage(page)
+	var rows []*Organization
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListOrganizations(ctx, f, page)
+		return err
+	})
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	rows, next := trimPage(rows, page, func(o *Organization) uuid.UUID { return o.ID })
+	return rows, next, nil
+}
+
+func (s *Service) validatePractitioner(f *fields, pr *Practitioner) {
+	if strings.TrimSpace(pr.DisplayName) == "" {
+		f.add("practitioner.display_name", "required")
+	}
+	validateIdentifiers(f, "practitioner.identifiers", pr.Identifiers)
+	if pr.Role == RoleTherapist && pr.Licence == nil {
+		f.add("practitioner.licence", "required for a massage therapist")
+	}
+	if pr.Licence != nil {
+		if strings.TrimSpace(pr.Licence.Number) == "" {
+			f.add("practitioner.licence.number", "required")
+		}
+		if strings.TrimSpace(pr.Licence.Jurisdiction) == "" {
+			f.add("practitioner.licence.jurisdiction", "required")
+		}
+		if pr.Licence.ExpireDate.IsZero() {
+			f.add("practitioner.licence.expire_date", "required")
+		}
+	}
+	if len(pr.Specialties) > 0 && pr.Role != RoleTherapist {
+		f.add("practitioner.specialties", "only massage therapists hold specialties")
+	}
+	slices.Sort(pr.Specialties)
+	pr.Specialties = slices.Compact(pr.Specialties)
+}
+
+// CreatePractitioner adds a practitioner to an organization. An ADMIN of
+// that organization, or the bootstrap administrator; only the latter creates
+// auditors, whose reach is the whole audit trail.
+func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practitioner, idem Idempotency) (*Practitioner, error) {
+	var f fields
+	if pr.OrganizationID == uuid.Nil {
+		f.add("practitioner.organization", "required")
+	}
+	if !pr.Role.valid() {
+		f.add("practitioner.role", "required")
+	}
+	if strings.TrimSpace(pr.Subject) == "" {
+		f.add("practitioner.subject", "required")
+	}
+	s.validatePractitioner(&f, &pr)
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	if err := authorizeDirectory(p, pr.OrganizationID); err != nil {
+		return nil, err
+	}
+	if pr.Role == RoleAuditor && !p.Bootstrap {
+		return nil, fmt.Errorf("only the bootstrap administrator creates auditors: %w", ErrPermissionDenied)
+	}
+	now := s.clock.Now()
+	pr.ID, pr.Version, pr.Active, pr.CreateTime, pr.UpdateTime = newID(), 1, true, now, now
+	return mutate(ctx, s, p, "CreatePractitioner", idem,
+		func(tx Tx) (*Practitioner, uuid.UUID, error) {
+			if _, err := tx.GetOrganization(ctx, pr.OrganizationID); err != nil {
+				return nil, uuid.Nil, err
+			}
+			return &pr, pr.ID, tx.InsertPractitioner(ctx, &pr)
+		},
+		func(tx Tx, id uuid.UUID) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
+}
+
+// GetPractitioner returns a practitioner; readable by every authenticated
+// caller.
+func (s *Service) GetPractitioner(ctx context.Context, p Principal, id uuid.UUID) (*Practitioner, error) {
+	var pr *Practitioner
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		pr, err = tx.GetPractitioner(ctx, id, false)
+		return err
+	})
+	return pr, err
+}
+
+// ListPractitioners lists practitioners by creation. activeLicence keeps
+// those whose licence is valid today.
+func (s *Service) ListPractitioners(ctx context.Context, p Principal, f PractitionerFilter, activeLicence bool, page Page) ([]*Practitioner, uuid.UUID, error) {
+	page = normalizePage(page)
+	if activeLicence {
+		f.LicenceActiveOn = dateOf(s.clock.Now())
+	}
+	var rows []*Practitioner
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListPractitioners(ctx, f, page)
+		return err
+	})
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	rows, next := trimPage(rows, page, func(p *Practitioner) uuid.UUID { return p.ID })
+	return rows, next, nil
+}
+
+// UpdatePractitioner changes the fields named in mask. etag, when not
+// empty, must be the current one.
+func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practitioner, mask PractitionerUpdate, etag string, idem Idempotency) (*Practitioner, error) {
+	return mutate(ctx, s, p, "UpdatePractitioner", idem,
+		func(tx Tx) (*Practitioner, uuid.UUID, error) {
+			cur, err := tx.GetPractitioner(ctx, in.ID, true)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := authorizeDirectory(p, cur.OrganizationID); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := checkEtag(etag, cur.Version); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if mask.DisplayName {
+				cur.DisplayName = in.DisplayName
+			}
+			if mask.Identifiers {
+				cur.Identifiers = in.Identifiers
+			}
+			if mask.Licence {
+				cur.Licence = in.Licence
+			}
+			if mask.Specialties {
+				cur.Specialties = in.Specialties
+			}
+			if mask.Active {
+				cur.Active = in.Active
+			}
+			var f fields
+			s.validatePractitioner(&f, cur)
+			if err := f.err(); err != nil {
+				return nil, uuid.Nil, err
+			}
+			cur.Version++
+			cur.UpdateTime = s.clock.Now()
+			return cur, cur.ID, tx.UpdatePractitioner(ctx, cur)
+		},
+		func(tx Tx, id uuid.UUID) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
+}

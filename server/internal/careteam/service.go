@@ -1,0 +1,113 @@
+package careteam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/clock"
+)
+
+// Service runs the use cases. Each method is one transaction: it loads the
+// facts it needs (locking what it will change), asks the policy and the
+// rules, and writes.
+type Service struct {
+	store Store
+	clock clock.Clock
+	cfg   Config
+}
+
+// NewService returns a Service over store.
+func NewService(store Store, clk clock.Clock, cfg Config) *Service {
+	return &Service{store: store, clock: clk, cfg: cfg}
+}
+
+// page sizes (AIP-158).
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// normalizePage applies the default and maximum page size.
+func normalizePage(p Page) Page {
+	if p.Size <= 0 {
+		p.Size = defaultPageSize
+	}
+	if p.Size > maxPageSize {
+		p.Size = maxPageSize
+	}
+	return p
+}
+
+// trimPage cuts the extra row the store returned to signal a next page and
+// returns the id to continue after, or the zero id on the last page.
+func trimPage[T any](rows []T, p Page, id func(T) uuid.UUID) ([]T, uuid.UUID) {
+	if len(rows) <= p.Size {
+		return rows, uuid.Nil
+	}
+	rows = rows[:p.Size]
+	return rows, id(rows[len(rows)-1])
+}
+
+// mutate runs fn in one transaction, at most once per idempotency key: a
+// retry with the same request id gets load(id of the first result) instead,
+// and writes nothing. fn returns its result and the id of the resource it
+// produced or changed.
+func mutate[T any](ctx context.Context, s *Service, p Principal, method string, idem Idempotency,
+	fn func(tx Tx) (T, uuid.UUID, error), load func(tx Tx, id uuid.UUID) (T, error),
+) (T, error) {
+	var out T
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		if idem.RequestID == uuid.Nil {
+			res, _, err := fn(tx)
+			out = res
+			return err
+		}
+		key := RequestKey{Subject: p.Subject, Method: method, RequestID: idem.RequestID, Hash: idem.Hash}
+		prior, replay, err := tx.ClaimRequest(ctx, key)
+		if err != nil {
+			return err
+		}
+		if replay {
+			out, err = load(tx, prior)
+			return err
+		}
+		res, id, err := fn(tx)
+		if err != nil {
+			return err
+		}
+		if err := tx.FinishRequest(ctx, key, id); err != nil {
+			return err
+		}
+		out = res
+		return nil
+	})
+	return out, err
+}
+
+// Authenticate maps a verified token subject to a principal from the
+// directory. An unknown or inactive subject is ErrPermissionDenied: the
+// token is valid, the person is not allowed in.
+func (s *Service) Authenticate(ctx context.Context, subject string) (Principal, error) {
+	if s.cfg.BootstrapAdmin != "" && subject == s.cfg.BootstrapAdmin {
+		return Principal{Subject: subject, Role: RoleAdmin, Bootstrap: true}, nil
+	}
+	var pr *Practitioner
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		var err error
+		pr, err = tx.GetPractitionerBySubject(ctx, subject)
+		return err
+	})
+	if errors.Is(err, ErrNotFound) {
+		return Principal{}, fmt.Errorf("subject is not in the directory: %w", ErrPermissionDenied)
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	if !pr.Active {
+		return Principal{}, fmt.Errorf("%s is inactive: %w", Practitioners.Name(pr.ID), ErrPermissionDenied)
+	}
+	return Principal{Subject: subject, PractitionerID: pr.ID, OrganizationID: pr.OrganizationID, Role: pr.Role}, nil
+}

@@ -1,0 +1,79 @@
+package careteam
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Store is the database. InTx runs fn in one transaction and commits when fn
+// returns nil; it retries fn from the start when the database reports a
+// serialization failure or deadlock, so fn must do nothing but database work
+// through tx.
+type Store interface {
+	InTx(ctx context.Context, fn func(tx Tx) error) error
+}
+
+// Tx is the data access one transaction offers. Get methods return
+// ErrNotFound (wrapped) for a missing row; For-update variants lock the row
+// until the transaction ends. Scoped reads return only rows the scope lets
+// the caller see, and ErrNotFound for the others.
+type Tx interface {
+	// Idempotency (AIP-155).
+	ClaimRequest(ctx context.Context, key RequestKey) (prior uuid.UUID, replay bool, err error)
+	FinishRequest(ctx context.Context, key RequestKey, resource uuid.UUID) error
+
+	// Directory.
+	InsertOrganization(ctx context.Context, o *Organization) error
+	GetOrganization(ctx context.Context, id uuid.UUID) (*Organization, error)
+	ListOrganizations(ctx context.Context, f OrganizationFilter, page Page) ([]*Organization, error)
+	InsertPractitioner(ctx context.Context, p *Practitioner) error
+	GetPractitioner(ctx context.Context, id uuid.UUID, forUpdate bool) (*Practitioner, error)
+	GetPractitionerBySubject(ctx context.Context, subject string) (*Practitioner, error)
+	ListPractitioners(ctx context.Context, f PractitionerFilter, page Page) ([]*Practitioner, error)
+	UpdatePractitioner(ctx context.Context, p *Practitioner) error
+
+	// Patients.
+	InsertPatient(ctx context.Context, p *Patient) error
+	GetPatient(ctx context.Context, id uuid.UUID, scope PatientScope, forUpdate bool) (*Patient, error)
+	ListPatients(ctx context.Context, scope PatientScope, f PatientFilter, page Page) ([]*Patient, error)
+	FindPatientsByIdentifier(ctx context.Context, scope PatientScope, id Identifier) ([]*Patient, error)
+	UpdatePatient(ctx context.Context, p *Patient) error
+}
+
+// RequestKey identifies one idempotent request: the caller, the use case
+// and the caller's request id, with a hash of the request's content so that
+// a reused id with different content is refused.
+type RequestKey struct {
+	Subject   string
+	Method    string
+	RequestID uuid.UUID
+	Hash      []byte
+}
+
+// Page is a keyset page: rows after the row with id After (in the listing's
+// order), at most Size of them. The store returns Size+1 rows when there are
+// more, so the caller can tell.
+type Page struct {
+	After uuid.UUID
+	Size  int
+}
+
+// Idempotency is what a caller sends to make a write safe to retry: a
+// request id and a hash of the request.
+type Idempotency struct {
+	RequestID uuid.UUID
+	Hash      []byte
+}
+
+// Config holds the domain's tunable rules.
+type Config struct {
+	// BootstrapAdmin is the token subject that administers the directory
+	// without a directory entry; empty for none.
+	BootstrapAdmin string
+	// AckWindow is how long a SUBMITTED referral may wait for acceptance or
+	// decline before it is overdue, counted in business hours (Monday to
+	// Friday, UTC).
+	AckWindow time.Duration
+}

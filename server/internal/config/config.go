@@ -1,0 +1,133 @@
+// Package config reads careteamd's settings from flags and CARETEAM_*
+// environment variables (a flag given on the command line wins), so the
+// same binary is configured by hand, by systemd or by a container platform.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"strings"
+	"time"
+
+	"github.com/careteam/careteam/client/devtoken"
+)
+
+// Config is careteamd's configuration.
+type Config struct {
+	Listen          string
+	DataDir         string
+	DatabaseURL     string
+	DBMaxConns      int
+	DBMinConns      int
+	JWKSFile        string
+	JWKSURL         string
+	JWTIssuer       string
+	JWTAudience     string
+	BootstrapAdmin  string
+	AckWindow       time.Duration
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+}
+
+// DevMode reports whether careteamd makes and trusts its own signing key:
+// when no identity provider is configured. For local use only.
+func (c *Config) DevMode() bool { return c.JWKSFile == "" && c.JWKSURL == "" }
+
+// Embedded reports whether careteamd runs its own PostgreSQL.
+func (c *Config) Embedded() bool { return c.DatabaseURL == "" }
+
+// EnvPrefix prefixes the environment variable of every flag.
+const EnvPrefix = "CARETEAM_"
+
+// envName is the environment variable of a flag: --database-url is
+// CARETEAM_DATABASE_URL.
+func envName(flagName string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// Parse reads the configuration from args (without the program name) and
+// getenv. defaultDataDir is the data directory when none is given.
+func Parse(args []string, getenv func(string) string, defaultDataDir string, usageOut io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("careteamd", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: the embedded PostgreSQL cluster and, in dev mode, the signing key")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty runs an embedded PostgreSQL in the data directory")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", 20, "maximum database connections in the pool")
+	fs.IntVar(&c.DBMinConns, "db-min-conns", 2, "database connections kept open when idle")
+	fs.StringVar(&c.JWKSFile, "jwks-file", "", "JWKS file with the token issuer's public keys (reloaded on change)")
+	fs.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of an OIDC provider")
+	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required token issuer (\"iss\"); dev mode: careteam-dev")
+	fs.StringVar(&c.JWTAudience, "jwt-audience", "careteam", "required token audience (\"aud\")")
+	fs.StringVar(&c.BootstrapAdmin, "bootstrap-admin", "", "token subject that administers the directory without an entry in it; dev mode: admin")
+	fs.DurationVar(&c.AckWindow, "ack-window", 16*time.Hour, "business time (Mon-Fri) a submitted referral may wait for acceptance before it is overdue; 16h is two business days")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a shutdown waits for in-flight calls before cutting them")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			def := ""
+			if f.DefValue != "" {
+				def = fmt.Sprintf(" (default %q)", f.DefValue)
+			}
+			fmt.Fprintf(fs.Output(), "  --%s, %s\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+		})
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && !set[f.Name] {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", envName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return c, c.validate()
+}
+
+func (c *Config) validate() error {
+	if c.DevMode() {
+		if c.JWTIssuer == "" {
+			c.JWTIssuer = devtoken.Issuer
+		}
+		if c.BootstrapAdmin == "" {
+			c.BootstrapAdmin = "admin"
+		}
+	}
+	var errs []error
+	if c.DataDir == "" && (c.Embedded() || c.DevMode()) {
+		errs = append(errs, errors.New("--data-dir is required for the embedded database and dev mode"))
+	}
+	if !c.DevMode() && c.JWTIssuer == "" {
+		errs = append(errs, errors.New("--jwt-issuer is required with --jwks-file or --jwks-url"))
+	}
+	if c.JWKSFile != "" && c.JWKSURL != "" {
+		errs = append(errs, errors.New("give --jwks-file or --jwks-url, not both"))
+	}
+	if c.DBMaxConns < 1 || c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
+		errs = append(errs, errors.New("need 0 <= --db-min-conns <= --db-max-conns, and --db-max-conns >= 1"))
+	}
+	if c.AckWindow <= 0 {
+		errs = append(errs, errors.New("--ack-window must be positive"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		errs = append(errs, errors.New("--log-format must be json or text"))
+	}
+	return errors.Join(errs...)
+}

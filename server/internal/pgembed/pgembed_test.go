@@ -1,0 +1,283 @@
+package pgembed
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// fastSettings trade durability for speed; tests never need to survive a
+// machine crash.
+var fastSettings = map[string]string{
+	"fsync":              "off",
+	"synchronous_commit": "off",
+	"full_page_writes":   "off",
+}
+
+// testDir returns a not-yet-existing cluster directory under a fresh temp
+// directory that the postgres user can traverse when the test runs as root.
+func testDir(t *testing.T) string {
+	t.Helper()
+	tmp := t.TempDir()
+	if os.Geteuid() == 0 {
+		// t.TempDir nests in a 0700 root-owned directory.
+		for _, d := range []string{filepath.Dir(tmp), tmp} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return filepath.Join(tmp, "pgdata")
+}
+
+func testConfig(t *testing.T, dir string) Config {
+	return Config{
+		Dir:      dir,
+		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Settings: fastSettings,
+	}
+}
+
+func start(t *testing.T, cfg Config) *Server {
+	t.Helper()
+	s, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+func connect(t *testing.T, s *Server) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), s.ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func stop(t *testing.T, s *Server) {
+	t.Helper()
+	if err := s.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDataSurvivesRestart(t *testing.T) {
+	ctx := t.Context()
+	dir := testDir(t)
+	cfg := testConfig(t, dir)
+
+	s := start(t, cfg)
+	conn := connect(t, s)
+	var db, user string
+	if err := conn.QueryRow(ctx, "SELECT current_database(), current_user").Scan(&db, &user); err != nil {
+		t.Fatal(err)
+	}
+	if db != "careteam" || user != "careteam" {
+		t.Errorf("connected to database %q as %q, want careteam as careteam", db, user)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE notes (body text); INSERT INTO notes VALUES ('kept')"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+
+	if _, err := Start(ctx, cfg); err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Fatalf("second Start on a running Dir: got %v, want an already-in-use error", err)
+	}
+	if err := ping(t, s); err != nil {
+		t.Fatalf("first server broken by the second Start: %v", err)
+	}
+
+	stop(t, s)
+	stop(t, s)
+
+	cfg.Settings = map[string]string{"fsync": "off", "max_connections": "many"}
+	if _, err := Start(ctx, cfg); err == nil || !strings.Contains(err.Error(), `invalid value for parameter "max_connections"`) {
+		t.Fatalf("Start with a bad setting: got %v, want an error quoting the server log", err)
+	}
+
+	cfg.Settings = map[string]string{"fsync": "off", "work_mem": "7MB"}
+	s = start(t, cfg)
+	conn = connect(t, s)
+	var body, workMem string
+	if err := conn.QueryRow(ctx, "SELECT body FROM notes").Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	if body != "kept" {
+		t.Errorf("row after restart = %q, want %q", body, "kept")
+	}
+	if err := conn.QueryRow(ctx, "SHOW work_mem").Scan(&workMem); err != nil {
+		t.Fatal(err)
+	}
+	if workMem != "7MB" {
+		t.Errorf("work_mem after restart with new Settings = %q, want 7MB", workMem)
+	}
+}
+
+func ping(t *testing.T, s *Server) error {
+	conn, err := pgx.Connect(t.Context(), s.ConnString())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	return conn.Ping(t.Context())
+}
+
+func TestSocketPathTooLong(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("x", 120))
+	_, err := Start(t.Context(), testConfig(t, dir))
+	if err == nil || !strings.Contains(err.Error(), "socket path") {
+		t.Fatalf("got %v, want a socket path error", err)
+	}
+	if _, statErr := os.Stat(dir); !os.IsNotExist(statErr) {
+		t.Errorf("Dir was created despite the error (stat: %v)", statErr)
+	}
+}
+
+func TestUntraversableParent(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands the cluster to another user")
+	}
+	parent := t.TempDir() // 0700, owned by root
+	_, err := Start(t.Context(), testConfig(t, filepath.Join(parent, "pgdata")))
+	if err == nil || !strings.Contains(err.Error(), "not traversable") {
+		t.Fatalf("got %v, want a not-traversable error", err)
+	}
+}
+
+const helperEnv = "PGEMBED_TEST_HELPER_DIR"
+
+// TestHelperProcess is the body of the child process that
+// TestServerDiesWithOwner kills.
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv(helperEnv)
+	if dir == "" {
+		t.Skip("helper process for TestServerDiesWithOwner")
+	}
+	cfg := Config{Dir: dir, Settings: fastSettings, Logger: slog.New(slog.DiscardHandler)}
+	s, err := Start(context.Background(), cfg)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Println("PID", s.cmd.Process.Pid)
+	select {}
+}
+
+// TestServerDiesWithOwner kills the owning process with SIGKILL, which it
+// cannot intercept, and expects PostgreSQL to shut down and the Dir to be
+// usable again.
+func TestServerDiesWithOwner(t *testing.T) {
+	dir := testDir(t)
+	helper := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	helper.Env = append(os.Environ(), helperEnv+"="+dir)
+	helper.Stderr = os.Stderr
+	out, err := helper.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := helper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		helper.Process.Kill()
+		t.Fatal(err)
+	}
+	pidText, ok := strings.CutPrefix(strings.TrimSpace(line), "PID ")
+	pid, err := strconv.Atoi(pidText)
+	if !ok || err != nil {
+		helper.Process.Kill()
+		t.Fatalf("helper said %q", line)
+	}
+	if err := helper.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	helper.Wait()
+
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for isPostmasterOn(pid, real) {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGQUIT)
+			t.Fatal("postmaster survived its owner")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := ping(t, start(t, testConfig(t, dir))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOrphanIsStopped plays an older careteam that died without taking its
+// postmaster down: Start must stop it rather than fail or run alongside it.
+func TestOrphanIsStopped(t *testing.T) {
+	dir := testDir(t)
+	cfg := testConfig(t, dir)
+	stop(t, start(t, cfg))
+
+	acct, err := currentAccount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := findBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := command(filepath.Join(binDir, "postgres"), acct, dir, "-D", dir)
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		orphan.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		orphan.Process.Signal(syscall.SIGQUIT)
+		<-exited
+	})
+	pidFile := filepath.Join(dir, "postmaster.pid")
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		data, _ := os.ReadFile(pidFile)
+		if strings.HasPrefix(string(data), strconv.Itoa(orphan.Process.Pid)+"\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("orphan postmaster did not write its pid file")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	s := start(t, cfg)
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the orphan postmaster still runs")
+	}
+	if err := ping(t, s); err != nil {
+		t.Fatal(err)
+	}
+}

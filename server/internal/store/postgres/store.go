@@ -1,0 +1,141 @@
+// Package postgres is the store: careteam's data in PostgreSQL through
+// pgx/v5. It runs SQL and maps database errors to the domain's sentinels;
+// it decides no policy, though it turns the scopes the policy hands it into
+// WHERE clauses.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+// Store implements careteam.Store on a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+}
+
+// New returns a Store on pool.
+func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
+	return &Store{pool: pool, log: log}
+}
+
+// maxAttempts bounds how often InTx reruns a transaction that lost a
+// serialization conflict or a deadlock.
+const maxAttempts = 4
+
+// InTx runs fn in a READ COMMITTED transaction; rules that need a stable
+// view lock the rows they decide on. A serialization failure or deadlock
+// reruns fn, up to maxAttempts, then is careteam.ErrConflict.
+func (s *Store) InTx(ctx context.Context, fn func(careteam.Tx) error) error {
+	var err error
+	for attempt := 1; attempt <= maxAttempts; attempt++ {
+		err = s.inTx(ctx, fn)
+		if !retryable(err) {
+			break
+		}
+		s.log.DebugContext(ctx, "transaction retried", "attempt", attempt, "sqlstate", sqlState(err))
+	}
+	return mapError(err)
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error) {
+	ptx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			// The rollback's own error adds nothing: the connection is
+			// discarded by the pool if it is broken.
+			_ = ptx.Rollback(context.WithoutCancel(ctx))
+		}
+	}()
+	if err = fn(&tx{tx: ptx}); err != nil {
+		return err
+	}
+	return ptx.Commit(ctx)
+}
+
+// tx implements careteam.Tx.
+type tx struct {
+	tx pgx.Tx
+}
+
+func sqlState(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
+}
+
+func retryable(err error) bool {
+	switch sqlState(err) {
+	case "40001", "40P01": // serialization_failure, deadlock_detected
+		return true
+	}
+	return false
+}
+
+// constraintErrors names what each unique constraint protects, for the
+// caller's error message.
+var constraintErrors = map[string]string{
+	"practitioners_subject_key":    "a practitioner with that subject exists",
+	"practitioner_identifiers_key": "a practitioner with that identifier exists",
+	"patient_identifiers_key":      "a patient with that identifier is registered in this organization",
+}
+
+// mapError turns database errors into domain errors; errors already from
+// the domain pass through. SQL text never reaches the caller.
+func mapError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code == "23505": // unique_violation
+			msg, ok := constraintErrors[pgErr.ConstraintName]
+			if !ok {
+				msg = "a unique key is taken"
+			}
+			return fmt.Errorf("%s: %w", msg, careteam.ErrAlreadyExists)
+		case pgErr.Code == "40001" || pgErr.Code == "40P01" || pgErr.Code == "55P03":
+			return careteam.ErrConflict
+		case pgErr.Code == "57014": // query_canceled, by statement timeout
+			return context.DeadlineExceeded
+		case pgErr.Code == "53300" || pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03":
+			// too_many_connections, connection exceptions, admin shutdown,
+			// cannot_connect_now
+			return fmt.Errorf("%w (sqlstate %s)", careteam.ErrUnavailable, pgErr.Code)
+		}
+		return fmt.Errorf("database error (sqlstate %s)", pgErr.Code)
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.SafeToRetry(err) {
+		return careteam.ErrUnavailable
+	}
+	return err
+}
+
+// notFound wraps pgx.ErrNoRows as the domain's ErrNotFound for name.
+func notFound(err error, c careteam.Collection, id fmt.Stringer) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%s/%s: %w", c, id, careteam.ErrNotFound)
+	}
+	return err
+}
