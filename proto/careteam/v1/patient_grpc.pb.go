@@ -33,8 +33,8 @@ const (
 // PatientService registers patients. A patient is visible only to the
 // organization that registered them and to practitioners caring for them
 // (through a referral, diagnosis or clearance); to anyone else a patient,
-// and whether an identifier is known, is hidden (PERMISSION_DENIED, the same
-// answer whether or not it exists).
+// and whether an identifier is known, is hidden: GetPatient answers
+// PERMISSION_DENIED and LookupPatient NOT_FOUND, whether or not it exists.
 type PatientServiceClient interface {
 	// Registers a patient for the caller's organization. An identifier already
 	// registered there is ALREADY_EXISTS, so an EHR can create-or-find.
@@ -114,8 +114,8 @@ func (c *patientServiceClient) LookupPatient(ctx context.Context, in *LookupPati
 // PatientService registers patients. A patient is visible only to the
 // organization that registered them and to practitioners caring for them
 // (through a referral, diagnosis or clearance); to anyone else a patient,
-// and whether an identifier is known, is hidden (PERMISSION_DENIED, the same
-// answer whether or not it exists).
+// and whether an identifier is known, is hidden: GetPatient answers
+// PERMISSION_DENIED and LookupPatient NOT_FOUND, whether or not it exists.
 type PatientServiceServer interface {
 	// Registers a patient for the caller's organization. An identifier already
 	// registered there is ALREADY_EXISTS, so an EHR can create-or-find.

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/careteam/careteam/client"
 	"github.com/careteam/careteam/client/devtoken"
@@ -80,7 +81,7 @@ func newHarness(t *testing.T) *harness {
 	}
 	svc := careteam.NewService(postgres.New(pool, log), clk, careteam.Config{
 		BootstrapAdmin: rootAdmin,
-		AckWindow:      16 * time.Hour,
+		AckWindow:      48 * time.Hour,
 	})
 	srv, err := api.NewServer(api.Config{Service: svc, Verifier: verifier, Health: health.NewServer(), Log: log})
 	if err != nil {
@@ -270,3 +271,5 @@ func invoke(ctx context.Context, c *client.Client, m protoreflect.MethodDescript
 	}
 	return stream.RecvMsg(resp)
 }
+
+func fieldMask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }

@@ -16,8 +16,11 @@ import (
 type PatientScope struct {
 	// RegisteredByOrg: the organization that registered the patient.
 	RegisteredByOrg uuid.UUID
-	// ReferredBy: a physician who made a referral for the patient.
-	ReferredBy uuid.UUID
+	// Physician: a physician who referred, diagnosed or cleared the patient,
+	// or was asked to clear them.
+	Physician uuid.UUID
+	// Referrals: the patient has a referral visible through this scope.
+	Referrals ReferralScope
 }
 
 // patientScope returns the caller's patient scope: physicians through their
@@ -28,11 +31,102 @@ type PatientScope struct {
 func patientScope(p Principal) (PatientScope, error) {
 	switch p.Role {
 	case RolePhysician:
-		return PatientScope{RegisteredByOrg: p.OrganizationID, ReferredBy: p.PractitionerID}, nil
+		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID}, nil
 	case RoleTherapist, RoleCoordinator:
-		return PatientScope{RegisteredByOrg: p.OrganizationID}, nil
+		rs, err := referralScope(p)
+		return PatientScope{RegisteredByOrg: p.OrganizationID, Referrals: rs}, err
 	}
 	return PatientScope{}, fmt.Errorf("role %s reads no patient data: %w", p.Role, ErrPermissionDenied)
+}
+
+// referralScope returns the caller's referral scope: a physician sees the
+// referrals they made; a coordinator those of their organization, as
+// referrer or target; a therapist those targeted at them, or at their
+// practice while unassigned.
+func referralScope(p Principal) (ReferralScope, error) {
+	switch p.Role {
+	case RolePhysician:
+		return ReferralScope{ReferringPhysician: p.PractitionerID}, nil
+	case RoleCoordinator:
+		return ReferralScope{ReferralOrg: p.OrganizationID}, nil
+	case RoleTherapist:
+		return ReferralScope{Therapist: p.PractitionerID, TherapistOrg: p.OrganizationID}, nil
+	}
+	return ReferralScope{}, fmt.Errorf("role %s reads no referrals: %w", p.Role, ErrPermissionDenied)
+}
+
+// redactReferral removes what the caller's role may not read: coordinators
+// route and watch referrals without reading clinical content.
+func redactReferral(p Principal, r *Referral) {
+	if p.Role == RoleCoordinator {
+		r.ClinicalNotes = ""
+		r.DischargeSummary = ""
+	}
+}
+
+// authorizeCreateReferral allows physicians and coordinators to refer.
+func authorizeCreateReferral(p Principal) error {
+	if p.Role == RolePhysician || p.Role == RoleCoordinator {
+		return nil
+	}
+	return fmt.Errorf("role %s cannot create referrals: %w", p.Role, ErrPermissionDenied)
+}
+
+// authorizeReferFor allows a physician to refer for themselves and a
+// coordinator for an active physician of their organization.
+func authorizeReferFor(p Principal, physician *Practitioner) error {
+	if physician.Role != RolePhysician || !physician.Active {
+		return &InvalidError{Violations: []FieldViolation{{Field: "referral.referring_physician", Description: "must be an active physician"}}}
+	}
+	if p.Role == RolePhysician && physician.ID == p.PractitionerID {
+		return nil
+	}
+	if p.Role == RoleCoordinator && physician.OrganizationID == p.OrganizationID {
+		return nil
+	}
+	return fmt.Errorf("a referral is made by its physician or a coordinator of their organization: %w", ErrPermissionDenied)
+}
+
+// referringSide reports whether the caller acts for the referrer: the
+// referring physician or a coordinator of their organization.
+func referringSide(p Principal, r *Referral) bool {
+	return (p.Role == RolePhysician && p.PractitionerID == r.ReferringPhysicianID) ||
+		(p.Role == RoleCoordinator && p.OrganizationID == r.ReferringOrgID)
+}
+
+// receivingTherapist reports whether the caller is the therapist the
+// referral is for, or a therapist of the target practice while it is
+// unassigned.
+func receivingTherapist(p Principal, r *Referral) bool {
+	if p.Role != RoleTherapist {
+		return false
+	}
+	return p.PractitionerID == r.TargetTherapistID || (r.TargetTherapistID == uuid.Nil && p.OrganizationID == r.TargetOrgID)
+}
+
+// authorizeReferral decides who moves a referral: the receiving therapist
+// moves it forward (accept, decline, ask), the referring side cancels,
+// answers and re-routes; coordinators of either side route; the assigned
+// therapist or the referring physician completes.
+func authorizeReferral(p Principal, r *Referral, a referralAction) error {
+	allowed := false
+	switch a {
+	case actSubmit, actProvideInfo, actCancel:
+		allowed = referringSide(p, r)
+	case actAssign:
+		allowed = referringSide(p, r) || (p.Role == RoleCoordinator && p.OrganizationID == r.TargetOrgID)
+	case actAccept, actDecline, actRequestInfo:
+		allowed = receivingTherapist(p, r)
+	case actComplete:
+		allowed = (p.Role == RoleTherapist && p.PractitionerID == r.TargetTherapistID) ||
+			(p.Role == RolePhysician && p.PractitionerID == r.ReferringPhysicianID)
+	case actStart:
+		allowed = p.Role == RoleTherapist && p.PractitionerID == r.TargetTherapistID
+	}
+	if !allowed {
+		return fmt.Errorf("%s may not %s %s: %w", p.Role, a, Referrals.Name(r.ID), ErrPermissionDenied)
+	}
+	return nil
 }
 
 // authorizeDirectory allows directory changes in org: the bootstrap
@@ -65,4 +159,35 @@ func authorizeUpdatePatient(p Principal, pt *Patient) error {
 		return fmt.Errorf("only the registering organization changes %s: %w", Patients.Name(pt.ID), ErrPermissionDenied)
 	}
 	return nil
+}
+
+// authorizePhysician allows physicians only: they diagnose and clear.
+func authorizePhysician(p Principal, what string) error {
+	if p.Role == RolePhysician {
+		return nil
+	}
+	return fmt.Errorf("only physicians %s: %w", what, ErrPermissionDenied)
+}
+
+// redactDiagnosis hides the physician's free-text notes from coordinators,
+// and from therapists unless the physician marked them shareable.
+func redactDiagnosis(p Principal, d *Diagnosis) {
+	if p.Role == RoleCoordinator || (p.Role == RoleTherapist && !d.NotesShareable) {
+		d.Notes = ""
+	}
+}
+
+// redactProgress keeps clinical text of the progress report from
+// coordinators, who see its figures only.
+func redactProgress(p Principal, pr *Progress) {
+	if p.Role != RoleCoordinator {
+		return
+	}
+	pr.LatestAssessment, pr.LatestPlan = "", ""
+	for i := range pr.AdverseEvents {
+		pr.AdverseEvents[i].Description = ""
+	}
+	for i := range pr.Deviations {
+		pr.Deviations[i].Reason = ""
+	}
 }

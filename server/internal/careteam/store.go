@@ -40,6 +40,21 @@ type Tx interface {
 	ListPatients(ctx context.Context, scope PatientScope, f PatientFilter, page Page) ([]*Patient, error)
 	FindPatientsByIdentifier(ctx context.Context, scope PatientScope, id Identifier) ([]*Patient, error)
 	UpdatePatient(ctx context.Context, p *Patient) error
+
+	// Referrals. UpdateReferral saves the row and any transitions and
+	// questions added since it was read.
+	InsertReferral(ctx context.Context, r *Referral) error
+	GetReferral(ctx context.Context, id uuid.UUID, scope ReferralScope, forUpdate bool) (*Referral, error)
+	ListReferrals(ctx context.Context, scope ReferralScope, f ReferralFilter, page Page) ([]*Referral, error)
+	UpdateReferral(ctx context.Context, r *Referral) error
+
+	// Diagnoses.
+	InsertDiagnosis(ctx context.Context, d *Diagnosis) error
+	GetDiagnosis(ctx context.Context, id uuid.UUID, scope PatientScope, forUpdate bool) (*Diagnosis, error)
+	ListDiagnoses(ctx context.Context, patient uuid.UUID, page Page) ([]*Diagnosis, error)
+	UpdateDiagnosis(ctx context.Context, d *Diagnosis) error
+	// DiagnosesOfPatient returns those of ids that are diagnoses of patient.
+	DiagnosesOfPatient(ctx context.Context, patient uuid.UUID, ids []uuid.UUID) ([]uuid.UUID, error)
 }
 
 // RequestKey identifies one idempotent request: the caller, the use case

@@ -15,8 +15,9 @@ type Clock interface {
 // System is the real clock.
 type System struct{}
 
-// Now returns the current time in UTC.
-func (System) Now() time.Time { return time.Now().UTC() }
+// Now returns the current time in UTC, to the microsecond: what PostgreSQL
+// stores, so a value returned at write time equals the one read back.
+func (System) Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // Manual is a clock that moves only when told to; safe for concurrent use.
 type Manual struct {
@@ -25,7 +26,7 @@ type Manual struct {
 }
 
 // NewManual returns a clock stopped at t.
-func NewManual(t time.Time) *Manual { return &Manual{now: t.UTC()} }
+func NewManual(t time.Time) *Manual { return &Manual{now: t.UTC().Truncate(time.Microsecond)} }
 
 // Now returns the clock's time.
 func (m *Manual) Now() time.Time {
@@ -38,12 +39,12 @@ func (m *Manual) Now() time.Time {
 func (m *Manual) Set(t time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.now = t.UTC()
+	m.now = t.UTC().Truncate(time.Microsecond)
 }
 
 // Advance moves the clock forward by d.
 func (m *Manual) Advance(d time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.now = m.now.Add(d)
+	m.now = m.now.Add(d).Truncate(time.Microsecond)
 }

@@ -99,11 +99,15 @@ func scanPractitioner(row pgx.Row) (*careteam.Practitioner, error) {
 }
 
 func (t *tx) GetPractitioner(ctx context.Context, id uuid.UUID, forUpdate bool) (*careteam.Practitioner, error) {
-	q := `SELECT ` + practitionerColumns + ` FROM practitioners p WHERE p.id = $1`
+	q := `SELECT ` + practitionerColumns + ` FROM practitioners p WHERE p.id = @id`
+	args := pgx.NamedArgs{"id": id}
+	var p *careteam.Practitioner
+	var err error
 	if forUpdate {
-		q += ` FOR UPDATE`
+		p, err = lockAndGet(ctx, t, "practitioners", id, q, args, scanPractitioner)
+	} else {
+		p, err = scanPractitioner(t.tx.QueryRow(ctx, q, args))
 	}
-	p, err := scanPractitioner(t.tx.QueryRow(ctx, q, id))
 	return p, notFound(err, careteam.Practitioners, id)
 }
 

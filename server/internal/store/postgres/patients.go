@@ -58,8 +58,17 @@ func scanPatient(row pgx.Row) (*careteam.Patient, error) {
 func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
 	var or []string
 	if s.RegisteredByOrg != uuid.Nil {
-		args["scope_registered_by_org"] = s.RegisteredByOrg
-		or = append(or, `p.organization_id = @scope_registered_by_org`)
+		args["ps_org"] = s.RegisteredByOrg
+		or = append(or, `p.organization_id = @ps_org`)
+	}
+	if s.Physician != uuid.Nil {
+		args["ps_physician"] = s.Physician
+		or = append(or,
+			`EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND r.referring_physician_id = @ps_physician)`,
+			`EXISTS (SELECT 1 FROM diagnoses d WHERE d.patient_id = p.id AND d.physician_id = @ps_physician)`)
+	}
+	if rs := referralVisible(s.Referrals, args); rs != "false" {
+		or = append(or, `EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND `+rs+`)`)
 	}
 	if len(or) == 0 {
 		return "false"
@@ -70,10 +79,13 @@ func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
 func (t *tx) GetPatient(ctx context.Context, id uuid.UUID, scope careteam.PatientScope, forUpdate bool) (*careteam.Patient, error) {
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + patientColumns + ` FROM patients p WHERE p.id = @id AND ` + patientVisible(scope, args)
+	var p *careteam.Patient
+	var err error
 	if forUpdate {
-		q += ` FOR UPDATE OF p`
+		p, err = lockAndGet(ctx, t, "patients", id, q, args, scanPatient)
+	} else {
+		p, err = scanPatient(t.tx.QueryRow(ctx, q, args))
 	}
-	p, err := scanPatient(t.tx.QueryRow(ctx, q, args))
 	return p, notFound(err, careteam.Patients, id)
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -138,4 +139,22 @@ func notFound(err error, c careteam.Collection, id fmt.Stringer) error {
 		return fmt.Errorf("%s/%s: %w", c, id, careteam.ErrNotFound)
 	}
 	return err
+}
+
+// lockAndGet locks a row with one statement and reads it with a second, in
+// one round trip. Both cannot be one statement: under READ COMMITTED a
+// statement that waited for a row lock sees the row's new version, but its
+// subqueries (a row's history, its identifiers) keep the statement's older
+// snapshot and would miss what the previous lock holder wrote.
+func lockAndGet[T any](ctx context.Context, t *tx, table string, id uuid.UUID, read string, args pgx.NamedArgs, scan func(pgx.Row) (*T, error)) (*T, error) {
+	b := &pgx.Batch{}
+	b.Queue(`SELECT 1 FROM `+table+` WHERE id = $1 FOR UPDATE`, id)
+	b.Queue(read, args)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	var one int
+	if err := br.QueryRow().Scan(&one); err != nil {
+		return nil, err
+	}
+	return scan(br.QueryRow())
 }

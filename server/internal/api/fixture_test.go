@@ -1,0 +1,97 @@
+package api_test
+
+import (
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+)
+
+// team is the cast most tests need: a physician practice and a massage
+// practice, their people, and a patient the physician registered.
+type team struct {
+	*harness
+	clinic, spa, otherSpa string
+	dr, otherDr           *pb.Practitioner // otherDr works at the clinic too
+	lmt, lmt2, otherLmt   *pb.Practitioner // lmt and lmt2 at spa (ARTHRITIS), otherLmt elsewhere
+	coord, spaCoord       *pb.Practitioner
+	patient               *pb.Patient
+}
+
+func newTeam(t *testing.T) *team {
+	h := newHarness(t)
+	tm := &team{harness: h}
+	tm.clinic = h.org("Lakeside Family Medicine", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
+	tm.spa = h.org("Harbor Massage", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
+	tm.otherSpa = h.org("Bay Massage", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
+	tm.dr = h.practitioner(tm.clinic, pb.Role_ROLE_PHYSICIAN, "dr")
+	tm.otherDr = h.practitioner(tm.clinic, pb.Role_ROLE_PHYSICIAN, "other-dr")
+	tm.lmt = h.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, "lmt", pb.Specialty_SPECIALTY_ARTHRITIS)
+	tm.lmt2 = h.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, "lmt2", pb.Specialty_SPECIALTY_ARTHRITIS, pb.Specialty_SPECIALTY_ORTHOPEDIC)
+	tm.otherLmt = h.practitioner(tm.otherSpa, pb.Role_ROLE_MASSAGE_THERAPIST, "other-lmt", pb.Specialty_SPECIALTY_ARTHRITIS)
+	tm.coord = h.practitioner(tm.clinic, pb.Role_ROLE_COORDINATOR, "coord")
+	tm.spaCoord = h.practitioner(tm.spa, pb.Role_ROLE_COORDINATOR, "spa-coord")
+	tm.patient = h.patient("dr", "MRN-100")
+	return tm
+}
+
+// newReferral is a valid referral from dr to lmt for the team's patient.
+func (tm *team) newReferral() *pb.Referral {
+	return &pb.Referral{
+		Patient:             tm.patient.GetName(),
+		TargetTherapist:     tm.lmt.GetName(),
+		ReasonCodes:         []string{"M47.816"},
+		ClinicalNotes:       "Lumbar spondylosis; no radiculopathy.",
+		Priority:            pb.ReferralPriority_REFERRAL_PRIORITY_ROUTINE,
+		RequestedTechniques: []pb.Technique{pb.Technique_TECHNIQUE_SWEDISH},
+		AuthorizedVisits:    6,
+		RequiredSpecialties: []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS},
+		ValidUntil:          timestamppb.New(tm.clock.Now().AddDate(0, 0, 90)),
+	}
+}
+
+func (tm *team) create(r *pb.Referral) *pb.Referral {
+	tm.t.Helper()
+	resp, err := tm.as("dr").Referrals.CreateReferral(tm.ctx, &pb.CreateReferralRequest{Referral: r})
+	if err != nil {
+		tm.t.Fatalf("CreateReferral: %v", err)
+	}
+	return resp.GetReferral()
+}
+
+// referralIn returns a referral from dr to lmt moved to state.
+func (tm *team) referralIn(state pb.ReferralState) *pb.Referral {
+	tm.t.Helper()
+	r := tm.create(tm.newReferral())
+	step := func(as string, call func(c *clientSet) (*pb.Referral, error)) {
+		tm.t.Helper()
+		var err error
+		if r, err = call(&clientSet{tm.as(as), r.GetName()}); err != nil {
+			tm.t.Fatalf("moving to %v: %v", state, err)
+		}
+	}
+	if state == pb.ReferralState_REFERRAL_STATE_DRAFT {
+		return r
+	}
+	if state == pb.ReferralState_REFERRAL_STATE_CANCELLED {
+		step("dr", (*clientSet).cancel)
+		return r
+	}
+	step("dr", (*clientSet).submit)
+	switch state {
+	case pb.ReferralState_REFERRAL_STATE_AWAITING_INFO:
+		step("lmt", (*clientSet).ask)
+	case pb.ReferralState_REFERRAL_STATE_DECLINED:
+		step("lmt", (*clientSet).decline)
+	case pb.ReferralState_REFERRAL_STATE_ACCEPTED:
+		step("lmt", (*clientSet).accept)
+	case pb.ReferralState_REFERRAL_STATE_COMPLETED:
+		step("lmt", (*clientSet).accept)
+		step("lmt", (*clientSet).complete)
+	}
+	if r.GetState() != state {
+		tm.t.Fatalf("referral is %v, want %v", r.GetState(), state)
+	}
+	return r
+}

@@ -1,0 +1,225 @@
+package careteam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// ClinicalStatus is a diagnosis' clinical status (FHIR
+// condition-clinical).
+type ClinicalStatus string
+
+// The clinical statuses.
+const (
+	StatusActive     ClinicalStatus = "ACTIVE"
+	StatusRecurrence ClinicalStatus = "RECURRENCE"
+	StatusRemission  ClinicalStatus = "REMISSION"
+	StatusResolved   ClinicalStatus = "RESOLVED"
+)
+
+// Severity grades a diagnosis or an adverse event.
+type Severity string
+
+// RedFlag is a sign that back pain may hide a serious condition, or a
+// condition that makes massage risky.
+type RedFlag string
+
+// BodyRegion is a region of the body.
+type BodyRegion string
+
+// Diagnosis is a physician's diagnosis of a patient (FHIR Condition).
+type Diagnosis struct {
+	ID             uuid.UUID
+	PatientID      uuid.UUID
+	PhysicianID    uuid.UUID
+	ICD10Code      string
+	Display        string
+	BodySites      []BodyRegion
+	OnsetDate      time.Time
+	ClinicalStatus ClinicalStatus
+	Severity       Severity
+	RedFlags       []RedFlag
+	Notes          string
+	NotesShareable bool
+	Version        int64
+	CreateTime     time.Time
+	UpdateTime     time.Time
+}
+
+// Active reports whether the condition is current: ACTIVE or RECURRENCE.
+func (d *Diagnosis) Active() bool {
+	return d.ClinicalStatus == StatusActive || d.ClinicalStatus == StatusRecurrence
+}
+
+// DiagnosisUpdate names the fields UpdateDiagnosis changes.
+type DiagnosisUpdate struct {
+	ClinicalStatus, Severity, Notes, NotesShareable, RedFlags, BodySites, Display bool
+}
+
+func (s *Service) validateDiagnosis(f *fields, d *Diagnosis) {
+	if d.PatientID == uuid.Nil {
+		f.add("diagnosis.patient", "required")
+	}
+	code, ok := NormalizeICD10(d.ICD10Code)
+	if !ok {
+		f.add("diagnosis.icd10_code", "required: an ICD-10-CM code such as M54.50")
+	}
+	d.ICD10Code = code
+	if strings.TrimSpace(d.Display) == "" {
+		f.add("diagnosis.display", "required")
+	}
+	if !d.OnsetDate.IsZero() && d.OnsetDate.After(dateOf(s.clock.Now())) {
+		f.add("diagnosis.onset_date", "must not be in the future")
+	}
+	if d.ClinicalStatus == "" {
+		d.ClinicalStatus = StatusActive
+	}
+	slices.Sort(d.RedFlags)
+	d.RedFlags = slices.Compact(d.RedFlags)
+	slices.Sort(d.BodySites)
+	d.BodySites = slices.Compact(d.BodySites)
+}
+
+// RecordDiagnosis records a diagnosis of a patient the physician may see.
+func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis, idem Idempotency) (*Diagnosis, error) {
+	if err := authorizePhysician(p, "record diagnoses"); err != nil {
+		return nil, err
+	}
+	var f fields
+	s.validateDiagnosis(&f, &d)
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	d.ID, d.PhysicianID, d.Version, d.CreateTime, d.UpdateTime = newID(), p.PractitionerID, 1, now, now
+	return mutate(ctx, s, p, "RecordDiagnosis", idem,
+		func(tx Tx) (*Diagnosis, uuid.UUID, error) {
+			if _, err := s.getPatient(ctx, tx, p, d.PatientID, false); err != nil {
+				return nil, uuid.Nil, err
+			}
+			return &d, d.ID, tx.InsertDiagnosis(ctx, &d)
+		},
+		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
+}
+
+// readDiagnosis loads a diagnosis of a patient the caller may see, redacted
+// for their role.
+func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Diagnosis, error) {
+	scope, err := patientScope(p)
+	if err != nil {
+		return nil, err
+	}
+	d, err := tx.GetDiagnosis(ctx, id, scope, forUpdate)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", Diagnoses.Name(id), ErrPermissionDenied)
+	}
+	if err != nil {
+		return nil, err
+	}
+	redactDiagnosis(p, d)
+	return d, nil
+}
+
+// GetDiagnosis returns a diagnosis the caller may see.
+func (s *Service) GetDiagnosis(ctx context.Context, p Principal, id uuid.UUID) (*Diagnosis, error) {
+	var d *Diagnosis
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		d, err = s.readDiagnosis(ctx, tx, p, id, false)
+		return err
+	})
+	return d, err
+}
+
+// ListDiagnoses lists a visible patient's diagnoses, oldest first.
+func (s *Service) ListDiagnoses(ctx context.Context, p Principal, patient uuid.UUID, page Page) ([]*Diagnosis, uuid.UUID, error) {
+	page = normalizePage(page)
+	var rows []*Diagnosis
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
+			return err
+		}
+		var err error
+		rows, err = tx.ListDiagnoses(ctx, patient, page)
+		return err
+	})
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	rows, next := trimPage(rows, page, func(d *Diagnosis) uuid.UUID { return d.ID })
+	for _, d := range rows {
+		redactDiagnosis(p, d)
+	}
+	return rows, next, nil
+}
+
+// UpdateDiagnosis changes a diagnosis; a physician who sees the patient.
+func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis, mask DiagnosisUpdate, etag string, idem Idempotency) (*Diagnosis, error) {
+	if err := authorizePhysician(p, "update diagnoses"); err != nil {
+		return nil, err
+	}
+	return mutate(ctx, s, p, "UpdateDiagnosis", idem,
+		func(tx Tx) (*Diagnosis, uuid.UUID, error) {
+			d, err := s.readDiagnosis(ctx, tx, p, in.ID, true)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := checkEtag(etag, d.Version); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if mask.ClinicalStatus {
+				d.ClinicalStatus = in.ClinicalStatus
+			}
+			if mask.Severity {
+				d.Severity = in.Severity
+			}
+			if mask.Notes {
+				d.Notes = in.Notes
+			}
+			if mask.NotesShareable {
+				d.NotesShareable = in.NotesShareable
+			}
+			if mask.RedFlags {
+				d.RedFlags = in.RedFlags
+			}
+			if mask.BodySites {
+				d.BodySites = in.BodySites
+			}
+			if mask.Display {
+				d.Display = in.Display
+			}
+			var f fields
+			s.validateDiagnosis(&f, d)
+			if err := f.err(); err != nil {
+				return nil, uuid.Nil, err
+			}
+			d.Version++
+			d.UpdateTime = s.clock.Now()
+			return d, d.ID, tx.UpdateDiagnosis(ctx, d)
+		},
+		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
+}
+
+// checkReasonDiagnoses requires a referral's reason diagnoses to be
+// diagnoses of its patient.
+func (s *Service) checkReasonDiagnoses(ctx context.Context, tx Tx, r *Referral) error {
+	if len(r.ReasonDiagnoses) == 0 {
+		return nil
+	}
+	found, err := tx.DiagnosesOfPatient(ctx, r.PatientID, r.ReasonDiagnoses)
+	if err != nil {
+		return err
+	}
+	var f fields
+	for i, id := range r.ReasonDiagnoses {
+		if !slices.Contains(found, id) {
+			f.add(fmt.Sprintf("referral.reason_diagnoses[%d]", i), "not a diagnosis of the referral's patient")
+		}
+	}
+	return f.err()
+}
