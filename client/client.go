@@ -7,9 +7,11 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,12 +46,48 @@ type Option func(*options)
 // WithToken authenticates every call with the token source.
 func WithToken(ts TokenSource) Option { return func(o *options) { o.token = ts } }
 
-// WithTLS speaks TLS with cfg (add client certificates for mutual TLS).
+// WithTLS speaks TLS with cfg (add client certificates for mutual TLS; a
+// call without a token is then made by the certificate's subject). A
+// MinVersion below TLS 1.2 is raised to it.
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
+// TLSFromFiles returns a TLS configuration from PEM files: caFile, when
+// given, holds the roots that careteamd's certificate must chain to instead
+// of the system's; certFile and keyFile, when given, are a client
+// certificate for mutual TLS.
+func TLSFromFiles(caFile, certFile, keyFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		data, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: CA file: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(data) {
+			return nil, fmt.Errorf("client: no PEM certificate in %s", caFile)
+		}
+	}
+	if certFile != "" || keyFile != "" {
+		if certFile == "" || keyFile == "" {
+			return nil, errors.New("client: a client certificate needs both its certificate and key files")
+		}
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client: client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
 // WithPlaintext speaks plaintext; Dial allows it only to a loopback
-// address, so a token never crosses a network unencrypted.
+// address (else ErrPlaintextNotLoopback), so a token never crosses a
+// network unencrypted.
 func WithPlaintext() Option { return func(o *options) { o.plaintext = true } }
+
+// ErrPlaintextNotLoopback is Dial's refusal of plaintext to an address other
+// machines may hold.
+var ErrPlaintextNotLoopback = errors.New("client: plaintext is allowed only to a loopback address")
 
 // WithTimeout sets the deadline of calls whose context has none (default
 // 30s; 0 keeps calls without one).
@@ -112,11 +150,16 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		return nil, errors.New("client: choose TLS or plaintext, not both")
 	case o.plaintext:
 		if !loopback(target) {
-			return nil, fmt.Errorf("client: plaintext is allowed only to a loopback address, not %q", target)
+			return nil, fmt.Errorf("%w, not %q", ErrPlaintextNotLoopback, target)
 		}
 		creds = insecure.NewCredentials()
 	case o.tls != nil:
-		creds = credentials.NewTLS(o.tls)
+		cfg := o.tls
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg = cfg.Clone()
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		creds = credentials.NewTLS(cfg)
 	default:
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}

@@ -38,7 +38,10 @@ type env struct {
 	ctx    context.Context
 	out    io.Writer
 	format string
-	dial   func() (*client.Client, error)
+	// dataDir is careteamd's data directory as the global flag gives it;
+	// empty means careteamd's default.
+	dataDir string
+	dial    func() (*client.Client, error)
 }
 
 // action runs a command and returns what to print (nil prints nothing).
@@ -67,6 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	global := flag.NewFlagSet("careteam", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	addr := global.String("addr", envOr(getenv, "CARETEAM_ADDR", "127.0.0.1:50051"), "careteamd address (CARETEAM_ADDR)")
+	ca := global.String("ca", getenv("CARETEAM_CA"), "speak TLS, trusting the CA certificates in this PEM file instead of the system's (CARETEAM_CA)")
+	cert := global.String("cert", getenv("CARETEAM_CERT"), "speak TLS with this PEM client certificate (mutual TLS); without a token, calls are made as its subject (CARETEAM_CERT)")
+	key := global.String("key", getenv("CARETEAM_KEY"), "the client certificate's PEM private key (CARETEAM_KEY)")
 	token := global.String("token", getenv("CARETEAM_TOKEN"), "bearer token (CARETEAM_TOKEN)")
 	as := global.String("as", getenv("CARETEAM_AS"), "dev mode: mint a token for this subject from the data directory's dev key (CARETEAM_AS)")
 	dataDir := global.String("data-dir", getenv("CARETEAM_DATA_DIR"), "careteamd's data directory, for dev tokens (CARETEAM_DATA_DIR; default as careteamd's)")
@@ -107,19 +113,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return exitUsage
 	}
 	var conn *client.Client
-	e := &env{ctx: ctx, out: stdout, format: *output, dial: func() (*client.Client, error) {
+	e := &env{ctx: ctx, out: stdout, format: *output, dataDir: *dataDir, dial: func() (*client.Client, error) {
 		if conn != nil {
 			return conn, nil
+		}
+		if (*cert == "") != (*key == "") {
+			return nil, usagef("give --cert and --key together")
 		}
 		tok, err := resolveToken(*token, *as, *dataDir)
 		if err != nil {
 			return nil, err
 		}
-		opts := []client.Option{client.WithPlaintext(), client.WithTimeout(*timeout)}
+		transport := client.WithPlaintext()
+		if *ca != "" || *cert != "" {
+			cfg, err := client.TLSFromFiles(*ca, *cert, *key)
+			if err != nil {
+				return nil, err
+			}
+			transport = client.WithTLS(cfg)
+		}
+		opts := []client.Option{transport, client.WithTimeout(*timeout)}
 		if tok != "" {
 			opts = append(opts, client.WithToken(client.StaticToken(tok)))
 		}
 		conn, err = client.Dial(*addr, opts...)
+		if errors.Is(err, client.ErrPlaintextNotLoopback) {
+			return nil, fmt.Errorf("%w; give --ca (and --cert and --key for mutual TLS) to speak TLS", err)
+		}
 		return conn, err
 	}}
 	defer func() {
@@ -149,6 +169,12 @@ func resolveToken(token, as, dataDir string) (string, error) {
 	if token != "" || as == "" {
 		return token, nil
 	}
+	return mintDevToken(dataDir, as, time.Hour)
+}
+
+// mintDevToken signs a token with the dev key in careteamd's data
+// directory (its default when dataDir is empty).
+func mintDevToken(dataDir, subject string, ttl time.Duration) (string, error) {
 	if dataDir == "" {
 		d, err := devtoken.DefaultDataDir()
 		if err != nil {
@@ -156,7 +182,7 @@ func resolveToken(token, as, dataDir string) (string, error) {
 		}
 		dataDir = d
 	}
-	return devtoken.Mint(dataDir, as, time.Hour)
+	return devtoken.Mint(dataDir, subject, ttl)
 }
 
 // findCommand matches the longest command path at the start of words.

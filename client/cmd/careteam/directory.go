@@ -9,7 +9,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 
@@ -28,7 +27,7 @@ func init() {
 
 func devToken(fs *flag.FlagSet) action {
 	subject := fs.String("subject", "", "token subject (required)")
-	dataDir := fs.String("data-dir", "", "careteamd's data directory (default as careteamd's)")
+	dataDir := fs.String("data-dir", "", "careteamd's data directory (default: the global --data-dir, else careteamd's default)")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime")
 	return func(e *env, _ []string) (proto.Message, error) {
 		if *subject == "" {
@@ -36,13 +35,9 @@ func devToken(fs *flag.FlagSet) action {
 		}
 		dir := *dataDir
 		if dir == "" {
-			d, err := devtoken.DefaultDataDir()
-			if err != nil {
-				return nil, err
-			}
-			dir = d
+			dir = e.dataDir
 		}
-		tok, err := devtoken.Mint(dir, *subject, *ttl)
+		tok, err := mintDevToken(dir, *subject, *ttl)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -28,6 +32,7 @@ import (
 	"github.com/careteam/careteam/server/internal/config"
 	"github.com/careteam/careteam/server/internal/pgembed"
 	"github.com/careteam/careteam/server/internal/store/postgres"
+	"github.com/careteam/careteam/server/internal/tlsconfig"
 )
 
 func main() {
@@ -56,6 +61,19 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	slog.SetDefault(log)
+
+	// Before the database starts, so that a bad certificate fails at once.
+	var serverOpts []grpc.ServerOption
+	if cfg.TLS() {
+		tlsCfg, err := newTLSConfig(cfg, log)
+		if err != nil {
+			return err
+		}
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	} else if cfg.PlaintextOffLoopback() {
+		log.Warn("INSECURE PLAINTEXT: listening without TLS on a non-loopback address (--insecure-plaintext); bearer tokens and patient data cross the network unencrypted. Use only behind a TLS-terminating proxy on a network you trust.",
+			"address", cfg.Listen)
+	}
 
 	databaseURL := cfg.DatabaseURL
 	if cfg.Embedded() {
@@ -91,7 +109,7 @@ func realMain(ctx context.Context) error {
 		BootstrapAdmin: cfg.BootstrapAdmin,
 		AckWindow:      cfg.AckWindow,
 	})
-	srv, err := api.NewServer(api.Config{Service: service, Verifier: verifier, Health: healthSrv, Log: log})
+	srv, err := api.NewServer(api.Config{Service: service, Verifier: verifier, Health: healthSrv, Log: log}, serverOpts...)
 	if err != nil {
 		return fmt.Errorf("api.NewServer: %w", err)
 	}
@@ -101,7 +119,8 @@ func realMain(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	log.Info("listening", "address", lis.Addr().String(), "embedded_database", cfg.Embedded(), "dev_mode", cfg.DevMode())
+	log.Info("listening", "address", lis.Addr().String(), "tls", cfg.TLS(), "client_certificates", cfg.ClientCA != "",
+		"embedded_database", cfg.Embedded(), "dev_mode", cfg.DevMode())
 
 	// Health says NOT_SERVING until the schema is current.
 	version, err := postgres.Migrate(ctx, pool, log)
@@ -154,6 +173,23 @@ func newPool(ctx context.Context, cfg *config.Config, url string) (*pgxpool.Pool
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pc.MinConns = int32(cfg.DBMinConns)
 	return pgxpool.NewWithConfig(ctx, pc)
+}
+
+// newTLSConfig loads the server certificate, which is reloaded when its files
+// change, and with --client-ca the CAs whose client certificates prove a
+// subject.
+func newTLSConfig(cfg *config.Config, log *slog.Logger) (*tls.Config, error) {
+	cert, err := tlsconfig.LoadCertificate(cfg.TLSCert, cfg.TLSKey, log)
+	if err != nil {
+		return nil, err
+	}
+	var clientCAs *x509.CertPool
+	if cfg.ClientCA != "" {
+		if clientCAs, err = tlsconfig.LoadCertPool(cfg.ClientCA); err != nil {
+			return nil, err
+		}
+	}
+	return tlsconfig.Server(cert, clientCAs), nil
 }
 
 // newVerifier trusts the configured identity provider, or in dev mode a key

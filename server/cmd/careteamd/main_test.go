@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -46,18 +47,35 @@ func TestMain(m *testing.M) {
 // daemon is a careteamd process started the way the README says: no
 // database URL, no identity provider.
 type daemon struct {
-	cmd     *exec.Cmd
-	addr    string
+	cmd  *exec.Cmd
+	addr string // where clients reach it, on loopback
+	tls  *tls.Config
+	// logs may be read only once the process has exited: until then it is
+	// written concurrently.
 	logs    *bytes.Buffer
 	exited  chan struct{}
 	exitErr error
 }
 
-func startDaemon(t *testing.T, dataDir string, cred *syscall.Credential) *daemon {
+// launch is how a test starts careteamd beyond the README's defaults.
+type launch struct {
+	listen string      // --listen; default a free loopback port
+	args   []string    // further flags
+	tls    *tls.Config // how clients reach it; nil for plaintext
+}
+
+func startDaemon(t *testing.T, dataDir string, cred *syscall.Credential, l launch) *daemon {
 	t.Helper()
-	addr := freeAddr(t)
+	if l.listen == "" {
+		l.listen = freeAddr(t)
+	}
+	_, port, err := net.SplitHostPort(l.listen)
+	if err != nil {
+		t.Fatal(err)
+	}
 	logs := &bytes.Buffer{}
-	cmd := exec.Command(binary, "--data-dir", dataDir, "--listen", addr, "--log-format", "text")
+	args := append([]string{"--data-dir", dataDir, "--listen", l.listen, "--log-format", "text"}, l.args...)
+	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir}
 	if cred != nil {
@@ -66,7 +84,7 @@ func startDaemon(t *testing.T, dataDir string, cred *syscall.Credential) *daemon
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{cmd: cmd, addr: addr, logs: logs, exited: make(chan struct{})}
+	d := &daemon{cmd: cmd, addr: net.JoinHostPort("127.0.0.1", port), tls: l.tls, logs: logs, exited: make(chan struct{})}
 	go func() {
 		d.exitErr = cmd.Wait()
 		close(d.exited)
@@ -91,7 +109,7 @@ func freeAddr(t *testing.T) string {
 
 func (d *daemon) awaitServing(t *testing.T) {
 	t.Helper()
-	c, err := client.Dial(d.addr, client.WithPlaintext())
+	c, err := client.Dial(d.addr, d.transport())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +144,20 @@ func (d *daemon) stop(t *testing.T) {
 	}
 }
 
+func (d *daemon) transport() client.Option {
+	if d.tls != nil {
+		return client.WithTLS(d.tls)
+	}
+	return client.WithPlaintext()
+}
+
 func (d *daemon) client(t *testing.T, dataDir, subject string) *client.Client {
 	t.Helper()
 	tok, err := devtoken.Mint(dataDir, subject, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.Dial(d.addr, client.WithPlaintext(), client.WithToken(client.StaticToken(tok)))
+	c, err := client.Dial(d.addr, d.transport(), client.WithToken(client.StaticToken(tok)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +204,7 @@ func TestEmbeddedDefaultKeepsDataAcrossRestarts(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			d := startDaemon(t, dataDir, tc.cred)
+			d := startDaemon(t, dataDir, tc.cred, launch{})
 			ctx := t.Context()
 			created, err := d.client(t, dataDir, "admin").Directory.CreateOrganization(ctx, &pb.CreateOrganizationRequest{
 				Organization: &pb.Organization{DisplayName: "Lakeside", Kind: pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE},
@@ -192,7 +217,7 @@ func TestEmbeddedDefaultKeepsDataAcrossRestarts(t *testing.T) {
 				t.Errorf("the embedded PostgreSQL was not stopped:\n%s", d.logs)
 			}
 
-			d = startDaemon(t, dataDir, tc.cred)
+			d = startDaemon(t, dataDir, tc.cred, launch{})
 			got, err := d.client(t, dataDir, "admin").Directory.GetOrganization(ctx, &pb.GetOrganizationRequest{Name: created.GetOrganization().GetName()})
 			if err != nil {
 				t.Fatalf("after restart: %v\n%s", err, d.logs)

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -29,26 +30,36 @@ const RequestIDHeader = "x-request-id"
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	principalKey
-)
+const callKey ctxKey = 0
+
+// call is what the pipeline learns about a call as it runs; observe creates
+// it, authentication fills in the principal, and observe's log line and the
+// handlers read it.
+type call struct {
+	requestID string
+	principal *careteam.Principal
+}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey).(*call)
+	if c == nil {
+		return &call{}
+	}
+	return c
+}
 
 // RequestID returns the request id of the call in ctx.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return callFrom(ctx).requestID }
 
 // principalFrom returns the authenticated caller. Every careteam method
 // runs behind authentication, so a missing principal is a wiring bug and
 // refused as unauthenticated rather than served anonymously.
 func principalFrom(ctx context.Context) (careteam.Principal, error) {
-	p, ok := ctx.Value(principalKey).(careteam.Principal)
-	if !ok {
+	p := callFrom(ctx).principal
+	if p == nil {
 		return careteam.Principal{}, careteam.ErrUnauthenticated
 	}
-	return p, nil
+	return *p, nil
 }
 
 // TokenVerifier proves who a bearer token belongs to.
@@ -106,7 +117,8 @@ func (in *interceptors) observe(ctx context.Context, method string) (context.Con
 	if id == "" {
 		id = uuid.NewString()
 	}
-	ctx = context.WithValue(ctx, requestIDKey, id)
+	c := &call{requestID: id}
+	ctx = context.WithValue(ctx, callKey, c)
 	// The header is informational; a failure to send it must not fail the
 	// call.
 	_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
@@ -116,8 +128,8 @@ func (in *interceptors) observe(ctx context.Context, method string) (context.Con
 			slog.String("request_id", id),
 			slog.Duration("duration", time.Since(start)),
 		}
-		if p, ok := ctx.Value(principalKey).(careteam.Principal); ok {
-			attrs = append(attrs, slog.String("principal", principalLogName(p)))
+		if p := c.principal; p != nil {
+			attrs = append(attrs, slog.String("principal", principalLogName(*p)))
 		}
 		if pr, ok := peer.FromContext(ctx); ok {
 			attrs = append(attrs, slog.String("peer", pr.Addr.String()))
@@ -171,11 +183,17 @@ func (in *interceptors) guard(ctx context.Context, method string, next func(cont
 	return next(ctx)
 }
 
-// authenticate verifies the bearer token and maps its subject to a
-// principal from the directory.
+// authenticate verifies the bearer token, or for a call without one the
+// connection's client certificate, and maps its subject to a principal from
+// the directory.
 func (in *interceptors) authenticate(ctx context.Context) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
+	if len(values) == 0 {
+		if subject, ok := certificateSubject(ctx); ok {
+			return in.authenticateSubject(ctx, subject)
+		}
+	}
 	if len(values) != 1 {
 		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
@@ -191,11 +209,35 @@ func (in *interceptors) authenticate(ctx context.Context) (context.Context, erro
 		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
 		return nil, status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
 	}
-	p, err := in.service.Authenticate(ctx, id.Subject)
+	return in.authenticateSubject(ctx, id.Subject)
+}
+
+// authenticateSubject maps a proven subject to a principal from the
+// directory.
+func (in *interceptors) authenticateSubject(ctx context.Context, subject string) (context.Context, error) {
+	p, err := in.service.Authenticate(ctx, subject)
 	if err != nil {
 		return nil, err
 	}
-	return context.WithValue(ctx, principalKey, p), nil
+	callFrom(ctx).principal = &p
+	return ctx, nil
+}
+
+// certificateSubject returns the Common Name of the connection's client
+// certificate, which names a subject the way a token's "sub" does. Only a
+// chain the handshake verified against the client CAs counts; a server
+// configured without them never asks for a certificate.
+func certificateSubject(ctx context.Context) (string, bool) {
+	pr, ok := peer.FromContext(ctx)
+	if !ok {
+		return "", false
+	}
+	info, ok := pr.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
+		return "", false
+	}
+	cn := info.State.VerifiedChains[0][0].Subject.CommonName
+	return cn, cn != ""
 }
 
 // validate applies the request's protovalidate rules and reports every bad

@@ -8,7 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-
+	"net"
 	"strings"
 	"time"
 
@@ -31,11 +31,38 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+
+	TLSCert           string
+	TLSKey            string
+	ClientCA          string
+	InsecurePlaintext bool
 }
 
 // DevMode reports whether careteamd makes and trusts its own signing key:
 // when no identity provider is configured. For local use only.
 func (c *Config) DevMode() bool { return c.JWKSFile == "" && c.JWKSURL == "" }
+
+// TLS reports whether careteamd speaks TLS.
+func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// PlaintextOffLoopback reports whether careteamd listens without TLS where
+// other machines can reach it, which --insecure-plaintext must allow.
+func (c *Config) PlaintextOffLoopback() bool { return !c.TLS() && !loopback(c.Listen) }
+
+// loopback reports whether a listen address is reachable only from this
+// machine. A host name other than localhost may resolve anywhere, and an
+// empty host is every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Embedded reports whether careteamd runs its own PostgreSQL.
 func (c *Config) Embedded() bool { return c.DatabaseURL == "" }
@@ -56,6 +83,10 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs := flag.NewFlagSet("careteamd", flag.ContinueOnError)
 	fs.SetOutput(usageOut)
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate chain, PEM; reloaded when the file changes")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "server private key, PEM; reloaded when the file changes")
+	fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates, PEM, for mutual TLS: a call without a token is made by the subject named in the Common Name of a client certificate they issued")
+	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext", false, "allow plaintext on a non-loopback address: tokens and patient data cross the network unencrypted")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: the embedded PostgreSQL cluster and, in dev mode, the signing key")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty runs an embedded PostgreSQL in the data directory")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 20, "maximum database connections in the pool")
@@ -65,7 +96,7 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required token issuer (\"iss\"); dev mode: careteam-dev")
 	fs.StringVar(&c.JWTAudience, "jwt-audience", "careteam", "required token audience (\"aud\")")
 	fs.StringVar(&c.BootstrapAdmin, "bootstrap-admin", "", "token subject that administers the directory without an entry in it; dev mode: admin")
-	fs.DurationVar(&c.AckWindow, "ack-window", 16*time.Hour, "business time (Mon-Fri) a submitted referral may wait for acceptance before it is overdue; 16h is two business days")
+	fs.DurationVar(&c.AckWindow, "ack-window", 48*time.Hour, "weekday time (Monday-Friday, UTC) a submitted referral may wait for acceptance or decline before it is overdue; 48h is two business days")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a shutdown waits for in-flight calls before cutting them")
@@ -111,6 +142,20 @@ func (c *Config) validate() error {
 		}
 	}
 	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen %q: want host:port", c.Listen))
+	} else if c.TLSCert == "" && c.TLSKey == "" && !c.InsecurePlaintext && !loopback(c.Listen) {
+		errs = append(errs, fmt.Errorf("refusing plaintext on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure-plaintext to send tokens and patient data unencrypted", c.Listen))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("give --tls-cert and --tls-key together"))
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("--client-ca needs --tls-cert and --tls-key"))
+	}
+	if c.TLSCert != "" && c.InsecurePlaintext {
+		errs = append(errs, errors.New("give --tls-cert or --insecure-plaintext, not both"))
+	}
 	if c.DataDir == "" && (c.Embedded() || c.DevMode()) {
 		errs = append(errs, errors.New("--data-dir is required for the embedded database and dev mode"))
 	}
