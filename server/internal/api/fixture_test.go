@@ -95,3 +95,53 @@ func (tm *team) referralIn(state pb.ReferralState) *pb.Referral {
 	}
 	return r
 }
+
+// treatment is a planned or recorded treatment.
+func treatment(region pb.BodyRegion, technique pb.Technique, pressure pb.Pressure) *pb.Treatment {
+	return &pb.Treatment{Region: region, Technique: technique, Pressure: pressure}
+}
+
+// swedishLumbar is the plan most tests start sessions with.
+var swedishLumbar = []*pb.Treatment{treatment(pb.BodyRegion_BODY_REGION_LUMBAR, pb.Technique_TECHNIQUE_SWEDISH, pb.Pressure_PRESSURE_MEDIUM)}
+
+// consent records the patient's consent at the therapist's practice.
+func (tm *team) consent() {
+	tm.t.Helper()
+	if _, err := tm.as("lmt").Clinical.RecordConsent(tm.ctx, &pb.RecordConsentRequest{Consent: &pb.Consent{
+		Patient: tm.patient.GetName(), FormVersion: "2026-01", SignedDate: tm.clock.Now().Format("2006-01-02"),
+		Signer: pb.ConsentSigner_CONSENT_SIGNER_PATIENT,
+	}}); err != nil {
+		tm.t.Fatalf("RecordConsent: %v", err)
+	}
+}
+
+// clear issues a clearance of the team's patient by dr; referral may be
+// empty for a patient-wide clearance.
+func (tm *team) clear(c *pb.Clearance) *pb.Clearance {
+	tm.t.Helper()
+	if c.Patient == "" {
+		c.Patient = tm.patient.GetName()
+	}
+	if c.Decision == pb.ClearanceDecision_CLEARANCE_DECISION_UNSPECIFIED {
+		c.Decision = pb.ClearanceDecision_CLEARANCE_DECISION_CLEARED
+	}
+	resp, err := tm.as("dr").Clinical.IssueClearance(tm.ctx, &pb.IssueClearanceRequest{Clearance: c})
+	if err != nil {
+		tm.t.Fatalf("IssueClearance: %v", err)
+	}
+	return resp.GetClearance()
+}
+
+// ready returns an accepted referral with consent and a patient-wide
+// clearance on file: a session can start.
+func (tm *team) ready() (*pb.Referral, *pb.Clearance) {
+	tm.t.Helper()
+	r := tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
+	tm.consent()
+	return r, tm.clear(&pb.Clearance{})
+}
+
+func (tm *team) start(as string, r *pb.Referral, plan []*pb.Treatment) (*pb.Session, error) {
+	resp, err := tm.as(as).Sessions.StartSession(tm.ctx, &pb.StartSessionRequest{Referral: r.GetName(), Planned: plan})
+	return resp.GetSession(), err
+}

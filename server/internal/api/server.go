@@ -39,7 +39,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	pb.RegisterPatientServiceServer(srv, &patientServer{svc: cfg.Service})
 	pb.RegisterReferralServiceServer(srv, &referralServer{svc: cfg.Service})
 	pb.RegisterClinicalServiceServer(srv, &clinicalServer{svc: cfg.Service})
-	pb.RegisterSessionServiceServer(srv, &pb.UnimplementedSessionServiceServer{})
+	pb.RegisterSessionServiceServer(srv, &sessionServer{svc: cfg.Service})
 	pb.RegisterEventServiceServer(srv, &pb.UnimplementedEventServiceServer{})
 	pb.RegisterAuditServiceServer(srv, &pb.UnimplementedAuditServiceServer{})
 	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})

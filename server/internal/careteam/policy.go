@@ -2,6 +2,7 @@ package careteam
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/google/uuid"
 )
@@ -21,6 +22,9 @@ type PatientScope struct {
 	Physician uuid.UUID
 	// Referrals: the patient has a referral visible through this scope.
 	Referrals ReferralScope
+	// Any drops the restriction: for the domain's own checks and locks,
+	// never for a caller's read.
+	Any bool
 }
 
 // patientScope returns the caller's patient scope: physicians through their
@@ -190,4 +194,94 @@ func redactProgress(p Principal, pr *Progress) {
 	for i := range pr.Deviations {
 		pr.Deviations[i].Reason = ""
 	}
+}
+
+// authorizeRequestClearance allows the treating side to ask for clearance:
+// therapists and coordinators.
+func authorizeRequestClearance(p Principal) error {
+	if p.Role == RoleTherapist || p.Role == RoleCoordinator {
+		return nil
+	}
+	return fmt.Errorf("clearance is requested by the therapist or a coordinator: %w", ErrPermissionDenied)
+}
+
+// authorizeSuspend allows a physician who sees the patient, or the therapist
+// assigned to a referral the clearance covers, to suspend it.
+func authorizeSuspend(p Principal, covered []*Referral) error {
+	if p.Role == RolePhysician {
+		return nil
+	}
+	if p.Role == RoleTherapist && slices.ContainsFunc(covered, func(r *Referral) bool { return r.TargetTherapistID == p.PractitionerID }) {
+		return nil
+	}
+	return fmt.Errorf("a clearance is suspended by a physician or the therapist treating under it: %w", ErrPermissionDenied)
+}
+
+// redactClearance hides the physician's notes from coordinators.
+func redactClearance(p Principal, c *Clearance) {
+	if p.Role == RoleCoordinator {
+		c.Notes = ""
+	}
+}
+
+// SessionScope is the set of relations through which a caller sees a
+// session: their own (a therapist), or under a referral they see.
+type SessionScope struct {
+	Therapist uuid.UUID
+	Referrals ReferralScope
+}
+
+// sessionScope: a therapist sees their own sessions; the referring
+// physician and the coordinators of either organization see the sessions of
+// the referrals they see (coordinators without the note's contents).
+func sessionScope(p Principal) (SessionScope, error) {
+	switch p.Role {
+	case RoleTherapist:
+		return SessionScope{Therapist: p.PractitionerID}, nil
+	case RolePhysician, RoleCoordinator:
+		rs, err := referralScope(p)
+		return SessionScope{Referrals: rs}, err
+	}
+	return SessionScope{}, fmt.Errorf("role %s reads no sessions: %w", p.Role, ErrPermissionDenied)
+}
+
+// redactSession leaves coordinators the session's metadata and the note's
+// status and signature, never its contents.
+func redactSession(p Principal, s *Session) {
+	if p.Role == RoleCoordinator {
+		s.Note = Note{Status: s.Note.Status, Signature: s.Note.Signature}
+	}
+}
+
+// authorizeCheck lets a therapist check their own gate, and a coordinator
+// or the referring physician check any therapist's.
+func authorizeCheck(p Principal, r *Referral, therapist uuid.UUID) error {
+	switch {
+	case p.Role == RoleTherapist && therapist == p.PractitionerID:
+		return nil
+	case p.Role == RoleCoordinator, p.Role == RolePhysician && p.PractitionerID == r.ReferringPhysicianID:
+		if therapist != p.PractitionerID {
+			return nil
+		}
+		return &InvalidError{Violations: []FieldViolation{{Field: "therapist", Description: "name the therapist to check"}}}
+	}
+	return fmt.Errorf("the gate is checked by the therapist, a coordinator or the referring physician: %w", ErrPermissionDenied)
+}
+
+// authorizeSessionTherapist allows only the session's therapist to write
+// and sign its note.
+func authorizeSessionTherapist(p Principal, s *Session) error {
+	if p.Role == RoleTherapist && p.PractitionerID == s.TherapistID {
+		return nil
+	}
+	return fmt.Errorf("only the session's therapist writes its note: %w", ErrPermissionDenied)
+}
+
+// authorizeCancelSession allows the session's therapist, or a coordinator
+// who sees the session (the practice's front desk records no-shows).
+func authorizeCancelSession(p Principal, s *Session) error {
+	if p.Role == RoleCoordinator {
+		return nil
+	}
+	return authorizeSessionTherapist(p, s)
 }

@@ -164,6 +164,9 @@ type ReferralScope struct {
 	// while no therapist is assigned.
 	Therapist    uuid.UUID
 	TherapistOrg uuid.UUID
+	// Any drops the restriction: for the domain's own checks, never for a
+	// caller's read.
+	Any bool
 }
 
 // icd10Pattern is the ICD-10-CM code format: a letter, a digit, an

@@ -55,6 +55,35 @@ type Tx interface {
 	UpdateDiagnosis(ctx context.Context, d *Diagnosis) error
 	// DiagnosesOfPatient returns those of ids that are diagnoses of patient.
 	DiagnosesOfPatient(ctx context.Context, patient uuid.UUID, ids []uuid.UUID) ([]uuid.UUID, error)
+
+	// Clearances. CurrentClearance locks and returns the clearance in force
+	// (ACTIVE or SUSPENDED) for a patient and scope (zero referral: every
+	// referral). ReferralsCoveredBy locks and returns the patient's
+	// referrals in the given states that the clearance governs.
+	// GateClearances locks (FOR SHARE) the clearances that may govern a
+	// session under a referral.
+	InsertClearance(ctx context.Context, c *Clearance) error
+	GetClearance(ctx context.Context, id uuid.UUID, scope PatientScope, forUpdate bool) (*Clearance, error)
+	ListClearances(ctx context.Context, scope PatientScope, f ClearanceFilter, page Page) ([]*Clearance, error)
+	UpdateClearance(ctx context.Context, c *Clearance) error
+	CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*Clearance, error)
+	ReferralsCoveredBy(ctx context.Context, c *Clearance, states []ReferralState) ([]*Referral, error)
+	GateClearances(ctx context.Context, patient, referral uuid.UUID) ([]*Clearance, error)
+
+	// Consents. HasConsent reports whether org holds a consent of patient
+	// signed on or before day.
+	InsertConsent(ctx context.Context, c *Consent) error
+	GetConsent(ctx context.Context, id uuid.UUID) (*Consent, error)
+	ListConsents(ctx context.Context, patient uuid.UUID, page Page) ([]*Consent, error)
+	HasConsent(ctx context.Context, patient, org uuid.UUID, day time.Time) (bool, error)
+
+	// Sessions.
+	InsertSession(ctx context.Context, s *Session) error
+	GetSession(ctx context.Context, id uuid.UUID, scope SessionScope, forUpdate bool) (*Session, error)
+	ListSessions(ctx context.Context, scope SessionScope, f SessionFilter, page Page) ([]*Session, error)
+	UpdateSession(ctx context.Context, s *Session) error
+	// ReferralSessions returns a referral's sessions, oldest first.
+	ReferralSessions(ctx context.Context, referral uuid.UUID) ([]*Session, error)
 }
 
 // RequestKey identifies one idempotent request: the caller, the use case

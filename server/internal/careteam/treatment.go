@@ -27,7 +27,7 @@ func (p Pressure) rank() int {
 // Treatment is one technique applied to one body region with a pressure:
 // what a session plans and a note records, and what precautions judge.
 type Treatment struct {
-	Region    BodyRegion
-	Technique Technique
-	Pressure  Pressure
+	Region    BodyRegion `json:"region"`
+	Technique Technique  `json:"technique"`
+	Pressure  Pressure   `json:"pressure"`
 }

@@ -56,6 +56,9 @@ func scanPatient(row pgx.Row) (*careteam.Patient, error) {
 // row aliased p: true when any relation the scope names holds. It adds its
 // arguments to args.
 func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
+	if s.Any {
+		return "true"
+	}
 	var or []string
 	if s.RegisteredByOrg != uuid.Nil {
 		args["ps_org"] = s.RegisteredByOrg
@@ -65,7 +68,8 @@ func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
 		args["ps_physician"] = s.Physician
 		or = append(or,
 			`EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND r.referring_physician_id = @ps_physician)`,
-			`EXISTS (SELECT 1 FROM diagnoses d WHERE d.patient_id = p.id AND d.physician_id = @ps_physician)`)
+			`EXISTS (SELECT 1 FROM diagnoses d WHERE d.patient_id = p.id AND d.physician_id = @ps_physician)`,
+			`EXISTS (SELECT 1 FROM clearances c WHERE c.patient_id = p.id AND c.physician_id = @ps_physician)`)
 	}
 	if rs := referralVisible(s.Referrals, args); rs != "false" {
 		or = append(or, `EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND `+rs+`)`)

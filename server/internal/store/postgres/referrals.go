@@ -15,6 +15,9 @@ import (
 // referralVisible is the SQL form of a careteam.ReferralScope over the
 // referrals row aliased r.
 func referralVisible(s careteam.ReferralScope, args pgx.NamedArgs) string {
+	if s.Any {
+		return "true"
+	}
 	var or []string
 	if s.ReferringPhysician != uuid.Nil {
 		args["rs_physician"] = s.ReferringPhysician

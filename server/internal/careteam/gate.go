@@ -1,0 +1,169 @@
+package careteam
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Violation types of the session gate.
+const (
+	ViolationReferralNotAccepted  = "REFERRAL_NOT_ACCEPTED"
+	ViolationReferralExpired      = "REFERRAL_EXPIRED"
+	ViolationNotAssigned          = "NOT_ASSIGNED_THERAPIST"
+	ViolationVisitsExhausted      = "VISITS_EXHAUSTED"
+	ViolationClearanceMissing     = "CLEARANCE_MISSING"
+	ViolationClearanceNotCleared  = "CLEARANCE_NOT_CLEARED"
+	ViolationClearanceExpired     = "CLEARANCE_EXPIRED"
+	ViolationClearanceNotYetValid = "CLEARANCE_NOT_YET_VALID"
+	ViolationClearanceRevoked     = "CLEARANCE_REVOKED"
+	ViolationClearanceSuspended   = "CLEARANCE_SUSPENDED"
+	ViolationConsentMissing       = "CONSENT_MISSING"
+	ViolationPrecaution           = "PRECAUTION_VIOLATED"
+	ViolationContraindicated      = "CONTRAINDICATED_TECHNIQUE"
+	ViolationLicenceExpired       = "LICENCE_EXPIRED"
+	ViolationNotQualified         = "NOT_QUALIFIED"
+)
+
+// GateFacts is everything the gate decides on, loaded in the transaction
+// that would start the session (with the referral and clearances locked).
+type GateFacts struct {
+	Referral  *Referral
+	Therapist *Practitioner
+	// Clearances are the patient's clearances that may apply: patient-wide
+	// or limited to this referral, in any status but REQUESTED.
+	Clearances []*Clearance
+	// ConsentOnFile: the therapist's practice holds the patient's consent,
+	// signed on or before the session's day.
+	ConsentOnFile bool
+	SessionTime   time.Time
+	Plan          []Treatment
+	Now           time.Time
+}
+
+// Gate decides whether a session may start: it returns the clearance that
+// applies (nil if none) and every unmet condition, not just the first.
+func Gate(f GateFacts) (*Clearance, []Violation) {
+	var v []Violation
+	r := f.Referral
+	rname := Referrals.Name(r.ID)
+	add := func(typ, subject, format string, args ...any) {
+		v = append(v, Violation{Type: typ, Subject: subject, Description: fmt.Sprintf(format, args...)})
+	}
+
+	switch state := r.StateAt(f.Now); {
+	case state == ReferralExpired || !f.SessionTime.Before(r.ValidUntil):
+		add(ViolationReferralExpired, rname, "the referral's validity ends %s", r.ValidUntil.Format(time.RFC3339))
+	case state != ReferralAccepted && state != ReferralInProgress:
+		add(ViolationReferralNotAccepted, rname, "the referral is %s", state)
+	}
+	tname := Practitioners.Name(f.Therapist.ID)
+	if r.TargetTherapistID != f.Therapist.ID {
+		add(ViolationNotAssigned, rname, "the referral is not assigned to %s", tname)
+	}
+	if r.RemainingVisits() == 0 {
+		add(ViolationVisitsExhausted, rname, "all %d authorized visits are used", r.AuthorizedVisits)
+	}
+
+	c := applicableClearance(f.Clearances, r.ID)
+	if c == nil {
+		add(ViolationClearanceMissing, Patients.Name(r.PatientID), "no clearance covers this patient and referral")
+	} else {
+		v = append(v, clearanceViolations(c, f.SessionTime)...)
+		v = append(v, planViolations(c, f.Plan)...)
+	}
+	if !f.ConsentOnFile {
+		add(ViolationConsentMissing, Patients.Name(r.PatientID), "the practice holds no treatment consent of the patient")
+	}
+	if !f.Therapist.Licence.ActiveOn(f.SessionTime) {
+		add(ViolationLicenceExpired, tname, "the therapist's licence is not active on the session's day")
+	}
+	var missing []Specialty
+	for _, s := range r.RequiredSpecialties {
+		if !slices.Contains(f.Therapist.Specialties, s) {
+			missing = append(missing, s)
+		}
+	}
+	if len(missing) > 0 {
+		add(ViolationNotQualified, tname, "the therapist no longer holds required training: %v", missing)
+	}
+	return c, v
+}
+
+// applicableClearance picks the clearance that governs a session under
+// referral: the latest issued one limited to the referral if there is one,
+// else the latest patient-wide one. The most specific decision wins, so a
+// revoked referral clearance is not rescued by a patient-wide one.
+func applicableClearance(cs []*Clearance, referral uuid.UUID) *Clearance {
+	var scoped, wide *Clearance
+	for _, c := range cs {
+		if c.Status == ClearanceRequested || c.Status == ClearanceSuperseded {
+			continue
+		}
+		slot := &wide
+		if c.ReferralID == referral {
+			slot = &scoped
+		} else if c.ReferralID != uuid.Nil {
+			continue
+		}
+		if *slot == nil || c.IssueTime.After((*slot).IssueTime) {
+			*slot = c
+		}
+	}
+	if scoped != nil {
+		return scoped
+	}
+	return wide
+}
+
+// clearanceViolations judges the clearance's status, decision and window at
+// the session's time.
+func clearanceViolations(c *Clearance, at time.Time) []Violation {
+	name := Clearances.Name(c.ID)
+	var v []Violation
+	switch c.Status {
+	case ClearanceSuspended:
+		v = append(v, Violation{Type: ViolationClearanceSuspended, Subject: name, Description: "the clearance is suspended: a red flag was reported"})
+	case ClearanceRevoked:
+		v = append(v, Violation{Type: ViolationClearanceRevoked, Subject: name, Description: "the clearance was revoked"})
+	}
+	if c.Decision == DecisionNotCleared {
+		v = append(v, Violation{Type: ViolationClearanceNotCleared, Subject: name, Description: "the physician did not clear the patient for massage"})
+	}
+	if at.Before(c.ValidFrom) {
+		v = append(v, Violation{Type: ViolationClearanceNotYetValid, Subject: name, Description: fmt.Sprintf("the clearance is valid from %s", c.ValidFrom.Format(time.RFC3339))})
+	}
+	if !at.Before(c.ValidUntil) {
+		v = append(v, Violation{Type: ViolationClearanceExpired, Subject: name, Description: fmt.Sprintf("the clearance expired %s", c.ValidUntil.Format(time.RFC3339))})
+	}
+	return v
+}
+
+// planViolations checks each treatment against the clearance's
+// precautions and contraindications, naming region, technique and rule.
+func planViolations(c *Clearance, plan []Treatment) []Violation {
+	name := Clearances.Name(c.ID)
+	var v []Violation
+	for _, t := range plan {
+		if slices.Contains(c.Contraindicated, t.Technique) {
+			v = append(v, Violation{Type: ViolationContraindicated, Subject: name,
+				Description: fmt.Sprintf("%s is contraindicated (planned on %s)", t.Technique, t.Region)})
+		}
+		for _, pc := range c.Precautions {
+			if !pc.covers(t) {
+				continue
+			}
+			switch {
+			case pc.Action == PrecautionAvoid:
+				v = append(v, Violation{Type: ViolationPrecaution, Subject: name,
+					Description: fmt.Sprintf("%s on %s: the clearance says AVOID %s", t.Technique, t.Region, pc.describe())})
+			case pc.Action == PrecautionLimitPressure && t.Pressure.rank() > pc.MaxPressure.rank():
+				v = append(v, Violation{Type: ViolationPrecaution, Subject: name,
+					Description: fmt.Sprintf("%s on %s at %s pressure: the clearance limits %s to %s", t.Technique, t.Region, t.Pressure, pc.describe(), pc.MaxPressure)})
+			}
+		}
+	}
+	return v
+}

@@ -1,0 +1,228 @@
+package careteam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SessionState is where a session stands.
+type SessionState string
+
+// The session states.
+const (
+	SessionStarted   SessionState = "STARTED"
+	SessionCompleted SessionState = "COMPLETED"
+	SessionCancelled SessionState = "CANCELLED"
+	SessionNoShow    SessionState = "NO_SHOW"
+)
+
+// NoteStatus is where a session note stands.
+type NoteStatus string
+
+// The note statuses.
+const (
+	NoteDraft  NoteStatus = "DRAFT"
+	NoteSigned NoteStatus = "SIGNED"
+)
+
+// AdverseEvent is an unwanted reaction during or after a session.
+type AdverseEvent struct {
+	Description string
+	Severity    Severity
+}
+
+// Signature seals a note.
+type Signature struct {
+	Signer        uuid.UUID
+	Time          time.Time
+	ContentSHA256 string
+}
+
+// Amendment is text appended to a signed note.
+type Amendment struct {
+	Author uuid.UUID
+	Time   time.Time
+	Reason string
+	Text   string
+}
+
+// Note is a session's SOAP note.
+type Note struct {
+	Status          NoteStatus
+	Subjective      string
+	Objective       string
+	Assessment      string
+	Plan            string
+	PainBefore      *int
+	PainAfter       *int
+	Oswestry        *int
+	NeckDisability  *int
+	RangeOfMotion   string
+	Treatments      []Treatment
+	DurationMinutes int
+	AdverseEvent    *AdverseEvent
+	DeviationReason string
+	Signature       *Signature
+	Amendments      []Amendment
+}
+
+// Session is one massage session under a referral (FHIR Encounter).
+type Session struct {
+	ID                 uuid.UUID
+	ReferralID         uuid.UUID
+	PatientID          uuid.UUID
+	TherapistID        uuid.UUID
+	ClearanceID        uuid.UUID
+	State              SessionState
+	Planned            []Treatment
+	ScheduledStartTime time.Time
+	StartTime          time.Time
+	VisitNumber        int
+	CancelReason       string
+	CancelText         string
+	Note               Note
+	Version            int64
+	CreateTime         time.Time
+	UpdateTime         time.Time
+}
+
+// SessionFilter narrows ListSessions; zero fields do not filter.
+type SessionFilter struct {
+	ReferralID  uuid.UUID
+	PatientID   uuid.UUID
+	TherapistID uuid.UUID
+	From, To    time.Time
+	State       SessionState
+}
+
+// CheckResult is the gate's answer for a planned session.
+type CheckResult struct {
+	Allowed    bool
+	Violations []Violation
+	Clearance  uuid.UUID
+}
+
+// gateFacts loads what the gate decides on inside tx: the referral locked
+// by the caller (so visit accounting and starts serialize), the therapist,
+// the clearances (locked FOR SHARE so that a concurrent revocation or
+// suspension orders itself before or after, never in between) and consent.
+func (s *Service) gateFacts(ctx context.Context, tx Tx, r *Referral, therapist uuid.UUID, at time.Time, plan []Treatment) (GateFacts, error) {
+	th, err := tx.GetPractitioner(ctx, therapist, false)
+	if err != nil {
+		return GateFacts{}, referenceError(err, "therapist")
+	}
+	clearances, err := tx.GateClearances(ctx, r.PatientID, r.ID)
+	if err != nil {
+		return GateFacts{}, err
+	}
+	consent, err := tx.HasConsent(ctx, r.PatientID, th.OrganizationID, dateOf(at))
+	if err != nil {
+		return GateFacts{}, err
+	}
+	return GateFacts{
+		Referral: r, Therapist: th, Clearances: clearances, ConsentOnFile: consent,
+		SessionTime: at, Plan: plan, Now: s.clock.Now(),
+	}, nil
+}
+
+// CheckClearance answers, without side effects, whether a session could
+// start: the caller's own (a therapist), or, for a coordinator or the
+// referring physician, a named therapist's.
+func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, therapist uuid.UUID, at time.Time, plan []Treatment) (*CheckResult, error) {
+	if therapist == uuid.Nil {
+		therapist = p.PractitionerID
+	}
+	if at.IsZero() {
+		at = s.clock.Now()
+	}
+	var res *CheckResult
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		r, err := s.lockReferral(ctx, tx, p, referral, false)
+		if err != nil {
+			return err
+		}
+		if err := authorizeCheck(p, r, therapist); err != nil {
+			return err
+		}
+		facts, err := s.gateFacts(ctx, tx, r, therapist, at, plan)
+		if err != nil {
+			return err
+		}
+		c, v := Gate(facts)
+		res = &CheckResult{Allowed: len(v) == 0, Violations: v}
+		if c != nil {
+			res.Clearance = c.ID
+		}
+		return nil
+	})
+	return res, err
+}
+
+// StartSession starts a session under the gate, in one transaction: the
+// referral locked, the gate's facts loaded and judged, one visit used, the
+// referral IN_PROGRESS from its first session.
+func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.UUID, plan []Treatment, scheduled time.Time, idem Idempotency) (*Session, error) {
+	if p.Role != RoleTherapist {
+		return nil, fmt.Errorf("sessions are started by the assigned therapist: %w", ErrPermissionDenied)
+	}
+	if len(plan) == 0 {
+		return nil, &InvalidError{Violations: []FieldViolation{{Field: "planned", Description: "plan at least one treatment"}}}
+	}
+	return mutate(ctx, s, p, "StartSession", idem,
+		func(tx Tx) (*Session, uuid.UUID, error) {
+			now := s.clock.Now()
+			at := scheduled
+			if at.IsZero() {
+				at = now
+			}
+			r, err := s.lockReferral(ctx, tx, p, referral, true)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			facts, err := s.gateFacts(ctx, tx, r, p.PractitionerID, at, plan)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			c, v := Gate(facts)
+			if len(v) > 0 {
+				return nil, uuid.Nil, &PreconditionError{Violations: v}
+			}
+			r.UsedVisits++
+			if r.State == ReferralAccepted {
+				r.transition(ReferralInProgress, p.PractitionerID, now, "first session", s.cfg.AckWindow, false)
+			}
+			r.Version++
+			r.UpdateTime = now
+			if err := tx.UpdateReferral(ctx, r); err != nil {
+				return nil, uuid.Nil, err
+			}
+			ss := &Session{
+				ID: newID(), ReferralID: r.ID, PatientID: r.PatientID, TherapistID: p.PractitionerID, ClearanceID: c.ID,
+				State: SessionStarted, Planned: plan, ScheduledStartTime: at, StartTime: now, VisitNumber: r.UsedVisits,
+				Note: Note{Status: NoteDraft}, Version: 1, CreateTime: now, UpdateTime: now,
+			}
+			return ss, ss.ID, tx.InsertSession(ctx, ss)
+		},
+		func(tx Tx, id uuid.UUID) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
+}
+
+// readSession loads a session the caller may see, redacted for their role.
+func (s *Service) readSession(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Session, error) {
+	scope, err := sessionScope(p)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := tx.GetSession(ctx, id, scope, forUpdate)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%s: %w", Sessions.Name(id), ErrPermissionDenied)
+	}
+	if err != nil {
+		return nil, err
+	}
+	redactSession(p, ss)
+	return ss, nil
+}

@@ -1,0 +1,213 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+const clearanceColumns = `c.id, c.patient_id, c.referral_id, c.physician_id, c.decision, c.status, c.valid_from, c.valid_until,
+	c.precautions, c.contraindicated, c.evaluated_red_flags, c.notes, c.requested_by, c.question, c.issue_time,
+	c.suspended_by, c.suspension_red_flag, c.suspension_observation, c.suspend_time,
+	c.revoked_by, c.revoke_reason, c.revoke_time, c.superseded_by, c.version, c.create_time, c.update_time`
+
+func scanClearance(row pgx.Row) (*careteam.Clearance, error) {
+	var c careteam.Clearance
+	var referral, requestedBy, suspendedBy, revokedBy, supersededBy *uuid.UUID
+	var validFrom, validUntil, issue, suspendTime, revokeTime *time.Time
+	var flag careteam.RedFlag
+	var observation, revokeReason string
+	err := row.Scan(&c.ID, &c.PatientID, &referral, &c.PhysicianID, &c.Decision, &c.Status, &validFrom, &validUntil,
+		&c.Precautions, &c.Contraindicated, &c.EvaluatedRedFlags, &c.Notes, &requestedBy, &c.Question, &issue,
+		&suspendedBy, &flag, &observation, &suspendTime,
+		&revokedBy, &revokeReason, &revokeTime, &supersededBy, &c.Version, &c.CreateTime, &c.UpdateTime)
+	if err != nil {
+		return nil, err
+	}
+	c.ReferralID, c.RequestedBy, c.SupersededBy = deref(referral), deref(requestedBy), deref(supersededBy)
+	c.ValidFrom, c.ValidUntil, c.IssueTime = deref(validFrom), deref(validUntil), deref(issue)
+	if suspendedBy != nil {
+		c.Suspension = &careteam.Suspension{Actor: *suspendedBy, RedFlag: flag, Observation: observation, Time: deref(suspendTime)}
+	}
+	if revokedBy != nil {
+		c.Revocation = &careteam.Revocation{Actor: *revokedBy, Reason: revokeReason, Time: deref(revokeTime)}
+	}
+	return &c, nil
+}
+
+// clearanceArgs are the columns InsertClearance and UpdateClearance write.
+func clearanceArgs(c *careteam.Clearance) []any {
+	var suspendedBy, revokedBy *uuid.UUID
+	var flag careteam.RedFlag
+	var observation, revokeReason string
+	var suspendTime, revokeTime *time.Time
+	if s := c.Suspension; s != nil {
+		suspendedBy, flag, observation, suspendTime = &s.Actor, s.RedFlag, s.Observation, &s.Time
+	}
+	if r := c.Revocation; r != nil {
+		revokedBy, revokeReason, revokeTime = &r.Actor, r.Reason, &r.Time
+	}
+	return []any{c.ID, c.PatientID, nullID(c.ReferralID), c.PhysicianID, c.Decision, c.Status,
+		nullTime(c.ValidFrom), nullTime(c.ValidUntil), nonNil(c.Precautions), nonNil(c.Contraindicated), nonNil(c.EvaluatedRedFlags),
+		c.Notes, nullID(c.RequestedBy), c.Question, nullTime(c.IssueTime),
+		suspendedBy, flag, observation, suspendTime, revokedBy, revokeReason, revokeTime,
+		nullID(c.SupersededBy), c.Version, c.CreateTime, c.UpdateTime}
+}
+
+func (t *tx) InsertClearance(ctx context.Context, c *careteam.Clearance) error {
+	_, err := t.tx.Exec(ctx, `
+		INSERT INTO clearances (id, patient_id, referral_id, physician_id, decision, status, valid_from, valid_until,
+			precautions, contraindicated, evaluated_red_flags, notes, requested_by, question, issue_time,
+			suspended_by, suspension_red_flag, suspension_observation, suspend_time,
+			revoked_by, revoke_reason, revoke_time, superseded_by, version, create_time, update_time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
+		clearanceArgs(c)...)
+	return err
+}
+
+func (t *tx) UpdateClearance(ctx context.Context, c *careteam.Clearance) error {
+	_, err := t.tx.Exec(ctx, `
+		UPDATE clearances SET patient_id = $2, referral_id = $3, physician_id = $4, decision = $5, status = $6,
+			valid_from = $7, valid_until = $8, precautions = $9, contraindicated = $10, evaluated_red_flags = $11,
+			notes = $12, requested_by = $13, question = $14, issue_time = $15,
+			suspended_by = $16, suspension_red_flag = $17, suspension_observation = $18, suspend_time = $19,
+			revoked_by = $20, revoke_reason = $21, revoke_time = $22, superseded_by = $23,
+			version = $24, create_time = $25, update_time = $26
+		WHERE id = $1`, clearanceArgs(c)...)
+	return err
+}
+
+func (t *tx) GetClearance(ctx context.Context, id uuid.UUID, scope careteam.PatientScope, forUpdate bool) (*careteam.Clearance, error) {
+	args := pgx.NamedArgs{"id": id}
+	q := `SELECT ` + clearanceColumns + ` FROM clearances c JOIN patients p ON p.id = c.patient_id
+		WHERE c.id = @id AND ` + patientVisible(scope, args)
+	var c *careteam.Clearance
+	var err error
+	if forUpdate {
+		c, err = lockAndGet(ctx, t, "clearances", id, q, args, scanClearance)
+	} else {
+		c, err = scanClearance(t.tx.QueryRow(ctx, q, args))
+	}
+	return c, notFound(err, careteam.Clearances, id)
+}
+
+func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f careteam.ClearanceFilter, page careteam.Page) ([]*careteam.Clearance, error) {
+	args := pgx.NamedArgs{"limit": page.Size + 1, "now": f.Now}
+	where := []string{patientVisible(scope, args)}
+	if page.After != uuid.Nil {
+		args["after"] = page.After
+		where = append(where, `c.id < @after`)
+	}
+	if f.PatientID != uuid.Nil {
+		args["patient"] = f.PatientID
+		where = append(where, `c.patient_id = @patient`)
+	}
+	if f.ReferralID != uuid.Nil {
+		args["referral"] = f.ReferralID
+		where = append(where, `c.referral_id = @referral`)
+	}
+	switch f.Status {
+	case "":
+	case careteam.ClearanceExpired:
+		where = append(where, `c.status = 'ACTIVE' AND c.valid_until <= @now`)
+	case careteam.ClearanceActive:
+		where = append(where, `c.status = 'ACTIVE' AND c.valid_until > @now`)
+	default:
+		args["status"] = f.Status
+		where = append(where, `c.status = @status`)
+	}
+	rows, err := t.tx.Query(ctx, `SELECT `+clearanceColumns+` FROM clearances c JOIN patients p ON p.id = c.patient_id
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY c.id DESC LIMIT @limit`, args)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanClearance)
+}
+
+func (t *tx) CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*careteam.Clearance, error) {
+	c, err := scanClearance(t.tx.QueryRow(ctx, `
+		SELECT `+clearanceColumns+` FROM clearances c
+		WHERE c.patient_id = $1 AND c.referral_id IS NOT DISTINCT FROM $2 AND c.status IN ('ACTIVE', 'SUSPENDED')
+		FOR UPDATE`, patient, nullID(referral)))
+	if err == pgx.ErrNoRows {
+		return nil, careteam.ErrNotFound
+	}
+	return c, err
+}
+
+func (t *tx) ReferralsCoveredBy(ctx context.Context, c *careteam.Clearance, states []careteam.ReferralState) ([]*careteam.Referral, error) {
+	args := pgx.NamedArgs{"patient": c.PatientID, "states": states}
+	var cover string
+	if c.ReferralID != uuid.Nil {
+		args["referral"] = c.ReferralID
+		cover = `r.id = @referral`
+	} else {
+		// A patient-wide clearance governs the referrals that have no
+		// clearance of their own in force.
+		cover = `NOT EXISTS (SELECT 1 FROM clearances o WHERE o.referral_id = r.id AND o.status IN ('ACTIVE', 'SUSPENDED'))`
+	}
+	// Lock first, then read in a statement of its own (see lockAndGet).
+	if _, err := t.tx.Exec(ctx, `SELECT 1 FROM referrals r WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+
+		` ORDER BY r.id FOR UPDATE`, args); err != nil {
+		return nil, err
+	}
+	rows, err := t.tx.Query(ctx, `SELECT `+referralColumns+` FROM referrals r
+		WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+` ORDER BY r.id`, args)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanReferral)
+}
+
+func (t *tx) GateClearances(ctx context.Context, patient, referral uuid.UUID) ([]*careteam.Clearance, error) {
+	rows, err := t.tx.Query(ctx, `
+		SELECT `+clearanceColumns+` FROM clearances c
+		WHERE c.patient_id = $1 AND (c.referral_id IS NULL OR c.referral_id = $2)
+		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')
+		FOR SHARE`, patient, referral)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanClearance)
+}
+
+const consentColumns = `id, patient_id, organization_id, recorded_by, form_version, signed_date, signer, guardian_name, create_time`
+
+func scanConsent(row pgx.Row) (*careteam.Consent, error) {
+	var c careteam.Consent
+	err := row.Scan(&c.ID, &c.PatientID, &c.OrganizationID, &c.RecordedBy, &c.FormVersion, &c.SignedDate, &c.Signer, &c.GuardianName, &c.CreateTime)
+	c.SignedDate = c.SignedDate.UTC()
+	return &c, err
+}
+
+func (t *tx) InsertConsent(ctx context.Context, c *careteam.Consent) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO consents (`+consentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		c.ID, c.PatientID, c.OrganizationID, c.RecordedBy, c.FormVersion, c.SignedDate, c.Signer, c.GuardianName, c.CreateTime)
+	return err
+}
+
+func (t *tx) GetConsent(ctx context.Context, id uuid.UUID) (*careteam.Consent, error) {
+	c, err := scanConsent(t.tx.QueryRow(ctx, `SELECT `+consentColumns+` FROM consents WHERE id = $1`, id))
+	return c, notFound(err, careteam.Consents, id)
+}
+
+func (t *tx) ListConsents(ctx context.Context, patient uuid.UUID, page careteam.Page) ([]*careteam.Consent, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+consentColumns+` FROM consents WHERE patient_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+		patient, page.After, page.Size+1)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanConsent)
+}
+
+func (t *tx) HasConsent(ctx context.Context, patient, org uuid.UUID, day time.Time) (bool, error) {
+	var ok bool
+	err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM consents WHERE patient_id = $1 AND organization_id = $2 AND signed_date <= $3)`,
+		patient, org, day).Scan(&ok)
+	return ok, err
+}
