@@ -40,7 +40,8 @@ CREATE TABLE clearances (
     revoked_by             uuid        REFERENCES practitioners (id),
     revoke_reason          text        NOT NULL DEFAULT '',
     revoke_time            timestamptz,
-    superseded_by          uuid        REFERENCES clearances (id),
+    -- Deferred: a clearance is superseded before its successor is written.
+    superseded_by          uuid        REFERENCES clearances (id) DEFERRABLE INITIALLY DEFERRED,
     version                bigint      NOT NULL,
     create_time            timestamptz NOT NULL,
     update_time            timestamptz NOT NULL,
