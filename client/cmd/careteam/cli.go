@@ -60,6 +60,10 @@ var commands []command
 
 func register(cs ...command) { commands = append(commands, cs...) }
 
+// errRefused reports a dry run the gate refuses, so scripts see exit code
+// 6 like a refused start.
+var errRefused = errors.New("the gate refuses: a session could not start")
+
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -102,14 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		fmt.Fprintf(stderr, "Usage: careteam %s [flags] %s\n\n%s\n\n", cmd.path, cmd.args, cmd.summary)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(rest); err != nil {
+	positional, err := parseInterspersed(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
 		}
 		return exitUsage
 	}
-	if fs.NArg() > 0 && cmd.args == "" {
-		fmt.Fprintf(stderr, "careteam %s: unexpected arguments %q\n", cmd.path, fs.Args())
+	if len(positional) > 0 && cmd.args == "" {
+		fmt.Fprintf(stderr, "careteam %s: unexpected arguments %q\n", cmd.path, positional)
 		return exitUsage
 	}
 	var conn *client.Client
@@ -147,7 +152,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			conn.Close()
 		}
 	}()
-	msg, err := act(e, fs.Args())
+	msg, err := act(e, positional)
 	if err == nil && msg != nil {
 		err = printMessage(e, msg)
 	}
@@ -155,6 +160,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return reportError(stderr, cmd.path, err)
 	}
 	return exitOK
+}
+
+// parseInterspersed parses flags given before or after positional
+// arguments ("referral submit referrals/ID --etag 3"), which the flag
+// package alone stops at.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		args = args[1:]
+	}
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -231,6 +254,10 @@ func reportError(w io.Writer, cmd string, err error) int {
 	if errors.As(err, &u) {
 		fmt.Fprintf(w, "careteam %s: %s\n", cmd, u.msg)
 		return exitUsage
+	}
+	if errors.Is(err, errRefused) {
+		fmt.Fprintf(w, "careteam %s: %v\n", cmd, err)
+		return exitPrecondition
 	}
 	st, ok := status.FromError(err)
 	if !ok {

@@ -53,10 +53,11 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 		v = append(v, Violation{Type: typ, Subject: subject, Description: fmt.Sprintf(format, args...)})
 	}
 
-	switch state := r.StateAt(f.Now); {
-	case state == ReferralExpired || !f.SessionTime.Before(r.ValidUntil):
+	state := r.StateAt(f.Now)
+	if state == ReferralExpired || (slices.Contains(ExpirableStates, r.State) && !f.SessionTime.Before(r.ValidUntil)) {
 		add(ViolationReferralExpired, rname, "the referral's validity ends %s", r.ValidUntil.Format(time.RFC3339))
-	case state != ReferralAccepted && state != ReferralInProgress:
+	}
+	if state != ReferralExpired && state != ReferralAccepted && state != ReferralInProgress {
 		add(ViolationReferralNotAccepted, rname, "the referral is %s", state)
 	}
 	tname := Practitioners.Name(f.Therapist.ID)
@@ -159,7 +160,7 @@ func planViolations(c *Clearance, plan []Treatment) []Violation {
 			case pc.Action == PrecautionAvoid:
 				v = append(v, Violation{Type: ViolationPrecaution, Subject: name,
 					Description: fmt.Sprintf("%s on %s: the clearance says AVOID %s", t.Technique, t.Region, pc.describe())})
-			case pc.Action == PrecautionLimitPressure && t.Pressure.rank() > pc.MaxPressure.rank():
+			case pc.Action == PrecautionLimitPressure && exceeds(t.Pressure, pc.MaxPressure):
 				v = append(v, Violation{Type: ViolationPrecaution, Subject: name,
 					Description: fmt.Sprintf("%s on %s at %s pressure: the clearance limits %s to %s", t.Technique, t.Region, t.Pressure, pc.describe(), pc.MaxPressure)})
 			}

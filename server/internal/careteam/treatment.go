@@ -31,3 +31,9 @@ type Treatment struct {
 	Technique Technique  `json:"technique"`
 	Pressure  Pressure   `json:"pressure"`
 }
+
+// exceeds reports whether p is above limit. An unknown pressure exceeds
+// every limit, and an unknown limit allows nothing: the gate fails closed.
+func exceeds(p, limit Pressure) bool {
+	return limit.rank() > PressureFirm.rank() || p.rank() > limit.rank()
+}
