@@ -105,11 +105,12 @@ func realMain(ctx context.Context) error {
 
 	healthSrv := health.NewServer()
 	healthSrv.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	service := careteam.NewService(postgres.New(pool, log), clock.System{}, careteam.Config{
+	store := postgres.New(pool, log)
+	service := careteam.NewService(store, clock.System{}, careteam.Config{
 		BootstrapAdmin: cfg.BootstrapAdmin,
 		AckWindow:      cfg.AckWindow,
 	})
-	srv, err := api.NewServer(api.Config{Service: service, Verifier: verifier, Health: healthSrv, Log: log}, serverOpts...)
+	srv, err := api.NewServer(api.Config{Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log}, serverOpts...)
 	if err != nil {
 		return fmt.Errorf("api.NewServer: %w", err)
 	}

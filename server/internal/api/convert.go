@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -148,11 +149,12 @@ func requestHash(req proto.Message) []byte {
 	return h[:]
 }
 
-// pageToken is the opaque AIP-158 page token: where the next page starts,
-// and a hash of the request's filters so a token is not used with others.
+// pageToken is the opaque AIP-158 page token: where the next page starts
+// (a row id, or a sequence), and a hash of the request's filters so a
+// token is not used with others.
 type pageToken struct {
-	After  uuid.UUID `json:"a"`
-	Filter []byte    `json:"f"`
+	After  string `json:"a"`
+	Filter []byte `json:"f"`
 }
 
 // filterHash hashes a list request without its paging fields.
@@ -167,24 +169,43 @@ func filterHash(req proto.Message) []byte {
 	return requestHash(c)[:8]
 }
 
-// decodePage returns the domain page a list request asks for.
-func decodePage(req proto.Message, token string, size int32) (careteam.Page, error) {
-	page := careteam.Page{Size: int(size)}
+// decodeToken returns where a page token says to continue, "" for none.
+func decodeToken(req proto.Message, token string) (string, error) {
 	if token == "" {
-		return page, nil
+		return "", nil
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	var pt pageToken
 	if err == nil {
 		err = json.Unmarshal(raw, &pt)
 	}
-	if err != nil {
-		return page, invalid("page_token", "malformed page token")
+	if err != nil || pt.After == "" {
+		return "", invalid("page_token", "malformed page token")
 	}
 	if string(pt.Filter) != string(filterHash(req)) {
-		return page, invalid("page_token", "the request's filters changed since the page token was issued")
+		return "", invalid("page_token", "the request's filters changed since the page token was issued")
 	}
-	page.After = pt.After
+	return pt.After, nil
+}
+
+func encodeToken(req proto.Message, after string) string {
+	b, err := json.Marshal(pageToken{After: after, Filter: filterHash(req)})
+	if err != nil {
+		panic(fmt.Sprintf("encoding a page token: %v", err))
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// decodePage returns the domain page a list request asks for.
+func decodePage(req proto.Message, token string, size int32) (careteam.Page, error) {
+	page := careteam.Page{Size: int(size)}
+	after, err := decodeToken(req, token)
+	if err != nil || after == "" {
+		return page, err
+	}
+	if page.After, err = uuid.Parse(after); err != nil {
+		return page, invalid("page_token", "malformed page token")
+	}
 	return page, nil
 }
 
@@ -193,11 +214,29 @@ func encodePage(req proto.Message, next uuid.UUID) string {
 	if next == uuid.Nil {
 		return ""
 	}
-	b, err := json.Marshal(pageToken{After: next, Filter: filterHash(req)})
-	if err != nil {
-		panic(fmt.Sprintf("encoding a page token: %v", err))
+	return encodeToken(req, next.String())
+}
+
+// decodeSequence returns the sequence a page token continues after, 0 for
+// the first page.
+func decodeSequence(req proto.Message, token string) (int64, error) {
+	after, err := decodeToken(req, token)
+	if err != nil || after == "" {
+		return 0, err
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
+	seq, err := strconv.ParseInt(after, 10, 64)
+	if err != nil || seq < 0 {
+		return 0, invalid("page_token", "malformed page token")
+	}
+	return seq, nil
+}
+
+// encodeSequence returns the token of the page after seq, or "" for none.
+func encodeSequence(req proto.Message, seq int64) string {
+	if seq == 0 {
+		return ""
+	}
+	return encodeToken(req, strconv.FormatInt(seq, 10))
 }
 
 // maskPaths checks an update mask against the fields a method may change

@@ -79,11 +79,12 @@ func newHarness(t *testing.T) *harness {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	svc := careteam.NewService(postgres.New(pool, log), clk, careteam.Config{
+	store := postgres.New(pool, log)
+	svc := careteam.NewService(store, clk, careteam.Config{
 		BootstrapAdmin: rootAdmin,
 		AckWindow:      48 * time.Hour,
 	})
-	srv, err := api.NewServer(api.Config{Service: svc, Verifier: verifier, Health: health.NewServer(), Log: log})
+	srv, err := api.NewServer(api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

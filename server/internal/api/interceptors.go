@@ -12,6 +12,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/auth"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
@@ -62,6 +64,12 @@ func principalFrom(ctx context.Context) (careteam.Principal, error) {
 	return *p, nil
 }
 
+// AuditWriter writes an audit record on its own, for calls whose
+// transaction did not write it.
+type AuditWriter interface {
+	AppendAudit(ctx context.Context, r audit.Record) error
+}
+
 // TokenVerifier proves who a bearer token belongs to.
 type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (auth.Identity, error)
@@ -72,6 +80,7 @@ type TokenVerifier interface {
 // handler.
 type interceptors struct {
 	log       *slog.Logger
+	audit     AuditWriter
 	verifier  TokenVerifier
 	service   *careteam.Service
 	validator protovalidate.Validator
@@ -131,8 +140,8 @@ func (in *interceptors) observe(ctx context.Context, method string) (context.Con
 		if p := c.principal; p != nil {
 			attrs = append(attrs, slog.String("principal", principalLogName(*p)))
 		}
-		if pr, ok := peer.FromContext(ctx); ok {
-			attrs = append(attrs, slog.String("peer", pr.Addr.String()))
+		if addr := peerAddr(ctx); addr != "" {
+			attrs = append(attrs, slog.String("peer", addr))
 		}
 		var st *status.Status
 		if err != nil {
@@ -165,9 +174,28 @@ func principalLogName(p careteam.Principal) string {
 	return p.Name()
 }
 
-// guard recovers a panic into INTERNAL and authenticates the caller before
+// guard authenticates the caller and keeps the call's audit record before
 // running next.
 func (in *interceptors) guard(ctx context.Context, method string, next func(context.Context) (any, error)) (resp any, err error) {
+	if public(method) {
+		return in.protect(ctx, method, next)
+	}
+	entry := audit.NewEntry(audit.Record{
+		Time: in.service.Now(), Method: method, RequestID: RequestID(ctx), Peer: peerAddr(ctx), Purpose: audit.PurposeTreatment,
+	})
+	defer func() { err = in.finishAudit(ctx, entry, err) }()
+	return in.protect(ctx, method, func(ctx context.Context) (any, error) {
+		if err := in.authenticate(ctx, entry); err != nil {
+			return nil, err
+		}
+		// From here on the work's transaction writes the record.
+		return next(audit.NewContext(ctx, entry))
+	})
+}
+
+// protect recovers a panic into INTERNAL, so one bad call never takes the
+// server down, and its audit record says it failed.
+func (in *interceptors) protect(ctx context.Context, method string, next func(context.Context) (any, error)) (resp any, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			in.log.ErrorContext(ctx, "panic", "method", method, "request_id", RequestID(ctx),
@@ -175,52 +203,109 @@ func (in *interceptors) guard(ctx context.Context, method string, next func(cont
 			resp, err = nil, status.Error(codes.Internal, "internal error")
 		}
 	}()
-	if !public(method) {
-		if ctx, err = in.authenticate(ctx); err != nil {
-			return nil, err
-		}
-	}
 	return next(ctx)
 }
 
+// finishAudit writes the call's audit record unless its transaction did:
+// a denied or failed call, or an authentication failure, is recorded on its
+// own. A successful call whose record cannot be written fails: no patient
+// data leaves unaudited.
+func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err error) error {
+	st, _ := toStatus(err)
+	r, ok := entry.Take(rpccode.Code_name[int32(st.Code())])
+	if !ok {
+		return err
+	}
+	if werr := in.audit.AppendAudit(context.WithoutCancel(ctx), r); werr != nil {
+		in.log.ErrorContext(ctx, "audit record not written", "request_id", RequestID(ctx), "error", werr.Error())
+		if err == nil {
+			return status.Error(codes.Unavailable, "the audit trail is unavailable; retry")
+		}
+	}
+	return err
+}
+
 // authenticate verifies the bearer token, or for a call without one the
-// connection's client certificate, and maps its subject to a principal from
-// the directory.
-func (in *interceptors) authenticate(ctx context.Context) (context.Context, error) {
+// connection's client certificate, maps its subject to a principal from
+// the directory, and notes who is calling and why in the audit entry.
+func (in *interceptors) authenticate(ctx context.Context, entry *audit.Entry) error {
+	subject, err := in.subject(ctx)
+	if err != nil {
+		return err
+	}
+	entry.Identify(subject, uuid.Nil, "", uuid.Nil)
+	p, err := in.service.Authenticate(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if p.Purpose, p.EmergencyReason, err = purposeOfUse(ctx); err != nil {
+		return err
+	}
+	entry.Identify(subject, p.PractitionerID, string(p.Role), p.OrganizationID)
+	entry.SetPurpose(p.Purpose, p.EmergencyReason)
+	callFrom(ctx).principal = &p
+	return nil
+}
+
+// subject returns the subject the call proves: its bearer token's, or
+// without one, its verified client certificate's.
+func (in *interceptors) subject(ctx context.Context) (string, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
 	if len(values) == 0 {
 		if subject, ok := certificateSubject(ctx); ok {
-			return in.authenticateSubject(ctx, subject)
+			return subject, nil
 		}
 	}
 	if len(values) != 1 {
-		return nil, status.Error(codes.Unauthenticated, "a bearer token is required")
+		return "", status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
 	raw, ok := strings.CutPrefix(values[0], "Bearer ")
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
+		return "", status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
 	}
 	id, err := in.verifier.Verify(ctx, strings.TrimSpace(raw))
 	if errors.Is(err, auth.ErrUnauthenticated) {
-		return nil, status.Error(codes.Unauthenticated, "invalid token")
+		return "", status.Error(codes.Unauthenticated, "invalid token")
 	}
 	if err != nil {
 		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
-		return nil, status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
+		return "", status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
 	}
-	return in.authenticateSubject(ctx, id.Subject)
+	return id.Subject, nil
 }
 
-// authenticateSubject maps a proven subject to a principal from the
-// directory.
-func (in *interceptors) authenticateSubject(ctx context.Context, subject string) (context.Context, error) {
-	p, err := in.service.Authenticate(ctx, subject)
-	if err != nil {
-		return nil, err
+// Headers that say why a call accesses data.
+const (
+	purposeHeader         = "x-purpose-of-use"
+	emergencyReasonHeader = "x-emergency-reason"
+)
+
+// purposeOfUse reads the call's purpose of use (TREATMENT by default) and,
+// for EMERGENCY, the reason, which is then required.
+func purposeOfUse(ctx context.Context) (purpose, reason string, err error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	purpose = audit.PurposeTreatment
+	if v := md.Get(purposeHeader); len(v) > 0 {
+		purpose = strings.ToUpper(v[0])
 	}
-	callFrom(ctx).principal = &p
-	return ctx, nil
+	switch purpose {
+	case audit.PurposeTreatment, audit.PurposePayment, audit.PurposeOperations:
+		return purpose, "", nil
+	case audit.PurposeEmergency:
+		if v := md.Get(emergencyReasonHeader); len(v) > 0 && strings.TrimSpace(v[0]) != "" && len(v[0]) <= 1000 {
+			return purpose, strings.TrimSpace(v[0]), nil
+		}
+		return "", "", invalid(emergencyReasonHeader, "required (at most 1000 characters) with purpose EMERGENCY")
+	}
+	return "", "", invalid(purposeHeader, "must be TREATMENT, PAYMENT, OPERATIONS or EMERGENCY")
+}
+
+func peerAddr(ctx context.Context) string {
+	if pr, ok := peer.FromContext(ctx); ok {
+		return pr.Addr.String()
+	}
+	return ""
 }
 
 // certificateSubject returns the Common Name of the connection's client

@@ -19,7 +19,9 @@ import (
 
 // Config is what the API needs.
 type Config struct {
-	Service  *careteam.Service
+	Service *careteam.Service
+	// Audit writes the records of calls whose transaction did not.
+	Audit    AuditWriter
 	Verifier TokenVerifier
 	Health   *health.Server
 	Log      *slog.Logger
@@ -28,11 +30,14 @@ type Config struct {
 // NewServer returns a gRPC server with every careteam service, health and
 // reflection registered. Services not built yet answer UNIMPLEMENTED.
 func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	if cfg.Service == nil || cfg.Audit == nil || cfg.Verifier == nil || cfg.Health == nil || cfg.Log == nil {
+		return nil, fmt.Errorf("api: every field of Config is required")
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("request validator: %w", err)
 	}
-	in := &interceptors{log: cfg.Log, verifier: cfg.Verifier, service: cfg.Service, validator: validator}
+	in := &interceptors{log: cfg.Log, audit: cfg.Audit, verifier: cfg.Verifier, service: cfg.Service, validator: validator}
 	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})
@@ -41,7 +46,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	pb.RegisterClinicalServiceServer(srv, &clinicalServer{svc: cfg.Service})
 	pb.RegisterSessionServiceServer(srv, &sessionServer{svc: cfg.Service})
 	pb.RegisterEventServiceServer(srv, &pb.UnimplementedEventServiceServer{})
-	pb.RegisterAuditServiceServer(srv, &pb.UnimplementedAuditServiceServer{})
+	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
 	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})
 	healthpb.RegisterHealthServer(srv, cfg.Health)
 	reflection.Register(srv)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // ClearanceDecision is a physician's decision.
@@ -201,7 +203,8 @@ func unevaluatedRedFlags(diagnoses []*Diagnosis, evaluated []RedFlag) []RedFlag 
 
 // readClearance loads a clearance of a patient the caller may see.
 func (s *Service) readClearance(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Clearance, error) {
-	scope, err := patientScope(p)
+	audit.Touch(ctx, Clearances.Name(id), uuid.Nil)
+	scope, err := patientScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +215,10 @@ func (s *Service) readClearance(ctx context.Context, tx Tx, p Principal, id uuid
 	if err != nil {
 		return nil, err
 	}
-	redactClearance(p, c)
+	audit.Touch(ctx, "", c.PatientID)
+	if !forUpdate { // what is read for a write is saved again whole
+		redactClearance(p, c)
+	}
 	c.derive(s.clock.Now())
 	return c, nil
 }
@@ -230,21 +236,27 @@ func (s *Service) GetClearance(ctx context.Context, p Principal, id uuid.UUID) (
 // ListClearances lists the clearances (and open requests) of the patients
 // the caller may see, newest first.
 func (s *Service) ListClearances(ctx context.Context, p Principal, f ClearanceFilter, page Page) ([]*Clearance, uuid.UUID, error) {
-	scope, err := patientScope(p)
+	scope, err := patientScope(p, f.PatientID != uuid.Nil)
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
 	page = normalizePage(page)
 	f.Now = s.clock.Now()
 	var rows []*Clearance
+	var next uuid.UUID
 	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListClearances(ctx, scope, f, page)
-		return err
+		if rows, err = tx.ListClearances(ctx, scope, f, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, func(c *Clearance) uuid.UUID { return c.ID })
+		for _, c := range rows {
+			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	rows, next := trimPage(rows, page, func(c *Clearance) uuid.UUID { return c.ID })
 	for _, c := range rows {
 		redactClearance(p, c)
 		c.derive(f.Now)
@@ -301,6 +313,7 @@ func (s *Service) RequestClearance(ctx context.Context, p Principal, patient, re
 				Status: ClearanceRequested, RequestedBy: p.PractitionerID, Question: question,
 				Version: 1, CreateTime: now, UpdateTime: now,
 			}
+			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
 			if err := tx.InsertClearance(ctx, c); err != nil {
 				return nil, uuid.Nil, err
 			}
@@ -375,6 +388,7 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 					"the patient has active diagnoses with red flags the clearance must attest were evaluated: %s", strings.Join(names, ", "))
 			}
 			c.PhysicianID, c.Status, c.IssueTime, c.UpdateTime = p.PractitionerID, ClearanceActive, now, now
+			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
 			if err := s.supersede(ctx, tx, p, c, now); err != nil {
 				return nil, uuid.Nil, err
 			}
@@ -557,6 +571,7 @@ func (s *Service) RecordConsent(ctx context.Context, p Principal, c Consent, ide
 			if _, err := s.getPatient(ctx, tx, p, c.PatientID, false); err != nil {
 				return nil, uuid.Nil, err
 			}
+			audit.Touch(ctx, Consents.Name(c.ID), c.PatientID)
 			return &c, c.ID, tx.InsertConsent(ctx, &c)
 		},
 		func(tx Tx, id uuid.UUID) (*Consent, error) { return tx.GetConsent(ctx, id) })

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // ClinicalStatus is a diagnosis' clinical status (FHIR
@@ -103,6 +105,7 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 			if _, err := s.getPatient(ctx, tx, p, d.PatientID, false); err != nil {
 				return nil, uuid.Nil, err
 			}
+			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
 			return &d, d.ID, tx.InsertDiagnosis(ctx, &d)
 		},
 		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
@@ -111,7 +114,8 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 // readDiagnosis loads a diagnosis of a patient the caller may see, redacted
 // for their role.
 func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Diagnosis, error) {
-	scope, err := patientScope(p)
+	audit.Touch(ctx, Diagnoses.Name(id), uuid.Nil)
+	scope, err := patientScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +126,10 @@ func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid
 	if err != nil {
 		return nil, err
 	}
-	redactDiagnosis(p, d)
+	audit.Touch(ctx, "", d.PatientID)
+	if !forUpdate { // what is read for a write is saved again whole
+		redactDiagnosis(p, d)
+	}
 	return d, nil
 }
 
@@ -140,18 +147,24 @@ func (s *Service) GetDiagnosis(ctx context.Context, p Principal, id uuid.UUID) (
 func (s *Service) ListDiagnoses(ctx context.Context, p Principal, patient uuid.UUID, page Page) ([]*Diagnosis, uuid.UUID, error) {
 	page = normalizePage(page)
 	var rows []*Diagnosis
+	var next uuid.UUID
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
 			return err
 		}
 		var err error
-		rows, err = tx.ListDiagnoses(ctx, patient, page)
-		return err
+		if rows, err = tx.ListDiagnoses(ctx, patient, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, func(d *Diagnosis) uuid.UUID { return d.ID })
+		for _, d := range rows {
+			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	rows, next := trimPage(rows, page, func(d *Diagnosis) uuid.UUID { return d.ID })
 	for _, d := range rows {
 		redactDiagnosis(p, d)
 	}

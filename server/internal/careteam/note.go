@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // CancelReason NoShow keeps the visit used; every other reason returns it.
@@ -38,14 +40,20 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, f SessionFilter
 	}
 	page = normalizePage(page)
 	var rows []*Session
+	var next uuid.UUID
 	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListSessions(ctx, scope, f, page)
-		return err
+		if rows, err = tx.ListSessions(ctx, scope, f, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, func(ss *Session) uuid.UUID { return ss.ID })
+		for _, ss := range rows {
+			audit.Touch(ctx, Sessions.Name(ss.ID), ss.PatientID)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	rows, next := trimPage(rows, page, func(ss *Session) uuid.UUID { return ss.ID })
 	for _, ss := range rows {
 		redactSession(p, ss)
 	}
@@ -76,7 +84,12 @@ func (s *Service) changeSession(ctx context.Context, p Principal, id uuid.UUID, 
 			}
 			ss.Version++
 			ss.UpdateTime = now
-			return ss, ss.ID, tx.UpdateSession(ctx, ss)
+			if err := tx.UpdateSession(ctx, ss); err != nil {
+				return nil, uuid.Nil, err
+			}
+			out := *ss
+			redactSession(p, &out)
+			return &out, ss.ID, nil
 		},
 		func(tx Tx, id uuid.UUID) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
 }
@@ -104,8 +117,16 @@ func saveReferral(ctx context.Context, tx Tx, r *Referral, now time.Time) error 
 // CancelSession cancels a session whose note is unsigned. The visit is
 // returned, except for a no-show, which is recorded as such.
 func (s *Service) CancelSession(ctx context.Context, p Principal, id uuid.UUID, reason, text, etag string, idem Idempotency) (*Session, error) {
-	return s.changeSession(ctx, p, id, etag, idem, "CancelSession", authorizeCancelSession,
+	allowAll := func(Principal, *Session) error { return nil }
+	return s.changeSession(ctx, p, id, etag, idem, "CancelSession", allowAll,
 		func(tx Tx, ss *Session, now time.Time) error {
+			r, err := lockSessionReferral(ctx, tx, ss)
+			if err != nil {
+				return err
+			}
+			if err := authorizeCancelSession(p, ss, r); err != nil {
+				return err
+			}
 			if err := requireDraft(ss); err != nil {
 				return err
 			}
@@ -115,10 +136,6 @@ func (s *Service) CancelSession(ctx context.Context, p Principal, id uuid.UUID, 
 				return nil
 			}
 			ss.State = SessionCancelled
-			r, err := lockSessionReferral(ctx, tx, ss)
-			if err != nil {
-				return err
-			}
 			r.UsedVisits--
 			return saveReferral(ctx, tx, r, now)
 		})

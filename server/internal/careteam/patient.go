@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // Gender is a patient's administrative gender (FHIR AdministrativeGender).
@@ -81,7 +83,10 @@ func (s *Service) CreatePatient(ctx context.Context, p Principal, pt Patient, id
 	pt.ID, pt.OrganizationID, pt.RegisteredBy = newID(), p.OrganizationID, p.PractitionerID
 	pt.Version, pt.CreateTime, pt.UpdateTime = 1, now, now
 	return mutate(ctx, s, p, "CreatePatient", idem,
-		func(tx Tx) (*Patient, uuid.UUID, error) { return &pt, pt.ID, tx.InsertPatient(ctx, &pt) },
+		func(tx Tx) (*Patient, uuid.UUID, error) {
+			audit.Touch(ctx, Patients.Name(pt.ID), pt.ID)
+			return &pt, pt.ID, tx.InsertPatient(ctx, &pt)
+		},
 		func(tx Tx, id uuid.UUID) (*Patient, error) { return s.getPatient(ctx, tx, p, id, false) })
 }
 
@@ -89,7 +94,8 @@ func (s *Service) CreatePatient(ctx context.Context, p Principal, pt Patient, id
 // ErrPermissionDenied whether or not it exists, so that nothing reveals to
 // another organization that a patient exists.
 func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Patient, error) {
-	scope, err := patientScope(p)
+	audit.Touch(ctx, Patients.Name(id), id)
+	scope, err := patientScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -112,21 +118,24 @@ func (s *Service) GetPatient(ctx context.Context, p Principal, id uuid.UUID) (*P
 
 // ListPatients lists the patients the caller may see, by registration.
 func (s *Service) ListPatients(ctx context.Context, p Principal, f PatientFilter, page Page) ([]*Patient, uuid.UUID, error) {
-	scope, err := patientScope(p)
+	scope, err := patientScope(p, false)
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
 	page = normalizePage(page)
 	var rows []*Patient
+	var next uuid.UUID
 	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListPatients(ctx, scope, f, page)
-		return err
+		if rows, err = tx.ListPatients(ctx, scope, f, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, func(p *Patient) uuid.UUID { return p.ID })
+		for _, pt := range rows {
+			audit.Touch(ctx, Patients.Name(pt.ID), pt.ID)
+		}
+		return nil
 	})
-	if err != nil {
-		return nil, uuid.Nil, err
-	}
-	rows, next := trimPage(rows, page, func(p *Patient) uuid.UUID { return p.ID })
-	return rows, next, nil
+	return rows, next, err
 }
 
 // UpdatePatient changes the fields named in mask.
@@ -173,25 +182,27 @@ func (s *Service) UpdatePatient(ctx context.Context, p Principal, in Patient, ma
 // LookupPatient finds a patient the caller may see by identifier: the one
 // the caller's organization registered, else the earliest registered.
 func (s *Service) LookupPatient(ctx context.Context, p Principal, id Identifier) (*Patient, error) {
-	scope, err := patientScope(p)
+	scope, err := patientScope(p, true)
 	if err != nil {
 		return nil, err
 	}
-	var rows []*Patient
-	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.FindPatientsByIdentifier(ctx, scope, id)
-		return err
+	var found *Patient
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		rows, err := tx.FindPatientsByIdentifier(ctx, scope, id)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			// The same answer whether the identifier is unknown or
+			// registered out of the caller's reach.
+			return fmt.Errorf("no visible patient has that identifier: %w", ErrNotFound)
+		}
+		found = rows[0]
+		if i := slices.IndexFunc(rows, func(pt *Patient) bool { return pt.OrganizationID == p.OrganizationID }); i >= 0 {
+			found = rows[i]
+		}
+		audit.Touch(ctx, Patients.Name(found.ID), found.ID)
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	if len(rows) == 0 {
-		// The same answer whether the identifier is unknown or registered
-		// out of the caller's reach.
-		return nil, fmt.Errorf("no visible patient has that identifier: %w", ErrNotFound)
-	}
-	if i := slices.IndexFunc(rows, func(pt *Patient) bool { return pt.OrganizationID == p.OrganizationID }); i >= 0 {
-		return rows[i], nil
-	}
-	return rows[0], nil
+	return found, err
 }

@@ -32,7 +32,13 @@ type PatientScope struct {
 // clearances; therapists through referrals targeted at them (or at their
 // practice while unassigned); coordinators through their organization's
 // referrals. Administrators and auditors see no patient.
-func patientScope(p Principal) (PatientScope, error) {
+//
+// With emergency set (reads only), a physician who broke the glass sees any
+// patient; the audit trail records the reason and flags the access.
+func patientScope(p Principal, emergency bool) (PatientScope, error) {
+	if emergency && p.emergency() {
+		return PatientScope{Any: true}, nil
+	}
 	switch p.Role {
 	case RolePhysician:
 		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID}, nil
@@ -278,10 +284,18 @@ func authorizeSessionTherapist(p Principal, s *Session) error {
 }
 
 // authorizeCancelSession allows the session's therapist, or a coordinator
-// who sees the session (the practice's front desk records no-shows).
-func authorizeCancelSession(p Principal, s *Session) error {
-	if p.Role == RoleCoordinator {
+// of the treating practice (its front desk records no-shows).
+func authorizeCancelSession(p Principal, s *Session, r *Referral) error {
+	if p.Role == RoleCoordinator && p.OrganizationID == r.TargetOrgID {
 		return nil
 	}
 	return authorizeSessionTherapist(p, s)
+}
+
+// authorizeAuditor allows auditors, and only them, to read the audit trail.
+func authorizeAuditor(p Principal) error {
+	if p.Role == RoleAuditor {
+		return nil
+	}
+	return fmt.Errorf("only auditors read the audit trail: %w", ErrPermissionDenied)
 }

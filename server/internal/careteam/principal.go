@@ -1,6 +1,10 @@
 package careteam
 
-import "github.com/google/uuid"
+import (
+	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
+)
 
 // Role is what a principal does; it decides what they may see and do.
 type Role string
@@ -37,6 +41,16 @@ type Principal struct {
 	Role Role
 	// Bootstrap is true for the administrator named by configuration.
 	Bootstrap bool
+	// Purpose is why the caller accesses data (TREATMENT by default);
+	// EmergencyReason is given with purpose EMERGENCY ("break the glass").
+	Purpose         string
+	EmergencyReason string
+}
+
+// emergency reports whether the caller broke the glass: a physician reading
+// outside their care team for an emergency, with a reason.
+func (p Principal) emergency() bool {
+	return p.Role == RolePhysician && p.Purpose == audit.PurposeEmergency && p.EmergencyReason != ""
 }
 
 // Name returns the caller's resource name, or "" for the bootstrap

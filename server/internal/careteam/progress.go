@@ -98,10 +98,16 @@ func buildProgress(r *Referral, sessions []*Session) *Progress {
 	var pain, odi, ndi []int
 	var relief []int
 	for _, ss := range sessions {
+		n := ss.Note
+		// An adverse event is reported whatever became of the session.
+		if n.AdverseEvent != nil {
+			pr.AdverseEvents = append(pr.AdverseEvents, AdverseEventSummary{
+				SessionID: ss.ID, Severity: n.AdverseEvent.Severity, Description: n.AdverseEvent.Description, SessionTime: ss.StartTime,
+			})
+		}
 		if ss.State == SessionCancelled || ss.State == SessionNoShow {
 			continue
 		}
-		n := ss.Note
 		signed := n.Status == NoteSigned
 		treatments := n.Treatments
 		if len(treatments) == 0 {
@@ -112,11 +118,6 @@ func buildProgress(r *Referral, sessions []*Session) *Progress {
 			PainBefore: n.PainBefore, PainAfter: n.PainAfter, Oswestry: n.Oswestry, NeckDisability: n.NeckDisability,
 			AdverseEvent: n.AdverseEvent != nil, Deviation: n.DeviationReason != "", Signed: signed,
 		})
-		if n.AdverseEvent != nil {
-			pr.AdverseEvents = append(pr.AdverseEvents, AdverseEventSummary{
-				SessionID: ss.ID, Severity: n.AdverseEvent.Severity, Description: n.AdverseEvent.Description, SessionTime: ss.StartTime,
-			})
-		}
 		if !signed {
 			continue
 		}

@@ -87,6 +87,9 @@ type Referral struct {
 	RequestedTechniques []Technique
 	AuthorizedVisits    int
 	UsedVisits          int
+	// SessionsStarted counts every session ever started, cancelled ones
+	// included, so each session gets a visit number of its own.
+	SessionsStarted     int
 	ValidUntil          time.Time
 	RequiredSpecialties []Specialty
 	// State is the stored state; StateAt derives EXPIRED from it.

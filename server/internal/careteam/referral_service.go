@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // validateReferral checks a new referral and fills its defaults.
@@ -88,6 +90,7 @@ func (s *Service) CreateReferral(ctx context.Context, p Principal, r Referral, i
 				return nil, uuid.Nil, err
 			}
 			r.ID, r.ReferringOrgID, r.State = newID(), physician.OrganizationID, ReferralDraft
+			audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID)
 			r.Version, r.CreateTime, r.UpdateTime = 1, now, now
 			r.History = []StateChange{{To: ReferralDraft, Actor: p.PractitionerID, Time: now}}
 			if err := tx.InsertReferral(ctx, &r); err != nil {
@@ -152,6 +155,7 @@ func (s *Service) readReferral(ctx context.Context, tx Tx, p Principal, id uuid.
 }
 
 func (s *Service) lockReferral(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Referral, error) {
+	audit.Touch(ctx, Referrals.Name(id), uuid.Nil)
 	scope, err := referralScope(p)
 	if err != nil {
 		return nil, err
@@ -160,7 +164,11 @@ func (s *Service) lockReferral(ctx context.Context, tx Tx, p Principal, id uuid.
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", Referrals.Name(id), ErrPermissionDenied)
 	}
-	return r, err
+	if err != nil {
+		return nil, err
+	}
+	audit.Touch(ctx, "", r.PatientID)
+	return r, nil
 }
 
 // GetReferral returns a referral the caller may see.
@@ -182,14 +190,20 @@ func (s *Service) ListReferrals(ctx context.Context, p Principal, f ReferralFilt
 	page = normalizePage(page)
 	f.Now = s.clock.Now()
 	var rows []*Referral
+	var next uuid.UUID
 	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListReferrals(ctx, scope, f, page)
-		return err
+		if rows, err = tx.ListReferrals(ctx, scope, f, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, func(r *Referral) uuid.UUID { return r.ID })
+		for _, r := range rows {
+			audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	rows, next := trimPage(rows, page, func(r *Referral) uuid.UUID { return r.ID })
 	for _, r := range rows {
 		redactReferral(p, r)
 		r.derive(f.Now)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -86,6 +87,9 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 	})
 	return out, err
 }
+
+// Now is the service's clock, for the records of calls.
+func (s *Service) Now() time.Time { return s.clock.Now() }
 
 // Authenticate maps a verified token subject to a principal from the
 // directory. An unknown or inactive subject is ErrPermissionDenied: the

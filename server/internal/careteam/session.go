@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // SessionState is where a session stands.
@@ -192,6 +194,7 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 				return nil, uuid.Nil, &PreconditionError{Violations: v}
 			}
 			r.UsedVisits++
+			r.SessionsStarted++
 			if r.State == ReferralAccepted {
 				r.transition(ReferralInProgress, p.PractitionerID, now, "first session", s.cfg.AckWindow, false)
 			}
@@ -202,9 +205,10 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 			}
 			ss := &Session{
 				ID: newID(), ReferralID: r.ID, PatientID: r.PatientID, TherapistID: p.PractitionerID, ClearanceID: c.ID,
-				State: SessionStarted, Planned: plan, ScheduledStartTime: at, StartTime: now, VisitNumber: r.UsedVisits,
+				State: SessionStarted, Planned: plan, ScheduledStartTime: at, StartTime: now, VisitNumber: r.SessionsStarted,
 				Note: Note{Status: NoteDraft}, Version: 1, CreateTime: now, UpdateTime: now,
 			}
+			audit.Touch(ctx, Sessions.Name(ss.ID), ss.PatientID)
 			return ss, ss.ID, tx.InsertSession(ctx, ss)
 		},
 		func(tx Tx, id uuid.UUID) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
@@ -212,6 +216,7 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 
 // readSession loads a session the caller may see, redacted for their role.
 func (s *Service) readSession(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Session, error) {
+	audit.Touch(ctx, Sessions.Name(id), uuid.Nil)
 	scope, err := sessionScope(p)
 	if err != nil {
 		return nil, err
@@ -223,6 +228,11 @@ func (s *Service) readSession(ctx context.Context, tx Tx, p Principal, id uuid.U
 	if err != nil {
 		return nil, err
 	}
-	redactSession(p, ss)
+	audit.Touch(ctx, "", ss.PatientID)
+	// A session read for a write is saved again: it must not lose what the
+	// caller may not see.
+	if !forUpdate {
+		redactSession(p, ss)
+	}
 	return ss, nil
 }

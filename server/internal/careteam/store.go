@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // Store is the database. InTx runs fn in one transaction and commits when fn
@@ -84,6 +86,14 @@ type Tx interface {
 	UpdateSession(ctx context.Context, s *Session) error
 	// ReferralSessions returns a referral's sessions, oldest first.
 	ReferralSessions(ctx context.Context, referral uuid.UUID) ([]*Session, error)
+
+	// The audit trail. ListAudit returns at most limit records after
+	// sequence after; AuditRange the records of a sequence range ordered by
+	// chain and position; AuditHashAt the hash of a chain's record at a
+	// position (the empty hash before the first).
+	ListAudit(ctx context.Context, f AuditFilter, after int64, limit int) ([]*audit.Record, error)
+	AuditRange(ctx context.Context, from, to int64) ([]*audit.Record, error)
+	AuditHashAt(ctx context.Context, chain int, position int64) ([]byte, error)
 }
 
 // RequestKey identifies one idempotent request: the caller, the use case

@@ -39,7 +39,7 @@ func referralVisible(s careteam.ReferralScope, args pgx.NamedArgs) string {
 
 const referralColumns = `r.id, r.patient_id, r.referring_physician_id, r.referring_org_id, r.target_therapist_id, r.target_org_id,
 	r.reason_diagnoses, r.reason_codes, r.clinical_notes, r.priority, r.requested_techniques,
-	r.authorized_visits, r.used_visits, r.valid_until, r.required_specialties, r.state, r.held_from,
+	r.authorized_visits, r.used_visits, r.sessions_started, r.valid_until, r.required_specialties, r.state, r.held_from,
 	r.decline_reason, r.decline_text, r.cancel_reason, r.discharge_summary, r.attention_required,
 	r.submit_time, r.ack_elapsed, r.ack_due, r.version, r.create_time, r.update_time,
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('from', t.from_state, 'to', t.to_state, 'actor', t.actor_id,
@@ -78,7 +78,7 @@ func scanReferral(row pgx.Row) (*careteam.Referral, error) {
 	var questions []questionJSON
 	err := row.Scan(&r.ID, &r.PatientID, &r.ReferringPhysicianID, &r.ReferringOrgID, &target, &r.TargetOrgID,
 		&r.ReasonDiagnoses, &r.ReasonCodes, &r.ClinicalNotes, &r.Priority, &r.RequestedTechniques,
-		&r.AuthorizedVisits, &r.UsedVisits, &r.ValidUntil, &r.RequiredSpecialties, &r.State, &r.HeldFrom,
+		&r.AuthorizedVisits, &r.UsedVisits, &r.SessionsStarted, &r.ValidUntil, &r.RequiredSpecialties, &r.State, &r.HeldFrom,
 		&r.DeclineReason, &r.DeclineText, &r.CancelReason, &r.DischargeSummary, &r.AttentionRequired,
 		&submit, &r.AckElapsed, &ackDue, &r.Version, &r.CreateTime, &r.UpdateTime,
 		&history, &questions)
@@ -117,11 +117,13 @@ func (t *tx) UpdateReferral(ctx context.Context, r *careteam.Referral) error {
 	_, err := t.tx.Exec(ctx, `
 		UPDATE referrals SET target_therapist_id = $2, target_org_id = $3, used_visits = $4, state = $5, held_from = $6,
 			decline_reason = $7, decline_text = $8, cancel_reason = $9, discharge_summary = $10,
-			attention_required = $11, submit_time = $12, ack_elapsed = $13, ack_due = $14, version = $15, update_time = $16
+			attention_required = $11, submit_time = $12, ack_elapsed = $13, ack_due = $14, version = $15, update_time = $16,
+			sessions_started = $17
 		WHERE id = $1`,
 		r.ID, nullID(r.TargetTherapistID), r.TargetOrgID, r.UsedVisits, r.State, r.HeldFrom,
 		r.DeclineReason, r.DeclineText, r.CancelReason, r.DischargeSummary,
-		r.AttentionRequired, nullTime(r.SubmitTime), r.AckElapsed, nullTime(r.AckDue), r.Version, r.UpdateTime)
+		r.AttentionRequired, nullTime(r.SubmitTime), r.AckElapsed, nullTime(r.AckDue), r.Version, r.UpdateTime,
+		r.SessionsStarted)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
 
@@ -63,6 +64,20 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 	}()
 	if err = fn(&tx{tx: ptx}); err != nil {
 		return err
+	}
+	// The call's audit record commits with the work it describes; if the
+	// commit fails, the call records its failure on its own afterwards.
+	if e := audit.FromContext(ctx); e != nil {
+		if r, ok := e.Take("OK"); ok {
+			defer func() {
+				if err != nil {
+					e.Untake()
+				}
+			}()
+			if err = appendAudit(ctx, ptx, r); err != nil {
+				return err
+			}
+		}
 	}
 	return ptx.Commit(ctx)
 }

@@ -39,6 +39,7 @@ CREATE TABLE referrals (
     requested_techniques   text[]      NOT NULL DEFAULT '{}',
     authorized_visits      int         NOT NULL CHECK (authorized_visits BETWEEN 1 AND 52),
     used_visits            int         NOT NULL DEFAULT 0,
+    sessions_started       int         NOT NULL DEFAULT 0,
     valid_until            timestamptz NOT NULL,
     required_specialties   text[]      NOT NULL DEFAULT '{}',
     state                  text        NOT NULL CHECK (state IN ('DRAFT', 'SUBMITTED', 'AWAITING_INFO', 'ACCEPTED', 'DECLINED', 'IN_PROGRESS', 'ON_HOLD', 'COMPLETED', 'CANCELLED')),

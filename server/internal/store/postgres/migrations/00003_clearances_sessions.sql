@@ -93,6 +93,7 @@ CREATE TABLE sessions (
     update_time          timestamptz NOT NULL
 );
 CREATE INDEX sessions_referral ON sessions (referral_id, id);
+CREATE UNIQUE INDEX sessions_visit ON sessions (referral_id, visit_number);
 CREATE INDEX sessions_patient ON sessions (patient_id, id);
 CREATE INDEX sessions_therapist ON sessions (therapist_id, id);
 

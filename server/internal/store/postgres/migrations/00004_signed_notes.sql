@@ -20,12 +20,14 @@ BEGIN
         NEW.note_status, NEW.subjective, NEW.objective, NEW.assessment, NEW.plan, NEW.pain_before, NEW.pain_after,
         NEW.oswestry_index, NEW.neck_disability_index, NEW.range_of_motion, NEW.treatments, NEW.duration_minutes,
         NEW.adverse_description, NEW.adverse_severity, NEW.deviation_reason, NEW.signed_by, NEW.sign_time, NEW.content_sha256,
-        NEW.planned, NEW.referral_id, NEW.patient_id, NEW.therapist_id, NEW.start_time, NEW.state
+        NEW.planned, NEW.referral_id, NEW.patient_id, NEW.therapist_id, NEW.start_time, NEW.state,
+        NEW.clearance_id, NEW.visit_number, NEW.scheduled_start_time, NEW.cancel_reason, NEW.cancel_text
     ) IS DISTINCT FROM (
         OLD.note_status, OLD.subjective, OLD.objective, OLD.assessment, OLD.plan, OLD.pain_before, OLD.pain_after,
         OLD.oswestry_index, OLD.neck_disability_index, OLD.range_of_motion, OLD.treatments, OLD.duration_minutes,
         OLD.adverse_description, OLD.adverse_severity, OLD.deviation_reason, OLD.signed_by, OLD.sign_time, OLD.content_sha256,
-        OLD.planned, OLD.referral_id, OLD.patient_id, OLD.therapist_id, OLD.start_time, OLD.state
+        OLD.planned, OLD.referral_id, OLD.patient_id, OLD.therapist_id, OLD.start_time, OLD.state,
+        OLD.clearance_id, OLD.visit_number, OLD.scheduled_start_time, OLD.cancel_reason, OLD.cancel_text
     ) THEN
         RAISE EXCEPTION 'session % has a signed note, which never changes', OLD.id USING ERRCODE = 'integrity_constraint_violation';
     END IF;

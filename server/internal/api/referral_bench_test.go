@@ -1,0 +1,820 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/grpc/health"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/careteam/careteam/client"
+	"github.com/careteam/careteam/client/devtoken"
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/api"
+	"github.com/careteam/careteam/server/internal/auth"
+	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/clock"
+	"github.com/careteam/careteam/server/internal/store/postgres"
+	"github.com/careteam/careteam/server/internal/testdb"
+)
+
+// benchServer is newHarness for a benchmark: the same wiring, but
+// newHarness takes a *testing.T, which a benchmark does not have. Its pool
+// is sized like careteamd's default so that parallel callers meet the
+// production limit, and each subject's token is minted once: signing is
+// the client's cost, verifying (still done per call) the server's.
+type benchServer struct {
+	b      *testing.B
+	addr   string
+	pool   *pgxpool.Pool
+	clock  *clock.Manual
+	signer *devtoken.Signer
+}
+
+func newBenchServer(b *testing.B) *benchServer {
+	b.Helper()
+	cfg, err := pgxpool.ParseConfig(testdb.NewURL(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns, cfg.MinConns = 20, 2 // careteamd's --db-max-conns, --db-min-conns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	clk := clock.NewManual(start)
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := jose.JSONWebKey{Key: priv, KeyID: "bench", Algorithm: string(jose.EdDSA), Use: "sig"}
+	signer, err := devtoken.NewSigner(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	verifier, err := auth.NewVerifier(auth.VerifierConfig{
+		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{key.Public()}, Clock: clk.Now,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store := postgres.New(pool, log)
+	svc := careteam.NewService(store, clk, careteam.Config{BootstrapAdmin: rootAdmin, AckWindow: 48 * time.Hour})
+	srv, err := api.NewServer(api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	return &benchServer{b: b, addr: lis.Addr().String(), pool: pool, clock: clk, signer: signer}
+}
+
+// as returns a client calling as subject, with a token minted now.
+func (s *benchServer) as(subject string) *client.Client {
+	s.b.Helper()
+	tok, err := s.signer.Sign(devtoken.Claims{Issuer: testIssuer, Subject: subject, Audience: devtoken.Audience, IssuedAt: s.clock.Now(), TTL: 24 * time.Hour})
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	c, err := client.Dial(s.addr, client.WithPlaintext(), client.WithToken(client.StaticToken(tok)))
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	s.b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// cycleCast is one physician with a patient and one therapist: the
+// parties of one referral cycle.
+type cycleCast struct {
+	dr, lmt   *client.Client
+	patient   string
+	therapist string
+}
+
+// newCycleCasts makes n casts, each its own physician, patient and
+// therapist, in one clinic and one massage practice, so that parallel
+// callers act for different people as they would in production.
+func newCycleCasts(b *testing.B, s *benchServer, n int) []cycleCast {
+	b.Helper()
+	ctx := b.Context()
+	root := s.as(rootAdmin)
+	org := func(name string, kind pb.OrganizationKind) string {
+		resp, err := root.Directory.CreateOrganization(ctx, &pb.CreateOrganizationRequest{Organization: &pb.Organization{DisplayName: name, Kind: kind}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return resp.GetOrganization().GetName()
+	}
+	clinic := org("Clinic", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
+	spa := org("Massage practice", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
+	casts := make([]cycleCast, n)
+	for i := range casts {
+		drSubject, lmtSubject := fmt.Sprintf("cycle-dr-%d", i), fmt.Sprintf("cycle-lmt-%d", i)
+		if _, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
+			DisplayName: drSubject, Role: pb.Role_ROLE_PHYSICIAN, Organization: clinic, Subject: drSubject}}); err != nil {
+			b.Fatal(err)
+		}
+		th, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
+			DisplayName: lmtSubject, Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: spa, Subject: lmtSubject,
+			Specialties: []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS},
+			Licence:     &pb.Licence{Number: "LMT-" + lmtSubject, Jurisdiction: "US-WA", ExpireDate: s.clock.Now().AddDate(1, 0, 0).Format("2006-01-02")}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		dr := s.as(drSubject)
+		pt, err := dr.Patients.CreatePatient(ctx, &pb.CreatePatientRequest{Patient: &pb.Patient{
+			GivenName: "Given", FamilyName: "Family", BirthDate: "1970-01-01"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		casts[i] = cycleCast{dr: dr, lmt: s.as(lmtSubject), patient: pt.GetPatient().GetName(), therapist: th.GetPractitioner().GetName()}
+	}
+	return casts
+}
+
+// cycle creates a referral as the physician, submits it, and has the
+// therapist accept it: the three calls of a referral reaching treatment.
+func (c *cycleCast) cycle(ctx context.Context, validUntil *timestamppb.Timestamp) error {
+	created, err := c.dr.Referrals.CreateReferral(ctx, &pb.CreateReferralRequest{Referral: &pb.Referral{
+		Patient: c.patient, TargetTherapist: c.therapist, ReasonCodes: []string{"M47.816"},
+		ClinicalNotes: "Lumbar spondylosis; no radiculopathy.", Priority: pb.ReferralPriority_REFERRAL_PRIORITY_ROUTINE,
+		RequestedTechniques: []pb.Technique{pb.Technique_TECHNIQUE_SWEDISH}, AuthorizedVisits: 6,
+		RequiredSpecialties: []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS}, ValidUntil: validUntil,
+	}})
+	if err != nil {
+		return fmt.Errorf("CreateReferral: %w", err)
+	}
+	name := created.GetReferral().GetName()
+	if _, err := c.dr.Referrals.SubmitReferral(ctx, &pb.SubmitReferralRequest{Name: name}); err != nil {
+		return fmt.Errorf("SubmitReferral: %w", err)
+	}
+	accepted, err := c.lmt.Referrals.AcceptReferral(ctx, &pb.AcceptReferralRequest{Name: name})
+	if err != nil {
+		return fmt.Errorf("AcceptReferral: %w", err)
+	}
+	if st := accepted.GetReferral().GetState(); st != pb.ReferralState_REFERRAL_STATE_ACCEPTED {
+		return fmt.Errorf("accepted referral is %v", st)
+	}
+	return nil
+}
+
+// BenchmarkReferralCycle measures CreateReferral+SubmitReferral+
+// AcceptReferral, one op being the three calls, through gRPC into the
+// database: serially, for the latency of one cycle, and from parallel
+// callers, for the throughput the server sustains.
+func BenchmarkReferralCycle(b *testing.B) {
+	s := newBenchServer(b)
+	const parallelism = 8 // callers per GOMAXPROCS: each spends most of a cycle waiting on the network and the database
+	casts := newCycleCasts(b, s, parallelism*runtime.GOMAXPROCS(0))
+	validUntil := timestamppb.New(s.clock.Now().AddDate(0, 0, 90))
+	// One cycle per cast, all at once, first: it opens the pool's
+	// connections and prepares the statements on each, costs a steady
+	// server no longer pays.
+	var warm sync.WaitGroup
+	for i := range casts {
+		warm.Go(func() {
+			if err := casts[i].cycle(b.Context(), validUntil); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	warm.Wait()
+
+	b.Run("serial", func(b *testing.B) {
+		c := &casts[0]
+		durations := make([]time.Duration, 0, b.N)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			if err := c.cycle(b.Context(), validUntil); err != nil {
+				b.Fatal(err)
+			}
+			durations = append(durations, time.Since(t0))
+		}
+		b.StopTimer()
+		reportCycles(b, durations)
+	})
+
+	b.Run(fmt.Sprintf("parallel/callers=%d", parallelism*runtime.GOMAXPROCS(0)), func(b *testing.B) {
+		var next atomic.Int64
+		var mu sync.Mutex
+		var durations []time.Duration
+		b.SetParallelism(parallelism)
+		b.ResetTimer()
+		b.RunParallel(func(p *testing.PB) {
+			c := &casts[int(next.Add(1)-1)%len(casts)]
+			var mine []time.Duration
+			for p.Next() {
+				t0 := time.Now()
+				if err := c.cycle(context.Background(), validUntil); err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			durations = append(durations, mine...)
+			mu.Unlock()
+		})
+		b.StopTimer()
+		reportCycles(b, durations)
+	})
+}
+
+// reportCycles reports throughput as cycles/s and the latency of one
+// cycle as p50/p99 (under parallel callers, queueing included).
+func reportCycles(b *testing.B, durations []time.Duration) {
+	if len(durations) == 0 {
+		return
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "cycles/s")
+	reportPercentiles(b, durations)
+}
+
+// BenchmarkListReferrals measures ListReferrals through gRPC over n loaded
+// referrals, per caller and filter: authentication, the query, and the
+// conversion to protos, as a client sees it. The store's share is in
+// server/internal/store/postgres's BenchmarkStoreListReferrals, and the
+// query plans in its log.
+func BenchmarkListReferrals(b *testing.B) {
+	for _, n := range listSizes {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			s := newBenchServer(b)
+			d := loadReferrals(b, s.pool, n)
+			callers := []struct {
+				name   string
+				c      *client.Client
+				target uuid.UUID // whom the target-therapist filter names
+			}{
+				{"coordinator", s.as(d.coordinator.subject), d.otherTherapist},
+				{"therapist", s.as(d.therapist.subject), d.therapist.id},
+			}
+			for _, c := range callers {
+				for _, sh := range []struct {
+					name string
+					req  *pb.ListReferralsRequest
+				}{
+					{"first-page", &pb.ListReferralsRequest{PageSize: listPageSize}},
+					{"target-therapist", &pb.ListReferralsRequest{PageSize: listPageSize, TargetTherapist: careteam.Practitioners.Name(c.target)}},
+					{"state=SUBMITTED", &pb.ListReferralsRequest{PageSize: listPageSize, States: []pb.ReferralState{pb.ReferralState_REFERRAL_STATE_SUBMITTED}}},
+					{"overdue", &pb.ListReferralsRequest{PageSize: listPageSize, Overdue: true}},
+				} {
+					b.Run(c.name+"/"+sh.name, func(b *testing.B) {
+						benchLatency(b, func() int {
+							resp, err := c.c.Referrals.ListReferrals(b.Context(), sh.req)
+							if err != nil {
+								b.Fatal(err)
+							}
+							return len(resp.GetReferrals())
+						})
+					})
+				}
+			}
+		})
+	}
+}
+
+// loadNow is the instant the data is generated back from: the server's
+// clock, at which the lists judge expiry and overdue.
+var loadNow = start
+
+// Everything below is the same in server/internal/api/referral_bench_test.go
+// and server/internal/store/postgres/referrals_bench_test.go, so that the
+// API's and the store's figures are over the same data: test files cannot
+// be imported from another package. Keep the two equal.
+
+// listSizes are the table sizes the list benchmarks compare: a young
+// deployment and a mature one. A query that scales with the table rather
+// than with its page shows as a p99 that grows between them.
+var listSizes = []int{10_000, 1_000_000}
+
+// listPageSize is the API's default page.
+const listPageSize = 50
+
+// benchLatency runs list b.N times and reports the per-call p50 and p99,
+// which ns/op (a mean) hides, and the rows a call returned.
+func benchLatency(b *testing.B, list func() int) {
+	// Each pooled connection prepares the statement on first use and the
+	// plan cache may switch to a generic plan after five runs: warm up past
+	// both so the figures are the steady state.
+	for range 20 {
+		list()
+	}
+	durations := make([]time.Duration, 0, b.N)
+	rows := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		rows = list()
+		durations = append(durations, time.Since(t0))
+	}
+	b.StopTimer()
+	reportPercentiles(b, durations)
+	b.ReportMetric(float64(rows), "rows/op")
+}
+
+func reportPercentiles(b *testing.B, d []time.Duration) {
+	slices.Sort(d)
+	at := func(p float64) float64 {
+		return float64(d[max(int(math.Ceil(p*float64(len(d))))-1, 0)].Nanoseconds())
+	}
+	b.ReportMetric(at(0.50), "p50-ns")
+	b.ReportMetric(at(0.99), "p99-ns")
+}
+
+const (
+	loadClinics          = 20
+	loadSpas             = 20
+	physiciansPerClinic  = 25
+	therapistsPerSpa     = 25
+	referralsPerPatient  = 4
+	loadHistory          = 3 * 365 * 24 * time.Hour
+	loadValidity         = 90 * 24 * time.Hour
+	loadAckWindow        = 48 * time.Hour
+	loadFreshAge         = 7 * 24 * time.Hour
+	loadCoordinatorSubj  = "bench-coord-spa-0"
+	loadTherapistSubj    = "bench-lmt-0-0"
+	loadOtherTherapistID = 1 // index in spa 0 of the coordinator's target-therapist filter
+)
+
+// referralData is what a list benchmark needs to know of a load.
+type referralData struct {
+	spa            uuid.UUID
+	coordinator    loadedPractitioner
+	therapist      loadedPractitioner
+	otherTherapist uuid.UUID
+}
+
+type loadedPractitioner struct {
+	id      uuid.UUID
+	subject string
+}
+
+// stateMix is a weighted choice of states.
+type stateMix []struct {
+	state  careteam.ReferralState
+	weight int
+}
+
+func (m stateMix) pick(rng *rand.Rand) careteam.ReferralState {
+	total := 0
+	for _, s := range m {
+		total += s.weight
+	}
+	n := rng.IntN(total)
+	for _, s := range m {
+		if n < s.weight {
+			return s.state
+		}
+		n -= s.weight
+	}
+	panic("unreachable")
+}
+
+// The state of a referral depends on its age, as in a running practice
+// network: the last week is mostly open work, the last validity period
+// mostly treatment, and older history mostly completed, with a residue of
+// referrals nobody acknowledged that stay SUBMITTED after they expired
+// (they sit in the overdue index though the overdue filter drops them).
+var (
+	freshMix = stateMix{
+		{careteam.ReferralDraft, 5}, {careteam.ReferralSubmitted, 25}, {careteam.ReferralAwaitingInfo, 5},
+		{careteam.ReferralAccepted, 25}, {careteam.ReferralInProgress, 30}, {careteam.ReferralOnHold, 3},
+		{careteam.ReferralDeclined, 4}, {careteam.ReferralCancelled, 3},
+	}
+	activeMix = stateMix{
+		{careteam.ReferralSubmitted, 2}, {careteam.ReferralAwaitingInfo, 1}, {careteam.ReferralAccepted, 5},
+		{careteam.ReferralInProgress, 45}, {careteam.ReferralOnHold, 3}, {careteam.ReferralCompleted, 35},
+		{careteam.ReferralDeclined, 4}, {careteam.ReferralCancelled, 5},
+	}
+	historyMix = stateMix{
+		{careteam.ReferralCompleted, 880}, {careteam.ReferralCancelled, 50}, {careteam.ReferralDeclined, 40},
+		{careteam.ReferralSubmitted, 5}, {careteam.ReferralAccepted, 10}, {careteam.ReferralInProgress, 15},
+	}
+)
+
+// stateChains are the transitions that lead to each state, as history.
+var stateChains = map[careteam.ReferralState][]careteam.ReferralState{
+	careteam.ReferralDraft:        {careteam.ReferralDraft},
+	careteam.ReferralSubmitted:    {careteam.ReferralDraft, careteam.ReferralSubmitted},
+	careteam.ReferralAwaitingInfo: {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralAwaitingInfo},
+	careteam.ReferralAccepted:     {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralAccepted},
+	careteam.ReferralDeclined:     {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralDeclined},
+	careteam.ReferralInProgress:   {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralAccepted, careteam.ReferralInProgress},
+	careteam.ReferralOnHold: {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralAccepted,
+		careteam.ReferralInProgress, careteam.ReferralOnHold},
+	careteam.ReferralCompleted: {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralAccepted,
+		careteam.ReferralInProgress, careteam.ReferralCompleted},
+	careteam.ReferralCancelled: {careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralCancelled},
+}
+
+// genReferral is one generated referral, compact: the referrals and their
+// transitions are copied from it by two connections at once.
+type genReferral struct {
+	id        uuid.UUID
+	created   time.Time
+	state     careteam.ReferralState
+	patient   int32
+	physician int32
+	spa       int16
+	therapist int16 // within spa; -1 while unassigned
+	urgent    bool
+}
+
+// loadReferrals fills the database behind pool with a practice network and
+// n referrals, with COPY, and vacuums and analyzes it so that the planner
+// and the visibility map see a settled table.
+func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
+	tb.Helper()
+	began := time.Now()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	orgTime := loadNow.Add(-loadHistory - 365*24*time.Hour)
+
+	clinics, spas := make([]uuid.UUID, loadClinics), make([]uuid.UUID, loadSpas)
+	var orgRows, practitionerRows [][]any
+	for i := range clinics {
+		clinics[i] = idAt(orgTime, rng)
+		orgRows = append(orgRows, []any{clinics[i], fmt.Sprintf("Clinic %d", i), "PHYSICIAN_PRACTICE", int64(1), orgTime, orgTime})
+	}
+	for i := range spas {
+		spas[i] = idAt(orgTime, rng)
+		orgRows = append(orgRows, []any{spas[i], fmt.Sprintf("Massage practice %d", i), "MASSAGE_PRACTICE", int64(1), orgTime, orgTime})
+	}
+	practitioner := func(org uuid.UUID, role, subject string) uuid.UUID {
+		id := idAt(orgTime, rng)
+		var number, jurisdiction *string
+		var expires *time.Time
+		specialties := []string{}
+		if role == "MASSAGE_THERAPIST" {
+			num, jur, exp := "LMT-"+subject, "US-WA", loadNow.AddDate(1, 0, 0)
+			number, jurisdiction, expires = &num, &jur, &exp
+			specialties = []string{"ARTHRITIS", "ORTHOPEDIC"}
+		}
+		practitionerRows = append(practitionerRows, []any{id, org, subject, role, subject, number, jurisdiction, expires,
+			specialties, true, int64(1), orgTime, orgTime})
+		return id
+	}
+	physicians := make([]uuid.UUID, loadClinics*physiciansPerClinic)
+	for c := range loadClinics {
+		for k := range physiciansPerClinic {
+			physicians[c*physiciansPerClinic+k] = practitioner(clinics[c], "PHYSICIAN", fmt.Sprintf("bench-dr-%d-%d", c, k))
+		}
+		practitioner(clinics[c], "COORDINATOR", fmt.Sprintf("bench-coord-clinic-%d", c))
+	}
+	therapists := make([]uuid.UUID, loadSpas*therapistsPerSpa)
+	d := &referralData{spa: spas[0]}
+	for s := range loadSpas {
+		for k := range therapistsPerSpa {
+			therapists[s*therapistsPerSpa+k] = practitioner(spas[s], "MASSAGE_THERAPIST", fmt.Sprintf("bench-lmt-%d-%d", s, k))
+		}
+		id := practitioner(spas[s], "COORDINATOR", fmt.Sprintf("bench-coord-spa-%d", s))
+		if s == 0 {
+			d.coordinator = loadedPractitioner{id, loadCoordinatorSubj}
+		}
+	}
+	d.therapist = loadedPractitioner{therapists[0], loadTherapistSubj}
+	d.otherTherapist = therapists[loadOtherTherapistID]
+
+	// Patients belong to a clinic (patient i to clinic i mod loadClinics)
+	// and are referred by its physicians.
+	patients := make([]uuid.UUID, max(n/referralsPerPatient, loadClinics))
+	patientRows := make([][]any, len(patients))
+	for i := range patients {
+		patients[i] = idAt(orgTime.Add(time.Duration(i)*time.Millisecond), rng)
+		clinic := i % loadClinics
+		gender := [...]string{"FEMALE", "MALE"}[rng.IntN(2)]
+		patientRows[i] = []any{patients[i], clinics[clinic], physicians[clinic*physiciansPerClinic+rng.IntN(physiciansPerClinic)],
+			fmt.Sprintf("Given%d", i), fmt.Sprintf("Family%d", i%5000), time.Date(1940+rng.IntN(65), time.Month(1+rng.IntN(12)), 1+rng.IntN(28), 0, 0, 0, 0, time.UTC),
+			gender, int64(1), orgTime, orgTime}
+	}
+
+	refs := make([]genReferral, n)
+	for i := range refs {
+		created := loadNow.Add(-loadHistory + time.Duration(float64(loadHistory)*(float64(i)+0.5)/float64(n)))
+		var state careteam.ReferralState
+		switch age := loadNow.Sub(created); {
+		case age < loadFreshAge:
+			state = freshMix.pick(rng)
+		case age < loadValidity:
+			state = activeMix.pick(rng)
+		default:
+			state = historyMix.pick(rng)
+		}
+		p := rng.IntN(len(patients))
+		r := genReferral{
+			id: idAt(created, rng), created: created, state: state, patient: int32(p),
+			physician: int32((p%loadClinics)*physiciansPerClinic + rng.IntN(physiciansPerClinic)),
+			spa:       int16(rng.IntN(loadSpas)), therapist: int16(rng.IntN(therapistsPerSpa)), urgent: rng.IntN(100) < 15,
+		}
+		// A referral addressed to a practice gets its therapist when one
+		// accepts it, so only referrals never accepted can be unassigned.
+		if !slices.Contains(stateChains[state], careteam.ReferralAccepted) && rng.IntN(100) < 30 {
+			r.therapist = -1
+		}
+		refs[i] = r
+	}
+	therapistOf := func(r *genReferral) *uuid.UUID {
+		if r.therapist < 0 {
+			return nil
+		}
+		return &therapists[int(r.spa)*therapistsPerSpa+int(r.therapist)]
+	}
+	// actorOf is who made the transition to state: the therapist side for
+	// their actions (a practice colleague for an unassigned referral).
+	actorOf := func(r *genReferral, state careteam.ReferralState) uuid.UUID {
+		switch state {
+		case careteam.ReferralDraft, careteam.ReferralSubmitted, careteam.ReferralCancelled:
+			return physicians[r.physician]
+		}
+		if t := therapistOf(r); t != nil {
+			return *t
+		}
+		return therapists[int(r.spa)*therapistsPerSpa]
+	}
+	// stepTime spaces a referral's transitions over its age, a week apart
+	// at most.
+	stepTime := func(r *genReferral, step int) time.Time {
+		if step == 0 {
+			return r.created
+		}
+		gap := min(loadNow.Sub(r.created)/time.Duration(len(stateChains[r.state])+1), 7*24*time.Hour)
+		if step == 1 {
+			gap = min(gap, time.Hour) // submitted soon after it was written
+		} else {
+			gap *= time.Duration(step)
+		}
+		return r.created.Add(gap)
+	}
+
+	referralRow := func(r *genReferral) []any {
+		chain := stateChains[r.state]
+		var submit, ackDue *time.Time
+		var ackElapsed time.Duration
+		if len(chain) > 1 {
+			s := stepTime(r, 1)
+			submit = &s
+			if r.state == careteam.ReferralSubmitted {
+				due := addWeekdayTime(s, loadAckWindow)
+				ackDue = &due
+			} else {
+				ackElapsed = min(stepTime(r, 2).Sub(s), loadAckWindow)
+			}
+		}
+		priority := "ROUTINE"
+		if r.urgent {
+			priority = "URGENT"
+		}
+		used, held, declineReason, declineText, cancelReason, discharge := 0, "", "", "", "", ""
+		switch r.state {
+		case careteam.ReferralInProgress, careteam.ReferralOnHold:
+			used = 1 + int(r.patient%5)
+			if r.state == careteam.ReferralOnHold {
+				held = string(careteam.ReferralInProgress)
+			}
+		case careteam.ReferralCompleted:
+			used = 6
+			discharge = "Goals met: pain reduced, range of motion restored.\n\nVisits: 6 of 6 used. Pain (0-10) before treatment: first 7, latest 2 (-5)."
+		case careteam.ReferralDeclined:
+			declineReason, declineText = "NO_CAPACITY", "Fully booked until next month."
+		case careteam.ReferralCancelled:
+			cancelReason = "Patient moved away."
+		}
+		updated := stepTime(r, len(chain)-1)
+		return []any{r.id, patients[r.patient], physicians[r.physician], clinics[int(r.patient)%loadClinics], therapistOf(r), spas[r.spa],
+			[]string{"M54.5"}, "Chronic low back pain, no red flags. Gentle work around the lumbar spine.", priority,
+			[]string{"SWEDISH"}, 6, used, r.created.Add(loadValidity), []string{"ARTHRITIS"}, string(r.state), held,
+			declineReason, declineText, cancelReason, discharge, submit, ackElapsed, ackDue, int64(len(chain)), r.created, updated}
+	}
+
+	// Foreign keys are checked per row by triggers, which would make the
+	// load several times slower; the generator keeps them valid, and a
+	// superuser (as the embedded test server's role is) may skip them.
+	checked := false
+	connect := func() *pgx.Conn {
+		conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `SET session_replication_role = replica`); err != nil {
+			checked = true
+		}
+		return conn
+	}
+	conns := []*pgx.Conn{connect(), connect()}
+	defer func() {
+		for _, c := range conns {
+			c.Close(ctx)
+		}
+	}()
+	if checked {
+		tb.Log("loading with foreign keys checked (not a superuser): slower")
+	}
+	copyRows := func(conn *pgx.Conn, table string, columns []string, src pgx.CopyFromSource) error {
+		_, err := conn.CopyFrom(ctx, pgx.Identifier{table}, columns, binaryIDs{src})
+		if err != nil {
+			return fmt.Errorf("copying %s: %w", table, err)
+		}
+		return nil
+	}
+	// Parents first, in case the foreign keys are checked.
+	for _, step := range []struct {
+		table   string
+		columns []string
+		rows    [][]any
+	}{
+		{"organizations", []string{"id", "display_name", "kind", "version", "create_time", "update_time"}, orgRows},
+		{"practitioners", []string{"id", "organization_id", "display_name", "role", "subject", "licence_number",
+			"licence_jurisdiction", "licence_expire_date", "specialties", "active", "version", "create_time", "update_time"}, practitionerRows},
+		{"patients", []string{"id", "organization_id", "registered_by", "given_name", "family_name", "birth_date",
+			"gender", "version", "create_time", "update_time"}, patientRows},
+	} {
+		if err := copyRows(conns[0], step.table, step.columns, pgx.CopyFromRows(step.rows)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+
+	// The referrals' secondary indexes would make their copy the slowest
+	// by far, one random insertion each per row: they are dropped and built
+	// again afterwards from their own definitions, so the schema is the
+	// migrated one. The transitions, five per referral, are copied
+	// meanwhile on another connection.
+	var indexes []string
+	rows, err := conns[0].Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'referrals'
+		AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = 'referrals'::regclass)`)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := conns[1].Exec(ctx, `DROP INDEX `+pgx.Identifier{name}.Sanitize()); err != nil {
+			tb.Fatal(err)
+		}
+		indexes = append(indexes, def)
+	}
+	if err := rows.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	copyReferrals := func(conn *pgx.Conn) error {
+		i := 0
+		err := copyRows(conn, "referrals", []string{"id", "patient_id", "referring_physician_id", "referring_org_id",
+			"target_therapist_id", "target_org_id", "reason_codes", "clinical_notes", "priority", "requested_techniques",
+			"authorized_visits", "used_visits", "valid_until", "required_specialties", "state", "held_from", "decline_reason",
+			"decline_text", "cancel_reason", "discharge_summary", "submit_time", "ack_elapsed", "ack_due", "version",
+			"create_time", "update_time"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				if i == len(refs) {
+					return nil, nil
+				}
+				i++
+				return referralRow(&refs[i-1]), nil
+			}))
+		if err != nil {
+			return err
+		}
+		for _, def := range indexes {
+			if _, err := conn.Exec(ctx, def); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	copyTransitions := func(conn *pgx.Conn) error {
+		i, step := 0, 0
+		err := copyRows(conn, "referral_transitions", []string{"referral_id", "seq", "from_state", "to_state", "actor_id", "time", "reason"},
+			pgx.CopyFromFunc(func() ([]any, error) {
+				for i < len(refs) && step == len(stateChains[refs[i].state]) {
+					i, step = i+1, 0
+				}
+				if i == len(refs) {
+					return nil, nil
+				}
+				r := &refs[i]
+				chain := stateChains[r.state]
+				from, reason := "", ""
+				if step > 0 {
+					from = string(chain[step-1])
+				}
+				switch chain[step] {
+				case careteam.ReferralDeclined:
+					reason = "NO_CAPACITY: Fully booked until next month."
+				case careteam.ReferralCancelled:
+					reason = "Patient moved away."
+				}
+				row := []any{r.id, int32(step), from, string(chain[step]), actorOf(r, chain[step]), stepTime(r, step), reason}
+				step++
+				return row, nil
+			}))
+		if err != nil {
+			return err
+		}
+		var questions [][]any
+		for i := range refs {
+			if r := &refs[i]; r.state == careteam.ReferralAwaitingInfo {
+				questions = append(questions, []any{r.id, int32(0), "Any recent imaging?",
+					actorOf(r, careteam.ReferralAwaitingInfo), stepTime(r, 2)})
+			}
+		}
+		return copyRows(conn, "referral_questions", []string{"referral_id", "seq", "question", "asked_by", "ask_time"},
+			pgx.CopyFromRows(questions))
+	}
+	errs := make([]error, 2)
+	var referrals, all sync.WaitGroup
+	referrals.Go(func() { errs[0] = copyReferrals(conns[0]) })
+	all.Go(func() {
+		if checked {
+			referrals.Wait()
+		}
+		errs[1] = copyTransitions(conns[1])
+	})
+	referrals.Wait()
+	all.Wait()
+	for _, err := range errs {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	copied := time.Since(began)
+	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) organizations, practitioners, patients, referrals, referral_transitions, referral_questions`); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("loaded %d referrals in %v (copy %v, vacuum and analyze %v)", n, time.Since(began).Round(time.Millisecond),
+		copied.Round(time.Millisecond), (time.Since(began) - copied).Round(time.Millisecond))
+	return d
+}
+
+// binaryIDs hands pgx each uuid.UUID as [16]byte, which it encodes
+// directly: a uuid.UUID goes through its driver.Valuer, a text detour
+// that formats an error on the way and took most of the load's time.
+type binaryIDs struct{ pgx.CopyFromSource }
+
+func (s binaryIDs) Values() ([]any, error) {
+	row, err := s.CopyFromSource.Values()
+	for i, v := range row {
+		switch v := v.(type) {
+		case uuid.UUID:
+			row[i] = [16]byte(v)
+		case *uuid.UUID:
+			row[i] = nil
+			if v != nil {
+				row[i] = [16]byte(*v)
+			}
+		}
+	}
+	return row, err
+}
+
+// idAt is a UUIDv7, as the server's ids are, for the instant t, so that
+// newest-first by id is newest-first by creation as it is in production.
+func idAt(t time.Time, rng *rand.Rand) uuid.UUID {
+	var u uuid.UUID
+	binary.BigEndian.PutUint64(u[0:8], uint64(t.UnixMilli())<<16|rng.Uint64()&0x0fff)
+	binary.BigEndian.PutUint64(u[8:16], rng.Uint64())
+	u[6] = 0x70 | u[6]&0x0f
+	u[8] = 0x80 | u[8]&0x3f
+	return u
+}
+
+// addWeekdayTime adds d of Monday-to-Friday time (UTC) to t, as the server
+// computes an acknowledgement deadline.
+func addWeekdayTime(t time.Time, d time.Duration) time.Time {
+	for d > 0 {
+		next := time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, time.UTC)
+		if wd := t.Weekday(); wd != time.Saturday && wd != time.Sunday {
+			if left := next.Sub(t); d <= left {
+				return t.Add(d)
+			} else {
+				d -= left
+			}
+		}
+		t = next
+	}
+	return t
+}

@@ -1,0 +1,185 @@
+// Package audit is careteam's audit trail: one record per call, allowed or
+// denied, naming who touched which resources and patients and why. A call
+// carries its Entry in its context; the domain notes what it touches, and
+// the store appends the entry in the transaction that did the work, so a
+// change and its audit record commit together. Records are hash-chained, so
+// an edit made behind the application's back is found by Verify.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Purposes of use (the x-purpose-of-use header).
+const (
+	PurposeTreatment  = "TREATMENT"
+	PurposePayment    = "PAYMENT"
+	PurposeOperations = "OPERATIONS"
+	PurposeEmergency  = "EMERGENCY"
+)
+
+// Chains is the number of hash chains. Writers spread over them so that
+// concurrent calls do not queue on one chain head; each chain is still
+// written one record at a time, so it never forks.
+const Chains = 16
+
+// Record is one audit record as stored.
+type Record struct {
+	Sequence        int64
+	Chain           int
+	Position        int64
+	Time            time.Time
+	Subject         string
+	PractitionerID  uuid.UUID
+	Role            string
+	OrganizationID  uuid.UUID
+	Method          string
+	Resources       []string
+	Patients        []uuid.UUID
+	Outcome         string
+	Purpose         string
+	EmergencyReason string
+	RequestID       string
+	Peer            string
+	Hash            []byte
+}
+
+// Canonical is the byte string a record's hash covers (with the previous
+// record's hash of its chain before it): JSON of the fields in a fixed
+// order, time in RFC 3339 with nanoseconds, UTC.
+func (r *Record) Canonical() []byte {
+	b, err := json.Marshal(struct {
+		Time            string      `json:"time"`
+		Subject         string      `json:"subject"`
+		PractitionerID  uuid.UUID   `json:"practitioner"`
+		Role            string      `json:"role"`
+		OrganizationID  uuid.UUID   `json:"organization"`
+		Method          string      `json:"method"`
+		Resources       []string    `json:"resources"`
+		Patients        []uuid.UUID `json:"patients"`
+		Outcome         string      `json:"outcome"`
+		Purpose         string      `json:"purpose"`
+		EmergencyReason string      `json:"emergency_reason"`
+		RequestID       string      `json:"request_id"`
+		Peer            string      `json:"peer"`
+	}{
+		r.Time.UTC().Format(time.RFC3339Nano), r.Subject, r.PractitionerID, r.Role, r.OrganizationID, r.Method,
+		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer,
+	})
+	if err != nil {
+		panic(fmt.Sprintf("audit: encoding a record: %v", err))
+	}
+	return b
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// ChainHash returns SHA-256(prev || canonical), the hash a record carries.
+func ChainHash(prev, canonical []byte) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	h.Write(canonical)
+	return h.Sum(nil)
+}
+
+// Entry is the audit record of the call in progress. It is safe for
+// concurrent use: a call's goroutines may touch resources at once.
+type Entry struct {
+	mu      sync.Mutex
+	record  Record
+	written bool
+}
+
+// NewEntry starts the entry of a call.
+func NewEntry(r Record) *Entry { return &Entry{record: r} }
+
+type ctxKey struct{}
+
+// NewContext returns ctx carrying e.
+func NewContext(ctx context.Context, e *Entry) context.Context {
+	return context.WithValue(ctx, ctxKey{}, e)
+}
+
+// FromContext returns the entry of the call in ctx, or nil.
+func FromContext(ctx context.Context) *Entry {
+	e, _ := ctx.Value(ctxKey{}).(*Entry)
+	return e
+}
+
+// Touch notes that the call in ctx touched resource (a resource name; may
+// be empty) of patient (may be zero). A call without an entry touches
+// nothing.
+func Touch(ctx context.Context, resource string, patient uuid.UUID) {
+	e := FromContext(ctx)
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if resource != "" && !slices.Contains(e.record.Resources, resource) {
+		e.record.Resources = append(e.record.Resources, resource)
+	}
+	if patient != uuid.Nil && !slices.Contains(e.record.Patients, patient) {
+		e.record.Patients = append(e.record.Patients, patient)
+	}
+}
+
+// Identify records who is calling, as far as it is known.
+func (e *Entry) Identify(subject string, practitioner uuid.UUID, role string, org uuid.UUID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.record.Subject, e.record.PractitionerID, e.record.Role, e.record.OrganizationID = subject, practitioner, role, org
+}
+
+// SetPurpose records why the caller accesses data.
+func (e *Entry) SetPurpose(purpose, emergencyReason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.record.Purpose, e.record.EmergencyReason = purpose, emergencyReason
+}
+
+// Take returns the record to write with outcome and marks the entry
+// written, or reports false if it was written already: each call is
+// recorded once.
+func (e *Entry) Take(outcome string) (Record, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.written {
+		return Record{}, false
+	}
+	e.written = true
+	r := e.record
+	r.Outcome = outcome
+	r.Time = r.Time.UTC().Truncate(time.Microsecond)
+	r.Resources = slices.Clone(r.Resources)
+	r.Patients = slices.Clone(r.Patients)
+	return r, true
+}
+
+// Untake undoes Take when the transaction that was to write the record
+// rolled back, so the call's outcome is recorded afterwards instead.
+func (e *Entry) Untake() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.written = false
+}
+
+// PickChain picks the chain a record is written to, spreading calls by
+// their request id.
+func (r *Record) PickChain() int {
+	h := sha256.Sum256([]byte(r.RequestID))
+	return int(h[0]) % Chains
+}
