@@ -64,6 +64,9 @@ func register(cs ...command) { commands = append(commands, cs...) }
 // 6 like a refused start.
 var errRefused = errors.New("the gate refuses: a session could not start")
 
+// errBroken reports an audit trail that does not verify.
+var errBroken = errors.New("the audit trail does not verify")
+
 type usageError struct{ msg string }
 
 func (u usageError) Error() string { return u.msg }
@@ -258,6 +261,10 @@ func reportError(w io.Writer, cmd string, err error) int {
 	if errors.Is(err, errRefused) {
 		fmt.Fprintf(w, "careteam %s: %v\n", cmd, err)
 		return exitPrecondition
+	}
+	if errors.Is(err, errBroken) {
+		fmt.Fprintf(w, "careteam %s: %v\n", cmd, err)
+		return exitError
 	}
 	st, ok := status.FromError(err)
 	if !ok {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/careteam/careteam/client/devtoken"
 	"github.com/careteam/careteam/server/internal/api"
@@ -110,7 +111,17 @@ func realMain(ctx context.Context) error {
 		BootstrapAdmin: cfg.BootstrapAdmin,
 		AckWindow:      cfg.AckWindow,
 	})
-	srv, err := api.NewServer(api.Config{Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log}, serverOpts...)
+	serverOpts = append(serverOpts,
+		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
+		// Clients may ping no more often than every 10s, with or without
+		// calls in flight; idle connections are closed after 15 minutes.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	)
+	srv, err := api.NewServer(api.Config{
+		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log,
+		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
+	}, serverOpts...)
 	if err != nil {
 		return fmt.Errorf("api.NewServer: %w", err)
 	}

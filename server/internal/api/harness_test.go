@@ -56,7 +56,7 @@ type harness struct {
 // so tests of business-time rules read naturally.
 var start = time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 	t.Helper()
 	pool := testdb.New(t)
 	clk := clock.NewManual(start)
@@ -84,7 +84,11 @@ func newHarness(t *testing.T) *harness {
 		BootstrapAdmin: rootAdmin,
 		AckWindow:      48 * time.Hour,
 	})
-	srv, err := api.NewServer(api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log})
+	cfg := api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log}
+	for _, c := range configure {
+		c(&cfg)
+	}
+	srv, err := api.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

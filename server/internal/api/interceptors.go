@@ -81,6 +81,7 @@ type TokenVerifier interface {
 type interceptors struct {
 	log       *slog.Logger
 	audit     AuditWriter
+	limiter   *limiter
 	verifier  TokenVerifier
 	service   *careteam.Service
 	validator protovalidate.Validator
@@ -95,6 +96,12 @@ func public(fullMethod string) bool {
 }
 
 func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	// Every call ends: one without a deadline gets the default.
+	if _, ok := ctx.Deadline(); !ok && in.limiter.limits.DefaultTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, in.limiter.limits.DefaultTimeout)
+		defer cancel()
+	}
 	ctx, done := in.observe(ctx, info.FullMethod)
 	resp, err := in.guard(ctx, info.FullMethod, func(ctx context.Context) (any, error) {
 		if err := in.validate(req); err != nil {
@@ -187,6 +194,9 @@ func (in *interceptors) guard(ctx context.Context, method string, next func(cont
 	return in.protect(ctx, method, func(ctx context.Context) (any, error) {
 		if err := in.authenticate(ctx, entry); err != nil {
 			return nil, err
+		}
+		if p := callFrom(ctx).principal; !in.limiter.allow(p.Subject, time.Now()) {
+			return nil, status.Error(codes.ResourceExhausted, "rate limit exceeded for this caller; retry later")
 		}
 		// From here on the work's transaction writes the record.
 		return next(audit.NewContext(ctx, entry))

@@ -15,6 +15,7 @@ import (
 	"github.com/careteam/careteam/client"
 	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/api"
 )
 
 func TestAuthentication(t *testing.T) {
@@ -152,5 +153,29 @@ func TestHealthNeedsNoToken(t *testing.T) {
 	}
 	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		t.Fatalf("status %v", resp.GetStatus())
+	}
+}
+
+func TestRateLimitPerPrincipal(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *api.Config) { c.Limits = api.Limits{PerPrincipalRate: 0.001, Burst: 3} })
+	clinic := h.org("Lakeside", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
+	h.practitioner(clinic, pb.Role_ROLE_PHYSICIAN, "dr-a")
+	h.practitioner(clinic, pb.Role_ROLE_PHYSICIAN, "dr-b")
+	list := func(who string) error {
+		_, err := h.as(who).Patients.ListPatients(h.ctx, &pb.ListPatientsRequest{})
+		return err
+	}
+	for range 3 {
+		if err := list("dr-a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCode(t, list("dr-a"), codes.ResourceExhausted)
+	if err := list("dr-b"); err != nil {
+		t.Fatalf("another caller was limited too: %v", err)
+	}
+	if rows := h.auditRows("/careteam.v1.PatientService/ListPatients"); rows[3].outcome != "RESOURCE_EXHAUSTED" {
+		t.Fatalf("the refused call was recorded as %+v", rows[3])
 	}
 }

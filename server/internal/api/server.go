@@ -25,6 +25,8 @@ type Config struct {
 	Verifier TokenVerifier
 	Health   *health.Server
 	Log      *slog.Logger
+	// Limits are the per-caller limits; the zero value sets none.
+	Limits Limits
 }
 
 // NewServer returns a gRPC server with every careteam service, health and
@@ -37,7 +39,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("request validator: %w", err)
 	}
-	in := &interceptors{log: cfg.Log, audit: cfg.Audit, verifier: cfg.Verifier, service: cfg.Service, validator: validator}
+	in := &interceptors{log: cfg.Log, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier, service: cfg.Service, validator: validator}
 	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})

@@ -31,6 +31,10 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	ShutdownTimeout time.Duration
+	RateLimit       float64
+	RateBurst       int
+	DefaultTimeout  time.Duration
+	MaxMessageBytes int
 
 	TLSCert           string
 	TLSKey            string
@@ -100,6 +104,10 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or text")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 20*time.Second, "how long a shutdown waits for in-flight calls before cutting them")
+	fs.Float64Var(&c.RateLimit, "rate-limit", 200, "calls per second one caller may sustain on this replica (0: no limit); more is RESOURCE_EXHAUSTED")
+	fs.IntVar(&c.RateBurst, "rate-burst", 400, "calls one caller may make at once above --rate-limit")
+	fs.DurationVar(&c.DefaultTimeout, "default-timeout", 30*time.Second, "deadline of a call that arrives without one")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 4<<20, "largest request message accepted")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
@@ -167,6 +175,12 @@ func (c *Config) validate() error {
 	}
 	if c.DBMaxConns < 1 || c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
 		errs = append(errs, errors.New("need 0 <= --db-min-conns <= --db-max-conns, and --db-max-conns >= 1"))
+	}
+	if c.RateLimit < 0 || c.RateBurst < 1 || c.DefaultTimeout <= 0 {
+		errs = append(errs, errors.New("need --rate-limit >= 0, --rate-burst >= 1 and a positive --default-timeout"))
+	}
+	if c.MaxMessageBytes < 2<<20 {
+		errs = append(errs, errors.New("--max-message-bytes must be at least 2 MiB: a FHIR import may be 1 MiB of JSON"))
 	}
 	if c.AckWindow <= 0 {
 		errs = append(errs, errors.New("--ack-window must be positive"))
