@@ -31,6 +31,7 @@ import (
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/clock"
 	"github.com/careteam/careteam/server/internal/config"
+	"github.com/careteam/careteam/server/internal/events"
 	"github.com/careteam/careteam/server/internal/pgembed"
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/tlsconfig"
@@ -53,7 +54,11 @@ func realMain(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Parse(os.Args[1:], os.Getenv, defaultDataDir, os.Stderr)
+	args, prune := os.Args[1:], false
+	if len(args) > 0 && args[0] == "prune-events" {
+		args, prune = args[1:], true
+	}
+	cfg, err := config.Parse(args, os.Getenv, defaultDataDir, os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -62,7 +67,62 @@ func realMain(ctx context.Context) error {
 		return err
 	}
 	slog.SetDefault(log)
+	if prune {
+		return pruneEvents(ctx, cfg, log)
+	}
+	return serve(ctx, cfg, log)
+}
 
+// pruneEvents deletes events older than --event-retention, on the
+// configured or embedded database; watchers behind it then get OUT_OF_RANGE.
+func pruneEvents(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	pool, closeDB, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if _, err := postgres.Migrate(ctx, pool, log); err != nil {
+		return fmt.Errorf("postgres.Migrate: %w", err)
+	}
+	service := careteam.NewService(postgres.New(pool, log), clock.System{}, careteam.Config{})
+	before := time.Now().Add(-cfg.EventRetention)
+	n, err := service.PruneEvents(ctx, before)
+	if err != nil {
+		return fmt.Errorf("PruneEvents: %w", err)
+	}
+	log.Info("events pruned", "deleted", n, "older_than", before)
+	return nil
+}
+
+// openDatabase connects to the configured database, or starts the embedded
+// one; closeDB closes the pool and stops it.
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (pool *pgxpool.Pool, closeDB func(), err error) {
+	databaseURL := cfg.DatabaseURL
+	stopPG := func() {}
+	if cfg.Embedded() {
+		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
+			return nil, nil, fmt.Errorf("data directory: %w", err)
+		}
+		pg, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log})
+		if err != nil {
+			return nil, nil, fmt.Errorf("pgembed.Start: %w", err)
+		}
+		stopPG = func() {
+			if err := pg.Stop(context.WithoutCancel(ctx)); err != nil {
+				log.Error("stopping PostgreSQL", "error", err.Error())
+			}
+		}
+		databaseURL = pg.ConnString()
+	}
+	pool, err = newPool(ctx, cfg, databaseURL)
+	if err != nil {
+		stopPG()
+		return nil, nil, fmt.Errorf("newPool: %w", err)
+	}
+	return pool, func() { pool.Close(); stopPG() }, nil
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	// Before the database starts, so that a bad certificate fails at once.
 	var serverOpts []grpc.ServerOption
 	if cfg.TLS() {
@@ -76,28 +136,11 @@ func realMain(ctx context.Context) error {
 			"address", cfg.Listen)
 	}
 
-	databaseURL := cfg.DatabaseURL
-	if cfg.Embedded() {
-		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
-			return fmt.Errorf("data directory: %w", err)
-		}
-		pg, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log})
-		if err != nil {
-			return fmt.Errorf("pgembed.Start: %w", err)
-		}
-		defer func() {
-			if err := pg.Stop(context.WithoutCancel(ctx)); err != nil {
-				log.Error("stopping PostgreSQL", "error", err.Error())
-			}
-		}()
-		databaseURL = pg.ConnString()
-	}
-
-	pool, err := newPool(ctx, cfg, databaseURL)
+	pool, closeDB, err := openDatabase(ctx, cfg, log)
 	if err != nil {
-		return fmt.Errorf("newPool: %w", err)
+		return err
 	}
-	defer pool.Close()
+	defer closeDB()
 
 	verifier, err := newVerifier(cfg, log)
 	if err != nil {
@@ -118,9 +161,15 @@ func realMain(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	)
+	// The event hub outlives nothing: it stops before the server drains,
+	// so that open event streams end and let the drain finish.
+	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopHub()
+	hub := events.NewHub(service, events.Config{Buffer: cfg.EventBuffer}, log)
 	srv, err := api.NewServer(api.Config{
-		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log,
-		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
+		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log, Events: hub,
+		Heartbeat: cfg.Heartbeat,
+		Limits:    api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
 	}, serverOpts...)
 	if err != nil {
 		return fmt.Errorf("api.NewServer: %w", err)
@@ -142,6 +191,8 @@ func realMain(ctx context.Context) error {
 	}
 	log.Info("schema ready", "version", version)
 	go watchDatabase(ctx, pool, healthSrv, log)
+	go hub.Run(hubCtx)
+	go store.Listen(hubCtx, hub.Wake)
 
 	select {
 	case err := <-serveErr:
@@ -150,6 +201,7 @@ func realMain(ctx context.Context) error {
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	healthSrv.Shutdown()
+	stopHub()
 	drained := make(chan struct{})
 	go func() {
 		srv.GracefulStop()

@@ -30,6 +30,7 @@ import (
 	"github.com/careteam/careteam/server/internal/auth"
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/clock"
+	"github.com/careteam/careteam/server/internal/events"
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/testdb"
 )
@@ -84,7 +85,12 @@ func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 		BootstrapAdmin: rootAdmin,
 		AckWindow:      48 * time.Hour,
 	})
-	cfg := api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log}
+	hubCtx, stopHub := context.WithCancel(context.Background())
+	hub := events.NewHub(svc, events.Config{Buffer: 64, CatchUp: 50 * time.Millisecond}, log)
+	go hub.Run(hubCtx)
+	go store.Listen(hubCtx, hub.Wake)
+	t.Cleanup(stopHub)
+	cfg := api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: time.Second}
 	for _, c := range configure {
 		c(&cfg)
 	}

@@ -96,6 +96,7 @@ func public(fullMethod string) bool {
 }
 
 func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	const streaming = false
 	// Every call ends: one without a deadline gets the default.
 	if _, ok := ctx.Deadline(); !ok && in.limiter.limits.DefaultTimeout > 0 {
 		var cancel context.CancelFunc
@@ -103,7 +104,7 @@ func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		defer cancel()
 	}
 	ctx, done := in.observe(ctx, info.FullMethod)
-	resp, err := in.guard(ctx, info.FullMethod, func(ctx context.Context) (any, error) {
+	resp, err := in.guard(ctx, info.FullMethod, streaming, func(ctx context.Context) (any, error) {
 		if err := in.validate(req); err != nil {
 			return nil, err
 		}
@@ -114,7 +115,7 @@ func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 
 func (in *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, done := in.observe(ss.Context(), info.FullMethod)
-	_, err := in.guard(ctx, info.FullMethod, func(ctx context.Context) (any, error) {
+	_, err := in.guard(ctx, info.FullMethod, info.IsServerStream, func(ctx context.Context) (any, error) {
 		return nil, handler(srv, &serverStream{ServerStream: ss, ctx: ctx, in: in})
 	})
 	return done(err)
@@ -183,14 +184,22 @@ func principalLogName(p careteam.Principal) string {
 
 // guard authenticates the caller and keeps the call's audit record before
 // running next.
-func (in *interceptors) guard(ctx context.Context, method string, next func(context.Context) (any, error)) (resp any, err error) {
+func (in *interceptors) guard(ctx context.Context, method string, streaming bool, next func(context.Context) (any, error)) (resp any, err error) {
 	if public(method) {
 		return in.protect(ctx, method, next)
 	}
 	entry := audit.NewEntry(audit.Record{
 		Time: in.service.Now(), Method: method, RequestID: RequestID(ctx), Peer: peerAddr(ctx), Purpose: audit.PurposeTreatment,
 	})
-	defer func() { err = in.finishAudit(ctx, entry, err) }()
+	if streaming {
+		// A stream's record is written when it ends, listing everything it
+		// delivered, not by its first transaction.
+		entry.Hold()
+	}
+	defer func() {
+		entry.Release()
+		err = in.finishAudit(ctx, entry, err)
+	}()
 	return in.protect(ctx, method, func(ctx context.Context) (any, error) {
 		if err := in.authenticate(ctx, entry); err != nil {
 			return nil, err

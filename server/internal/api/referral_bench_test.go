@@ -272,6 +272,7 @@ func BenchmarkListReferrals(b *testing.B) {
 			}{
 				{"coordinator", s.as(d.coordinator.subject), d.otherTherapist},
 				{"therapist", s.as(d.therapist.subject), d.therapist.id},
+				{"new-therapist", s.as(d.newTherapist.subject), d.newTherapist.id},
 			}
 			for _, c := range callers {
 				for _, sh := range []struct {
@@ -359,14 +360,22 @@ const (
 	loadCoordinatorSubj  = "bench-coord-spa-0"
 	loadTherapistSubj    = "bench-lmt-0-0"
 	loadOtherTherapistID = 1 // index in spa 0 of the coordinator's target-therapist filter
+	// A practice that joined recently has received the same few referrals
+	// whatever the size of the table: its therapists see few rows.
+	loadNewPracticeAge       = 60 * 24 * time.Hour
+	loadNewPracticeReferrals = 30
+	loadNewTherapists        = 2
+	loadNewTherapistSubj     = "bench-lmt-new-0"
 )
 
 // referralData is what a list benchmark needs to know of a load.
 type referralData struct {
-	spa            uuid.UUID
+	spa            uuid.UUID // the coordinator's and therapist's practice
 	coordinator    loadedPractitioner
 	therapist      loadedPractitioner
-	otherTherapist uuid.UUID
+	otherTherapist uuid.UUID // a colleague of therapist
+	newSpa         uuid.UUID // the recently joined practice
+	newTherapist   loadedPractitioner
 }
 
 type loadedPractitioner struct {
@@ -455,15 +464,20 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	orgTime := loadNow.Add(-loadHistory - 365*24*time.Hour)
 
-	clinics, spas := make([]uuid.UUID, loadClinics), make([]uuid.UUID, loadSpas)
+	// spas[loadSpas] is the recently joined practice.
+	clinics, spas := make([]uuid.UUID, loadClinics), make([]uuid.UUID, loadSpas+1)
 	var orgRows, practitionerRows [][]any
 	for i := range clinics {
 		clinics[i] = idAt(orgTime, rng)
 		orgRows = append(orgRows, []any{clinics[i], fmt.Sprintf("Clinic %d", i), "PHYSICIAN_PRACTICE", int64(1), orgTime, orgTime})
 	}
 	for i := range spas {
-		spas[i] = idAt(orgTime, rng)
-		orgRows = append(orgRows, []any{spas[i], fmt.Sprintf("Massage practice %d", i), "MASSAGE_PRACTICE", int64(1), orgTime, orgTime})
+		joined := orgTime
+		if i == loadSpas {
+			joined = loadNow.Add(-loadNewPracticeAge)
+		}
+		spas[i] = idAt(joined, rng)
+		orgRows = append(orgRows, []any{spas[i], fmt.Sprintf("Massage practice %d", i), "MASSAGE_PRACTICE", int64(1), joined, joined})
 	}
 	practitioner := func(org uuid.UUID, role, subject string) uuid.UUID {
 		id := idAt(orgTime, rng)
@@ -486,19 +500,24 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		}
 		practitioner(clinics[c], "COORDINATOR", fmt.Sprintf("bench-coord-clinic-%d", c))
 	}
-	therapists := make([]uuid.UUID, loadSpas*therapistsPerSpa)
-	d := &referralData{spa: spas[0]}
-	for s := range loadSpas {
-		for k := range therapistsPerSpa {
-			therapists[s*therapistsPerSpa+k] = practitioner(spas[s], "MASSAGE_THERAPIST", fmt.Sprintf("bench-lmt-%d-%d", s, k))
+	therapists := make([][]uuid.UUID, len(spas)) // by practice
+	d := &referralData{spa: spas[0], newSpa: spas[loadSpas]}
+	for s := range spas {
+		name, staff := fmt.Sprint(s), therapistsPerSpa
+		if s == loadSpas {
+			name, staff = "new", loadNewTherapists
 		}
-		id := practitioner(spas[s], "COORDINATOR", fmt.Sprintf("bench-coord-spa-%d", s))
+		for k := range staff {
+			therapists[s] = append(therapists[s], practitioner(spas[s], "MASSAGE_THERAPIST", fmt.Sprintf("bench-lmt-%s-%d", name, k)))
+		}
+		id := practitioner(spas[s], "COORDINATOR", "bench-coord-spa-"+name)
 		if s == 0 {
 			d.coordinator = loadedPractitioner{id, loadCoordinatorSubj}
 		}
 	}
-	d.therapist = loadedPractitioner{therapists[0], loadTherapistSubj}
-	d.otherTherapist = therapists[loadOtherTherapistID]
+	d.therapist = loadedPractitioner{therapists[0][0], loadTherapistSubj}
+	d.otherTherapist = therapists[0][loadOtherTherapistID]
+	d.newTherapist = loadedPractitioner{therapists[loadSpas][0], loadNewTherapistSubj}
 
 	// Patients belong to a clinic (patient i to clinic i mod loadClinics)
 	// and are referred by its physicians.
@@ -514,6 +533,10 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	}
 
 	refs := make([]genReferral, n)
+	// Every newPracticeEvery-th referral since the new practice joined goes
+	// to it, so that it has loadNewPracticeReferrals at any n.
+	newPracticeEvery := max(int(float64(n)*float64(loadNewPracticeAge)/float64(loadHistory))/loadNewPracticeReferrals, 1)
+	sinceJoined, toNewPractice := 0, 0
 	for i := range refs {
 		created := loadNow.Add(-loadHistory + time.Duration(float64(loadHistory)*(float64(i)+0.5)/float64(n)))
 		var state careteam.ReferralState
@@ -531,6 +554,13 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 			physician: int32((p%loadClinics)*physiciansPerClinic + rng.IntN(physiciansPerClinic)),
 			spa:       int16(rng.IntN(loadSpas)), therapist: int16(rng.IntN(therapistsPerSpa)), urgent: rng.IntN(100) < 15,
 		}
+		if loadNow.Sub(created) < loadNewPracticeAge {
+			if sinceJoined%newPracticeEvery == 0 && toNewPractice < loadNewPracticeReferrals {
+				r.spa, r.therapist = loadSpas, int16(rng.IntN(loadNewTherapists))
+				toNewPractice++
+			}
+			sinceJoined++
+		}
 		// A referral addressed to a practice gets its therapist when one
 		// accepts it, so only referrals never accepted can be unassigned.
 		if !slices.Contains(stateChains[state], careteam.ReferralAccepted) && rng.IntN(100) < 30 {
@@ -542,7 +572,7 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		if r.therapist < 0 {
 			return nil
 		}
-		return &therapists[int(r.spa)*therapistsPerSpa+int(r.therapist)]
+		return &therapists[r.spa][r.therapist]
 	}
 	// actorOf is who made the transition to state: the therapist side for
 	// their actions (a practice colleague for an unassigned referral).
@@ -554,7 +584,7 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		if t := therapistOf(r); t != nil {
 			return *t
 		}
-		return therapists[int(r.spa)*therapistsPerSpa]
+		return therapists[r.spa][0]
 	}
 	// stepTime spaces a referral's transitions over its age, a week apart
 	// at most.

@@ -6,6 +6,7 @@ package api
 import (
 	"fmt"
 	"log/slog"
+	"time"
 
 	"buf.build/go/protovalidate"
 	"google.golang.org/grpc"
@@ -15,6 +16,7 @@ import (
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/events"
 )
 
 // Config is what the API needs.
@@ -27,12 +29,17 @@ type Config struct {
 	Log      *slog.Logger
 	// Limits are the per-caller limits; the zero value sets none.
 	Limits Limits
+	// Events fans committed events out to WatchEvents streams.
+	Events *events.Hub
+	// Heartbeat is how often an idle event stream gets a heartbeat
+	// (default 15s).
+	Heartbeat time.Duration
 }
 
 // NewServer returns a gRPC server with every careteam service, health and
 // reflection registered. Services not built yet answer UNIMPLEMENTED.
 func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
-	if cfg.Service == nil || cfg.Audit == nil || cfg.Verifier == nil || cfg.Health == nil || cfg.Log == nil {
+	if cfg.Service == nil || cfg.Audit == nil || cfg.Verifier == nil || cfg.Health == nil || cfg.Log == nil || cfg.Events == nil {
 		return nil, fmt.Errorf("api: every field of Config is required")
 	}
 	validator, err := protovalidate.New()
@@ -47,7 +54,10 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	pb.RegisterReferralServiceServer(srv, &referralServer{svc: cfg.Service})
 	pb.RegisterClinicalServiceServer(srv, &clinicalServer{svc: cfg.Service})
 	pb.RegisterSessionServiceServer(srv, &sessionServer{svc: cfg.Service})
-	pb.RegisterEventServiceServer(srv, &pb.UnimplementedEventServiceServer{})
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, heartbeat: cfg.Heartbeat})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
 	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})
 	healthpb.RegisterHealthServer(srv, cfg.Health)

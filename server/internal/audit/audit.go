@@ -101,6 +101,23 @@ type Entry struct {
 	mu      sync.Mutex
 	record  Record
 	written bool
+	// held keeps a stream's record back until the stream ends, so that it
+	// lists every patient the stream delivered.
+	held bool
+}
+
+// Hold keeps the entry from being written until Release.
+func (e *Entry) Hold() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.held = true
+}
+
+// Release lets the entry be written.
+func (e *Entry) Release() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.held = false
 }
 
 // NewEntry starts the entry of a call.
@@ -157,7 +174,7 @@ func (e *Entry) SetPurpose(purpose, emergencyReason string) {
 func (e *Entry) Take(outcome string) (Record, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.written {
+	if e.written || e.held {
 		return Record{}, false
 	}
 	e.written = true

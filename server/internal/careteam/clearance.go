@@ -317,6 +317,9 @@ func (s *Service) RequestClearance(ctx context.Context, p Principal, patient, re
 			if err := tx.InsertClearance(ctx, c); err != nil {
 				return nil, uuid.Nil, err
 			}
+			if err := s.clearanceEvent(ctx, tx, EventClearanceRequested, c, p.PractitionerID); err != nil {
+				return nil, uuid.Nil, err
+			}
 			c.derive(now)
 			return c, c.ID, nil
 		},
@@ -400,6 +403,9 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
+			if err := s.clearanceEvent(ctx, tx, EventClearanceIssued, c, p.PractitionerID); err != nil {
+				return nil, uuid.Nil, err
+			}
 			c.derive(now)
 			return c, c.ID, nil
 		},
@@ -436,11 +442,10 @@ func (s *Service) supersede(ctx context.Context, tx Tx, p Principal, c *Clearanc
 		}
 		r.transition(r.HeldFrom, p.PractitionerID, now, "new clearance "+Clearances.Name(c.ID), s.cfg.AckWindow, false)
 		r.HeldFrom = ""
-		r.Version++
-		r.UpdateTime = now
-		if err := tx.UpdateReferral(ctx, r); err != nil {
+		if err := saveReferral(ctx, tx, r, now); err != nil {
 			return err
 		}
+		tx.AppendEvent(referralEvent(EventReferralResumed, r, p.PractitionerID, now))
 	}
 	return nil
 }
@@ -485,6 +490,9 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 			if err := tx.UpdateClearance(ctx, c); err != nil {
 				return nil, uuid.Nil, err
 			}
+			if err := s.clearanceEvent(ctx, tx, EventClearanceSuspended, c, p.PractitionerID); err != nil {
+				return nil, uuid.Nil, err
+			}
 			for _, r := range covered {
 				if checkTransition(r, actHold, now) != nil {
 					continue
@@ -492,11 +500,10 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 				r.HeldFrom = r.State
 				r.AttentionRequired = true
 				r.transition(ReferralOnHold, p.PractitionerID, now, "clearance suspended: "+string(flag), s.cfg.AckWindow, false)
-				r.Version++
-				r.UpdateTime = now
-				if err := tx.UpdateReferral(ctx, r); err != nil {
+				if err := saveReferral(ctx, tx, r, now); err != nil {
 					return nil, uuid.Nil, err
 				}
+				tx.AppendEvent(referralEvent(EventReferralOnHold, r, p.PractitionerID, now))
 			}
 			c.derive(now)
 			return c, c.ID, nil
@@ -527,6 +534,9 @@ func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID
 			c.Version++
 			c.UpdateTime = now
 			if err := tx.UpdateClearance(ctx, c); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := s.clearanceEvent(ctx, tx, EventClearanceRevoked, c, p.PractitionerID); err != nil {
 				return nil, uuid.Nil, err
 			}
 			c.derive(now)
@@ -572,7 +582,10 @@ func (s *Service) RecordConsent(ctx context.Context, p Principal, c Consent, ide
 				return nil, uuid.Nil, err
 			}
 			audit.Touch(ctx, Consents.Name(c.ID), c.PatientID)
-			return &c, c.ID, tx.InsertConsent(ctx, &c)
+			if err := tx.InsertConsent(ctx, &c); err != nil {
+				return nil, uuid.Nil, err
+			}
+			return &c, c.ID, s.consentEvent(ctx, tx, &c, p.PractitionerID)
 		},
 		func(tx Tx, id uuid.UUID) (*Consent, error) { return tx.GetConsent(ctx, id) })
 }

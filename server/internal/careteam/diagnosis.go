@@ -106,7 +106,10 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 				return nil, uuid.Nil, err
 			}
 			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
-			return &d, d.ID, tx.InsertDiagnosis(ctx, &d)
+			if err := tx.InsertDiagnosis(ctx, &d); err != nil {
+				return nil, uuid.Nil, err
+			}
+			return &d, d.ID, s.diagnosisEvent(ctx, tx, EventDiagnosisRecorded, &d, p.PractitionerID)
 		},
 		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
 }
@@ -213,7 +216,10 @@ func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis
 			}
 			d.Version++
 			d.UpdateTime = s.clock.Now()
-			return d, d.ID, tx.UpdateDiagnosis(ctx, d)
+			if err := tx.UpdateDiagnosis(ctx, d); err != nil {
+				return nil, uuid.Nil, err
+			}
+			return d, d.ID, s.diagnosisEvent(ctx, tx, EventDiagnosisUpdated, d, p.PractitionerID)
 		},
 		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
 }

@@ -64,7 +64,7 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, f SessionFilter
 // check who, the etag and that the note is still a draft where needed, and
 // save.
 func (s *Service) changeSession(ctx context.Context, p Principal, id uuid.UUID, etag string, idem Idempotency, method string,
-	allow func(p Principal, ss *Session) error, change func(tx Tx, ss *Session, now time.Time) error,
+	allow func(p Principal, ss *Session) error, change func(tx Tx, ss *Session, now time.Time) ([]EventType, error),
 ) (*Session, error) {
 	return mutate(ctx, s, p, method, idem,
 		func(tx Tx) (*Session, uuid.UUID, error) {
@@ -79,13 +79,23 @@ func (s *Service) changeSession(ctx context.Context, p Principal, id uuid.UUID, 
 				return nil, uuid.Nil, err
 			}
 			now := s.clock.Now()
-			if err := change(tx, ss, now); err != nil {
+			events, err := change(tx, ss, now)
+			if err != nil {
 				return nil, uuid.Nil, err
 			}
 			ss.Version++
 			ss.UpdateTime = now
 			if err := tx.UpdateSession(ctx, ss); err != nil {
 				return nil, uuid.Nil, err
+			}
+			if len(events) > 0 {
+				r, err := lockSessionReferral(ctx, tx, ss)
+				if err != nil {
+					return nil, uuid.Nil, err
+				}
+				for _, t := range events {
+					tx.AppendEvent(sessionEvent(t, ss, r, p.PractitionerID, now))
+				}
 			}
 			out := *ss
 			redactSession(p, &out)
@@ -119,25 +129,26 @@ func saveReferral(ctx context.Context, tx Tx, r *Referral, now time.Time) error 
 func (s *Service) CancelSession(ctx context.Context, p Principal, id uuid.UUID, reason, text, etag string, idem Idempotency) (*Session, error) {
 	allowAll := func(Principal, *Session) error { return nil }
 	return s.changeSession(ctx, p, id, etag, idem, "CancelSession", allowAll,
-		func(tx Tx, ss *Session, now time.Time) error {
+		func(tx Tx, ss *Session, now time.Time) ([]EventType, error) {
 			r, err := lockSessionReferral(ctx, tx, ss)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if err := authorizeCancelSession(p, ss, r); err != nil {
-				return err
+				return nil, err
 			}
 			if err := requireDraft(ss); err != nil {
-				return err
+				return nil, err
 			}
 			ss.CancelReason, ss.CancelText = reason, text
+			events := []EventType{EventSessionCancelled}
 			if reason == CancelNoShow {
 				ss.State = SessionNoShow
-				return nil
+				return events, nil
 			}
 			ss.State = SessionCancelled
 			r.UsedVisits--
-			return saveReferral(ctx, tx, r, now)
+			return events, saveReferral(ctx, tx, r, now)
 		})
 }
 
@@ -149,9 +160,9 @@ func (s *Service) UpdateSessionNote(ctx context.Context, p Principal, id uuid.UU
 		return nil, &InvalidError{Violations: []FieldViolation{{Field: "etag", Description: "required: two people editing one note must not overwrite each other"}}}
 	}
 	return s.changeSession(ctx, p, id, etag, idem, "UpdateSessionNote", authorizeSessionTherapist,
-		func(tx Tx, ss *Session, now time.Time) error {
+		func(tx Tx, ss *Session, now time.Time) ([]EventType, error) {
 			if err := requireDraft(ss); err != nil {
-				return err
+				return nil, err
 			}
 			n := &ss.Note
 			hadAdverse := n.AdverseEvent != nil
@@ -175,12 +186,12 @@ func (s *Service) UpdateSessionNote(ctx context.Context, p Principal, id uuid.UU
 			if n.AdverseEvent != nil && !hadAdverse {
 				r, err := lockSessionReferral(ctx, tx, ss)
 				if err != nil {
-					return err
+					return nil, err
 				}
 				r.AttentionRequired = true
-				return saveReferral(ctx, tx, r, now)
+				return []EventType{EventAdverseEventReported}, saveReferral(ctx, tx, r, now)
 			}
-			return nil
+			return nil, nil
 		})
 }
 
@@ -193,43 +204,45 @@ func (s *Service) SignSessionNote(ctx context.Context, p Principal, id uuid.UUID
 		return nil, &InvalidError{Violations: []FieldViolation{{Field: "etag", Description: "required: the signer signs what they read"}}}
 	}
 	return s.changeSession(ctx, p, id, etag, idem, "SignSessionNote", authorizeSessionTherapist,
-		func(tx Tx, ss *Session, now time.Time) error {
+		func(tx Tx, ss *Session, now time.Time) ([]EventType, error) {
 			if err := requireDraft(ss); err != nil {
-				return err
+				return nil, err
 			}
 			if len(ss.Note.Treatments) == 0 {
-				return &InvalidError{Violations: []FieldViolation{{Field: "note.treatments", Description: "record the treatments given before signing"}}}
+				return nil, &InvalidError{Violations: []FieldViolation{{Field: "note.treatments", Description: "record the treatments given before signing"}}}
 			}
 			r, err := lockSessionReferral(ctx, tx, ss)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			clearances, err := tx.GateClearances(ctx, r.PatientID, r.ID)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			c := applicableClearance(clearances, r.ID)
 			if c == nil {
 				// Retired since the start: judge by the one the session
 				// started under.
 				if c, err = tx.GetClearance(ctx, ss.ClearanceID, PatientScope{Any: true}, false); err != nil {
-					return err
+					return nil, err
 				}
 			}
+			events := []EventType{EventNoteSigned}
 			if v := planViolations(c, ss.Note.Treatments); len(v) > 0 {
 				if deviation == "" {
-					return &PreconditionError{Violations: v}
+					return nil, &PreconditionError{Violations: v}
 				}
 				ss.Note.DeviationReason = deviation
 				r.AttentionRequired = true
 				if err := saveReferral(ctx, tx, r, now); err != nil {
-					return err
+					return nil, err
 				}
+				events = append(events, EventDeviationReported)
 			}
 			ss.Note.Status, ss.State = NoteSigned, SessionCompleted
 			ss.Note.Signature = &Signature{Signer: p.PractitionerID, Time: now}
 			ss.Note.Signature.ContentSHA256 = NoteHash(ss)
-			return nil
+			return events, nil
 		})
 }
 
@@ -237,12 +250,12 @@ func (s *Service) SignSessionNote(ctx context.Context, p Principal, id uuid.UUID
 // therapist. Nothing is overwritten.
 func (s *Service) AmendSessionNote(ctx context.Context, p Principal, id uuid.UUID, reason, text string, idem Idempotency) (*Session, *Amendment, error) {
 	ss, err := s.changeSession(ctx, p, id, "", idem, "AmendSessionNote", authorizeSessionTherapist,
-		func(tx Tx, ss *Session, now time.Time) error {
+		func(tx Tx, ss *Session, now time.Time) ([]EventType, error) {
 			if ss.Note.Status != NoteSigned {
-				return precondition("NOTE_NOT_SIGNED", Sessions.Name(ss.ID), "a draft note is edited, not amended")
+				return nil, precondition("NOTE_NOT_SIGNED", Sessions.Name(ss.ID), "a draft note is edited, not amended")
 			}
 			ss.Note.Amendments = append(ss.Note.Amendments, Amendment{Author: p.PractitionerID, Time: now, Reason: reason, Text: text})
-			return nil
+			return []EventType{EventNoteAmended}, nil
 		})
 	if err != nil {
 		return nil, nil, err

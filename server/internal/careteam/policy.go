@@ -299,3 +299,63 @@ func authorizeAuditor(p Principal) error {
 	}
 	return fmt.Errorf("only auditors read the audit trail: %w", ErrPermissionDenied)
 }
+
+// Event audiences. An event lists who may receive it as tokens: a
+// practitioner, the coordinators or the therapists of an organization, or
+// every member of an organization. A subscriber receives an event whose
+// audience shares a token with theirs.
+func practitionerToken(id uuid.UUID) string { return "p:" + id.String() }
+func coordinators(org uuid.UUID) string     { return "c:" + org.String() }
+func therapists(org uuid.UUID) string       { return "t:" + org.String() }
+func orgMembers(org uuid.UUID) string       { return "o:" + org.String() }
+
+// eventAudience is what a subscriber matches: a physician their own
+// events and their organization's patients'; a therapist theirs, their
+// practice's unassigned referrals' and its patients'; a coordinator their
+// organization's. Administrators and auditors receive no events.
+func eventAudience(p Principal) ([]string, error) {
+	switch p.Role {
+	case RolePhysician:
+		return []string{practitionerToken(p.PractitionerID), orgMembers(p.OrganizationID)}, nil
+	case RoleTherapist:
+		return []string{practitionerToken(p.PractitionerID), therapists(p.OrganizationID), orgMembers(p.OrganizationID)}, nil
+	case RoleCoordinator:
+		return []string{coordinators(p.OrganizationID), orgMembers(p.OrganizationID)}, nil
+	}
+	return nil, fmt.Errorf("role %s receives no events: %w", p.Role, ErrPermissionDenied)
+}
+
+// referralAudience mirrors referralScope: the referring physician, the
+// coordinators of both organizations, and the therapist it is for (or the
+// practice's therapists while unassigned).
+func referralAudience(r *Referral) []string {
+	aud := []string{practitionerToken(r.ReferringPhysicianID), coordinators(r.ReferringOrgID), coordinators(r.TargetOrgID)}
+	if r.TargetTherapistID != uuid.Nil {
+		return append(aud, practitionerToken(r.TargetTherapistID))
+	}
+	return append(aud, therapists(r.TargetOrgID))
+}
+
+// sessionAudience mirrors sessionScope: the session's therapist, the
+// referring physician and the coordinators of both organizations.
+func sessionAudience(s *Session, r *Referral) []string {
+	return []string{practitionerToken(s.TherapistID), practitionerToken(r.ReferringPhysicianID),
+		coordinators(r.ReferringOrgID), coordinators(r.TargetOrgID)}
+}
+
+// RedactEvent removes from an event's resource what the subscriber may not
+// read, as the reads of that resource would.
+func RedactEvent(p Principal, e *Event) {
+	if e.Referral != nil {
+		redactReferral(p, e.Referral)
+	}
+	if e.Diagnosis != nil {
+		redactDiagnosis(p, e.Diagnosis)
+	}
+	if e.Clearance != nil {
+		redactClearance(p, e.Clearance)
+	}
+	if e.Session != nil {
+		redactSession(p, e.Session)
+	}
+}

@@ -96,6 +96,7 @@ func (s *Service) CreateReferral(ctx context.Context, p Principal, r Referral, i
 			if err := tx.InsertReferral(ctx, &r); err != nil {
 				return nil, uuid.Nil, err
 			}
+			tx.AppendEvent(referralEvent(EventReferralCreated, &r, p.PractitionerID, now))
 			out := r
 			redactReferral(p, &out)
 			out.derive(now)
@@ -240,11 +241,24 @@ func (s *Service) changeReferral(ctx context.Context, p Principal, id uuid.UUID,
 			if err := tx.UpdateReferral(ctx, r); err != nil {
 				return nil, uuid.Nil, err
 			}
+			tx.AppendEvent(referralEvent(actionEvents[a], r, p.PractitionerID, now))
 			redactReferral(p, r)
 			r.derive(now)
 			return r, r.ID, nil
 		},
 		func(tx Tx, id uuid.UUID) (*Referral, error) { return s.readReferral(ctx, tx, p, id) })
+}
+
+// actionEvents names the event of each lifecycle action.
+var actionEvents = map[referralAction]EventType{
+	actSubmit:      EventReferralSubmitted,
+	actAssign:      EventReferralAssigned,
+	actAccept:      EventReferralAccepted,
+	actDecline:     EventReferralDeclined,
+	actRequestInfo: EventReferralInformationRequest,
+	actProvideInfo: EventReferralInformationProvided,
+	actCancel:      EventReferralCancelled,
+	actComplete:    EventReferralCompleted,
 }
 
 // SubmitReferral sends a DRAFT referral to its target.

@@ -209,7 +209,11 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 				Note: Note{Status: NoteDraft}, Version: 1, CreateTime: now, UpdateTime: now,
 			}
 			audit.Touch(ctx, Sessions.Name(ss.ID), ss.PatientID)
-			return ss, ss.ID, tx.InsertSession(ctx, ss)
+			if err := tx.InsertSession(ctx, ss); err != nil {
+				return nil, uuid.Nil, err
+			}
+			tx.AppendEvent(sessionEvent(EventSessionStarted, ss, r, p.PractitionerID, now))
+			return ss, ss.ID, nil
 		},
 		func(tx Tx, id uuid.UUID) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
 }

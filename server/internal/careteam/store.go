@@ -94,6 +94,17 @@ type Tx interface {
 	ListAudit(ctx context.Context, f AuditFilter, after int64, limit int) ([]*audit.Record, error)
 	AuditRange(ctx context.Context, from, to int64) ([]*audit.Record, error)
 	AuditHashAt(ctx context.Context, chain int, position int64) ([]byte, error)
+
+	// Events. AppendEvent queues an event that the transaction writes, with
+	// its commit-ordered cursor, just before it commits. ListEvents returns
+	// events after a cursor that share a token with audience (nil: all).
+	AppendEvent(e Event)
+	ListEvents(ctx context.Context, audience []string, f EventFilter, after int64, limit int) ([]*Event, error)
+	OldestEventCursor(ctx context.Context) (int64, error)
+	LatestEventCursor(ctx context.Context) (int64, error)
+	PruneEvents(ctx context.Context, before time.Time) (int64, error)
+	// PatientReferrals returns every referral of a patient.
+	PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*Referral, error)
 }
 
 // RequestKey identifies one idempotent request: the caller, the use case

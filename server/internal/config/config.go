@@ -35,6 +35,9 @@ type Config struct {
 	RateBurst       int
 	DefaultTimeout  time.Duration
 	MaxMessageBytes int
+	EventBuffer     int
+	Heartbeat       time.Duration
+	EventRetention  time.Duration
 
 	TLSCert           string
 	TLSKey            string
@@ -108,8 +111,11 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.IntVar(&c.RateBurst, "rate-burst", 400, "calls one caller may make at once above --rate-limit")
 	fs.DurationVar(&c.DefaultTimeout, "default-timeout", 30*time.Second, "deadline of a call that arrives without one")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 4<<20, "largest request message accepted")
+	fs.IntVar(&c.EventBuffer, "event-buffer", 1024, "events a WatchEvents stream may have waiting before it is cut off as too slow")
+	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "how often an idle WatchEvents stream gets a heartbeat")
+	fs.DurationVar(&c.EventRetention, "event-retention", 30*24*time.Hour, "events older than this are deleted by `careteamd prune-events`")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
+		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n       careteamd prune-events [flags]   delete events older than --event-retention\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
 		fs.VisitAll(func(f *flag.Flag) {
 			def := ""
 			if f.DefValue != "" {
@@ -181,6 +187,9 @@ func (c *Config) validate() error {
 	}
 	if c.MaxMessageBytes < 2<<20 {
 		errs = append(errs, errors.New("--max-message-bytes must be at least 2 MiB: a FHIR import may be 1 MiB of JSON"))
+	}
+	if c.EventBuffer < 1 || c.Heartbeat <= 0 || c.EventRetention <= 0 {
+		errs = append(errs, errors.New("need --event-buffer >= 1, and a positive --heartbeat and --event-retention"))
 	}
 	if c.AckWindow <= 0 {
 		errs = append(errs, errors.New("--ack-window must be positive"))

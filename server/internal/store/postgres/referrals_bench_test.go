@@ -93,12 +93,15 @@ type benchCaller struct {
 }
 
 // callers are a coordinator of one massage practice out of loadSpas, who
-// sees that share of the table, and one of its therapists, who sees the
-// referrals addressed to them or to the practice while unassigned.
+// sees that share of the table; one of its therapists, who sees the
+// referrals addressed to them or to the practice while unassigned, about
+// 0.4% of the table; and a therapist of a recently joined practice, who
+// sees a few dozen rows at any size of the table.
 func (d *referralData) callers() []benchCaller {
 	return []benchCaller{
 		{name: "coordinator", scope: careteam.ReferralScope{ReferralOrg: d.spa}},
 		{name: "therapist", scope: careteam.ReferralScope{Therapist: d.therapist.id, TherapistOrg: d.spa}, self: d.therapist.id},
+		{name: "new-therapist", scope: careteam.ReferralScope{Therapist: d.newTherapist.id, TherapistOrg: d.newSpa}, self: d.newTherapist.id},
 	}
 }
 
@@ -224,7 +227,7 @@ func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope
 		tb.Fatal(err)
 	}
 	where := strings.Join(strings.Fields(sql[strings.Index(sql, "FROM referrals r"):]), " ")
-	tb.Logf("ListReferrals %s: ... %s\nwith %v\nthe store's 10 runs: %d with the generic plan, %d with custom plans\n"+
+	tb.Logf("ListReferrals %s: ... %s\nwith %v\nthe statement's runs on this connection so far (the store's runs of this query text): %d with the generic plan, %d with custom plans\n"+
 		"-- custom plan, EXPLAIN (ANALYZE, BUFFERS):\n%s\n-- generic plan, EXPLAIN (ANALYZE, BUFFERS) EXECUTE under force_generic_plan:\n%s",
 		name, where, named, generic, custom, customPlan, genericPlan)
 }
@@ -252,7 +255,7 @@ type captureTracer struct {
 }
 
 func (c *captureTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	if strings.Contains(d.SQL, "FROM referrals r WHERE") && strings.Contains(d.SQL, "ORDER BY r.id DESC") {
+	if strings.HasPrefix(d.SQL, "SELECT ") && strings.Contains(d.SQL, "FROM referrals r WHERE") && strings.Contains(d.SQL, "ORDER BY r.id DESC") {
 		c.mu.Lock()
 		c.sql, c.args = d.SQL, d.Args
 		c.mu.Unlock()
@@ -335,14 +338,22 @@ const (
 	loadCoordinatorSubj  = "bench-coord-spa-0"
 	loadTherapistSubj    = "bench-lmt-0-0"
 	loadOtherTherapistID = 1 // index in spa 0 of the coordinator's target-therapist filter
+	// A practice that joined recently has received the same few referrals
+	// whatever the size of the table: its therapists see few rows.
+	loadNewPracticeAge       = 60 * 24 * time.Hour
+	loadNewPracticeReferrals = 30
+	loadNewTherapists        = 2
+	loadNewTherapistSubj     = "bench-lmt-new-0"
 )
 
 // referralData is what a list benchmark needs to know of a load.
 type referralData struct {
-	spa            uuid.UUID
+	spa            uuid.UUID // the coordinator's and therapist's practice
 	coordinator    loadedPractitioner
 	therapist      loadedPractitioner
-	otherTherapist uuid.UUID
+	otherTherapist uuid.UUID // a colleague of therapist
+	newSpa         uuid.UUID // the recently joined practice
+	newTherapist   loadedPractitioner
 }
 
 type loadedPractitioner struct {
@@ -431,15 +442,20 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	rng := rand.New(rand.NewPCG(1, uint64(n)))
 	orgTime := loadNow.Add(-loadHistory - 365*24*time.Hour)
 
-	clinics, spas := make([]uuid.UUID, loadClinics), make([]uuid.UUID, loadSpas)
+	// spas[loadSpas] is the recently joined practice.
+	clinics, spas := make([]uuid.UUID, loadClinics), make([]uuid.UUID, loadSpas+1)
 	var orgRows, practitionerRows [][]any
 	for i := range clinics {
 		clinics[i] = idAt(orgTime, rng)
 		orgRows = append(orgRows, []any{clinics[i], fmt.Sprintf("Clinic %d", i), "PHYSICIAN_PRACTICE", int64(1), orgTime, orgTime})
 	}
 	for i := range spas {
-		spas[i] = idAt(orgTime, rng)
-		orgRows = append(orgRows, []any{spas[i], fmt.Sprintf("Massage practice %d", i), "MASSAGE_PRACTICE", int64(1), orgTime, orgTime})
+		joined := orgTime
+		if i == loadSpas {
+			joined = loadNow.Add(-loadNewPracticeAge)
+		}
+		spas[i] = idAt(joined, rng)
+		orgRows = append(orgRows, []any{spas[i], fmt.Sprintf("Massage practice %d", i), "MASSAGE_PRACTICE", int64(1), joined, joined})
 	}
 	practitioner := func(org uuid.UUID, role, subject string) uuid.UUID {
 		id := idAt(orgTime, rng)
@@ -462,19 +478,24 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		}
 		practitioner(clinics[c], "COORDINATOR", fmt.Sprintf("bench-coord-clinic-%d", c))
 	}
-	therapists := make([]uuid.UUID, loadSpas*therapistsPerSpa)
-	d := &referralData{spa: spas[0]}
-	for s := range loadSpas {
-		for k := range therapistsPerSpa {
-			therapists[s*therapistsPerSpa+k] = practitioner(spas[s], "MASSAGE_THERAPIST", fmt.Sprintf("bench-lmt-%d-%d", s, k))
+	therapists := make([][]uuid.UUID, len(spas)) // by practice
+	d := &referralData{spa: spas[0], newSpa: spas[loadSpas]}
+	for s := range spas {
+		name, staff := fmt.Sprint(s), therapistsPerSpa
+		if s == loadSpas {
+			name, staff = "new", loadNewTherapists
 		}
-		id := practitioner(spas[s], "COORDINATOR", fmt.Sprintf("bench-coord-spa-%d", s))
+		for k := range staff {
+			therapists[s] = append(therapists[s], practitioner(spas[s], "MASSAGE_THERAPIST", fmt.Sprintf("bench-lmt-%s-%d", name, k)))
+		}
+		id := practitioner(spas[s], "COORDINATOR", "bench-coord-spa-"+name)
 		if s == 0 {
 			d.coordinator = loadedPractitioner{id, loadCoordinatorSubj}
 		}
 	}
-	d.therapist = loadedPractitioner{therapists[0], loadTherapistSubj}
-	d.otherTherapist = therapists[loadOtherTherapistID]
+	d.therapist = loadedPractitioner{therapists[0][0], loadTherapistSubj}
+	d.otherTherapist = therapists[0][loadOtherTherapistID]
+	d.newTherapist = loadedPractitioner{therapists[loadSpas][0], loadNewTherapistSubj}
 
 	// Patients belong to a clinic (patient i to clinic i mod loadClinics)
 	// and are referred by its physicians.
@@ -490,6 +511,10 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	}
 
 	refs := make([]genReferral, n)
+	// Every newPracticeEvery-th referral since the new practice joined goes
+	// to it, so that it has loadNewPracticeReferrals at any n.
+	newPracticeEvery := max(int(float64(n)*float64(loadNewPracticeAge)/float64(loadHistory))/loadNewPracticeReferrals, 1)
+	sinceJoined, toNewPractice := 0, 0
 	for i := range refs {
 		created := loadNow.Add(-loadHistory + time.Duration(float64(loadHistory)*(float64(i)+0.5)/float64(n)))
 		var state careteam.ReferralState
@@ -507,6 +532,13 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 			physician: int32((p%loadClinics)*physiciansPerClinic + rng.IntN(physiciansPerClinic)),
 			spa:       int16(rng.IntN(loadSpas)), therapist: int16(rng.IntN(therapistsPerSpa)), urgent: rng.IntN(100) < 15,
 		}
+		if loadNow.Sub(created) < loadNewPracticeAge {
+			if sinceJoined%newPracticeEvery == 0 && toNewPractice < loadNewPracticeReferrals {
+				r.spa, r.therapist = loadSpas, int16(rng.IntN(loadNewTherapists))
+				toNewPractice++
+			}
+			sinceJoined++
+		}
 		// A referral addressed to a practice gets its therapist when one
 		// accepts it, so only referrals never accepted can be unassigned.
 		if !slices.Contains(stateChains[state], careteam.ReferralAccepted) && rng.IntN(100) < 30 {
@@ -518,7 +550,7 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		if r.therapist < 0 {
 			return nil
 		}
-		return &therapists[int(r.spa)*therapistsPerSpa+int(r.therapist)]
+		return &therapists[r.spa][r.therapist]
 	}
 	// actorOf is who made the transition to state: the therapist side for
 	// their actions (a practice colleague for an unassigned referral).
@@ -530,7 +562,7 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 		if t := therapistOf(r); t != nil {
 			return *t
 		}
-		return therapists[int(r.spa)*therapistsPerSpa]
+		return therapists[r.spa][0]
 	}
 	// stepTime spaces a referral's transitions over its age, a week apart
 	// at most.

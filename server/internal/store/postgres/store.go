@@ -62,7 +62,11 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 			_ = ptx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
-	if err = fn(&tx{tx: ptx}); err != nil {
+	t := &tx{tx: ptx}
+	if err = fn(t); err != nil {
+		return err
+	}
+	if err = t.flushEvents(ctx); err != nil {
 		return err
 	}
 	// The call's audit record commits with the work it describes; if the
@@ -85,6 +89,8 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 // tx implements careteam.Tx.
 type tx struct {
 	tx pgx.Tx
+	// events wait here to be written, cursor-numbered, just before commit.
+	events []careteam.Event
 }
 
 func sqlState(err error) string {

@@ -1,0 +1,173 @@
+package api
+
+import (
+	"context"
+	"errors"
+
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/audit"
+	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/events"
+)
+
+type eventServer struct {
+	pb.UnimplementedEventServiceServer
+	svc       *careteam.Service
+	hub       *events.Hub
+	heartbeat time.Duration
+}
+
+func eventToProto(e *careteam.Event) *pb.Event {
+	out := &pb.Event{
+		Id:       e.ID.String(),
+		Cursor:   e.Cursor,
+		Type:     enumFromDomain[pb.EventType](e.Type),
+		Resource: e.Resource,
+		Patient:  careteam.Patients.NameOrEmpty(e.PatientID),
+		Referral: careteam.Referrals.NameOrEmpty(e.ReferralID),
+		Actor:    careteam.Practitioners.NameOrEmpty(e.Actor),
+		Time:     timestamp(e.Time),
+	}
+	for _, o := range e.Organizations {
+		out.Organizations = append(out.Organizations, careteam.Organizations.Name(o))
+	}
+	switch {
+	case e.Referral != nil:
+		out.ResourceState = &pb.Event_ReferralState{ReferralState: referralToProto(e.Referral)}
+	case e.Diagnosis != nil:
+		out.ResourceState = &pb.Event_DiagnosisState{DiagnosisState: diagnosisToProto(e.Diagnosis)}
+	case e.Clearance != nil:
+		out.ResourceState = &pb.Event_ClearanceState{ClearanceState: clearanceToProto(e.Clearance)}
+	case e.Session != nil:
+		out.ResourceState = &pb.Event_SessionState{SessionState: sessionToProto(e.Session)}
+	case e.Consent != nil:
+		out.ResourceState = &pb.Event_ConsentState{ConsentState: consentToProto(e.Consent)}
+	}
+	return out
+}
+
+func eventFilter(types []pb.EventType, patient, referral string) (careteam.EventFilter, error) {
+	var v violations
+	f := careteam.EventFilter{
+		Types:      enumsToDomain[careteam.EventType](types),
+		PatientID:  v.optionalName(careteam.Patients, "patient", patient),
+		ReferralID: v.optionalName(careteam.Referrals, "referral", referral),
+	}
+	return f, v.err()
+}
+
+func (s *eventServer) ListEvents(ctx context.Context, req *pb.ListEventsRequest) (*pb.ListEventsResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := eventFilter(req.GetTypes(), req.GetPatient(), req.GetReferral())
+	if err != nil {
+		return nil, err
+	}
+	after := req.GetAfterCursor()
+	if req.GetPageToken() != "" {
+		if after, err = decodeSequence(req, req.GetPageToken()); err != nil {
+			return nil, err
+		}
+	}
+	rows, next, err := s.svc.ListEvents(ctx, p, f, after, int(req.GetPageSize()))
+	if err != nil {
+		return nil, cursorStatus(err)
+	}
+	resp := &pb.ListEventsResponse{NextPageToken: encodeSequence(req, next)}
+	for _, e := range rows {
+		resp.Events = append(resp.Events, eventToProto(e))
+	}
+	return resp, nil
+}
+
+// cursorStatus turns a pruned cursor into OUT_OF_RANGE, which tells the
+// subscriber to resynchronize rather than silently skip events.
+func cursorStatus(err error) error {
+	var ce *careteam.CursorError
+	if errors.As(err, &ce) {
+		return status.Error(codes.OutOfRange, ce.Error())
+	}
+	return err
+}
+
+// WatchEvents replays what the caller may see after their cursor, then
+// streams live events, with heartbeats while idle. To miss nothing between
+// the replay and the live feed, it replays, subscribes, replays again up to
+// the present, and then drops live events it already sent.
+func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventService_WatchEventsServer) error {
+	ctx := stream.Context()
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return err
+	}
+	f, err := eventFilter(req.GetTypes(), req.GetPatient(), req.GetReferral())
+	if err != nil {
+		return err
+	}
+	sub, err := careteam.NewSubscriber(p, f)
+	if err != nil {
+		return err
+	}
+	last := req.GetAfterCursor()
+	send := func(e *careteam.Event) error {
+		audit.Touch(ctx, e.Resource, e.PatientID)
+		last = e.Cursor
+		return stream.Send(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(e)}})
+	}
+	replay := func() error {
+		for {
+			batch, err := s.svc.ReplayEvents(ctx, sub, last, 500)
+			if err != nil {
+				return cursorStatus(err)
+			}
+			for _, e := range batch {
+				if err := send(e); err != nil {
+					return err
+				}
+			}
+			if len(batch) < 500 {
+				return nil
+			}
+		}
+	}
+	if err := replay(); err != nil {
+		return err
+	}
+	w := s.hub.Subscribe(sub)
+	defer w.Close()
+	if err := replay(); err != nil {
+		return err
+	}
+	beat := time.NewTicker(s.heartbeat)
+	defer beat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.hub.Done():
+			return status.Errorf(codes.Unavailable, "the server is shutting down; resume after cursor %d", last)
+		case <-w.Overflow():
+			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", last)
+		case e := <-w.Events():
+			if e.Cursor <= last {
+				continue
+			}
+			if err := send(e); err != nil {
+				return err
+			}
+		case <-beat.C:
+			if err := stream.Send(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Heartbeat{
+				Heartbeat: &pb.Heartbeat{Time: timestamp(s.svc.Now()), Cursor: last},
+			}}); err != nil {
+				return err
+			}
+		}
+	}
+}

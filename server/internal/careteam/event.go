@@ -1,0 +1,352 @@
+package careteam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
+)
+
+// EventType is what happened.
+type EventType string
+
+// The event types.
+const (
+	EventReferralCreated             EventType = "REFERRAL_CREATED"
+	EventReferralSubmitted           EventType = "REFERRAL_SUBMITTED"
+	EventReferralAssigned            EventType = "REFERRAL_ASSIGNED"
+	EventReferralAccepted            EventType = "REFERRAL_ACCEPTED"
+	EventReferralDeclined            EventType = "REFERRAL_DECLINED"
+	EventReferralInformationRequest  EventType = "REFERRAL_INFORMATION_REQUESTED"
+	EventReferralInformationProvided EventType = "REFERRAL_INFORMATION_PROVIDED"
+	EventReferralCancelled           EventType = "REFERRAL_CANCELLED"
+	EventReferralCompleted           EventType = "REFERRAL_COMPLETED"
+	EventReferralOnHold              EventType = "REFERRAL_ON_HOLD"
+	EventReferralResumed             EventType = "REFERRAL_RESUMED"
+	EventDiagnosisRecorded           EventType = "DIAGNOSIS_RECORDED"
+	EventDiagnosisUpdated            EventType = "DIAGNOSIS_UPDATED"
+	EventConsentRecorded             EventType = "CONSENT_RECORDED"
+	EventClearanceRequested          EventType = "CLEARANCE_REQUESTED"
+	EventClearanceIssued             EventType = "CLEARANCE_ISSUED"
+	EventClearanceSuspended          EventType = "CLEARANCE_SUSPENDED"
+	EventClearanceRevoked            EventType = "CLEARANCE_REVOKED"
+	EventSessionStarted              EventType = "SESSION_STARTED"
+	EventSessionCancelled            EventType = "SESSION_CANCELLED"
+	EventNoteSigned                  EventType = "NOTE_SIGNED"
+	EventNoteAmended                 EventType = "NOTE_AMENDED"
+	EventAdverseEventReported        EventType = "ADVERSE_EVENT_REPORTED"
+	EventDeviationReported           EventType = "DEVIATION_REPORTED"
+)
+
+// Event is one state change, written in the transaction that made it.
+type Event struct {
+	ID uuid.UUID
+	// Cursor increases in commit order; the store assigns it.
+	Cursor     int64
+	Type       EventType
+	Resource   string
+	PatientID  uuid.UUID
+	ReferralID uuid.UUID
+	// Organizations involved (referring, target, registering).
+	Organizations []uuid.UUID
+	Actor         uuid.UUID
+	Time          time.Time
+	// Audience lists who may receive the event (see audience tokens in
+	// policy.go); the store filters on it, the policy fills it.
+	Audience []string
+	// The resource's new state: exactly one is set.
+	Referral  *Referral  `json:",omitempty"`
+	Diagnosis *Diagnosis `json:",omitempty"`
+	Clearance *Clearance `json:",omitempty"`
+	Session   *Session   `json:",omitempty"`
+	Consent   *Consent   `json:",omitempty"`
+}
+
+// EventFilter narrows what a subscriber receives.
+type EventFilter struct {
+	Types      []EventType
+	PatientID  uuid.UUID
+	ReferralID uuid.UUID
+}
+
+// Matches reports whether e passes the filter.
+func (f EventFilter) Matches(e *Event) bool {
+	return (len(f.Types) == 0 || slices.Contains(f.Types, e.Type)) &&
+		(f.PatientID == uuid.Nil || f.PatientID == e.PatientID) &&
+		(f.ReferralID == uuid.Nil || f.ReferralID == e.ReferralID)
+}
+
+// ErrCursorExpired: the cursor is older than the retained history; the
+// subscriber must resynchronize.
+var ErrCursorExpired = errors.New("the cursor is older than the retained event history")
+
+// CursorError says from where a subscriber whose cursor was pruned may
+// resume after resynchronizing.
+type CursorError struct {
+	Oldest int64
+}
+
+func (e *CursorError) Error() string {
+	return fmt.Sprintf("events up to cursor %d were pruned: resynchronize, then watch after cursor %d", e.Oldest, e.Oldest)
+}
+
+func (e *CursorError) Unwrap() error { return ErrCursorExpired }
+
+// referralEvent is the event of a referral's change.
+func referralEvent(t EventType, r *Referral, actor uuid.UUID, now time.Time) Event {
+	return Event{
+		ID: newID(), Type: t, Resource: Referrals.Name(r.ID), PatientID: r.PatientID, ReferralID: r.ID,
+		Organizations: compactIDs(r.ReferringOrgID, r.TargetOrgID), Actor: actor, Time: now,
+		Audience: referralAudience(r), Referral: snapshotReferral(r, now),
+	}
+}
+
+// snapshotReferral copies the referral as it stands after the change.
+func snapshotReferral(r *Referral, now time.Time) *Referral {
+	c := *r
+	c.derive(now)
+	return &c
+}
+
+// patientEvent is the event of a change to something of a patient's that
+// everyone caring for the patient may see: a diagnosis, a clearance, a
+// consent. Its audience is every party of the patient's referrals (or of
+// one referral), the registering organization and the physicians named.
+func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource string, patient, referral uuid.UUID, actor uuid.UUID, extra ...string) (Event, error) {
+	refs, err := tx.PatientReferrals(ctx, patient)
+	if err != nil {
+		return Event{}, err
+	}
+	pt, err := tx.GetPatient(ctx, patient, PatientScope{Any: true}, false)
+	if err != nil {
+		return Event{}, err
+	}
+	aud := append([]string{orgMembers(pt.OrganizationID)}, extra...)
+	orgs := []uuid.UUID{pt.OrganizationID}
+	for _, r := range refs {
+		if referral != uuid.Nil && r.ID != referral {
+			continue
+		}
+		aud = append(aud, referralAudience(r)...)
+		orgs = append(orgs, r.ReferringOrgID, r.TargetOrgID)
+	}
+	slices.Sort(aud)
+	return Event{
+		ID: newID(), Type: t, Resource: resource, PatientID: patient, ReferralID: referral,
+		Organizations: compactIDs(orgs...), Actor: actor, Time: s.clock.Now(), Audience: slices.Compact(aud),
+	}, nil
+}
+
+// diagnosisEvent, clearanceEvent and consentEvent announce a change to a
+// patient's record to the patient's care team.
+func (s *Service) diagnosisEvent(ctx context.Context, tx Tx, t EventType, d *Diagnosis, actor uuid.UUID) error {
+	e, err := s.patientEvent(ctx, tx, t, Diagnoses.Name(d.ID), d.PatientID, uuid.Nil, actor, practitionerToken(d.PhysicianID))
+	if err != nil {
+		return err
+	}
+	c := *d
+	e.Diagnosis = &c
+	tx.AppendEvent(e)
+	return nil
+}
+
+func (s *Service) clearanceEvent(ctx context.Context, tx Tx, t EventType, c *Clearance, actor uuid.UUID) error {
+	extra := []string{practitionerToken(c.PhysicianID)}
+	if c.RequestedBy != uuid.Nil {
+		extra = append(extra, practitionerToken(c.RequestedBy))
+	}
+	e, err := s.patientEvent(ctx, tx, t, Clearances.Name(c.ID), c.PatientID, c.ReferralID, actor, extra...)
+	if err != nil {
+		return err
+	}
+	cl := *c
+	cl.derive(e.Time)
+	e.Clearance = &cl
+	tx.AppendEvent(e)
+	return nil
+}
+
+func (s *Service) consentEvent(ctx context.Context, tx Tx, c *Consent, actor uuid.UUID) error {
+	e, err := s.patientEvent(ctx, tx, EventConsentRecorded, Consents.Name(c.ID), c.PatientID, uuid.Nil, actor, orgMembers(c.OrganizationID))
+	if err != nil {
+		return err
+	}
+	cc := *c
+	e.Consent = &cc
+	tx.AppendEvent(e)
+	return nil
+}
+
+// sessionEvent is the event of a session's change.
+func sessionEvent(t EventType, ss *Session, r *Referral, actor uuid.UUID, now time.Time) Event {
+	c := *ss
+	return Event{
+		ID: newID(), Type: t, Resource: Sessions.Name(ss.ID), PatientID: ss.PatientID, ReferralID: ss.ReferralID,
+		Organizations: compactIDs(r.ReferringOrgID, r.TargetOrgID), Actor: actor, Time: now,
+		Audience: sessionAudience(ss, r), Session: &c,
+	}
+}
+
+func compactIDs(ids ...uuid.UUID) []uuid.UUID {
+	var out []uuid.UUID
+	for _, id := range ids {
+		if id != uuid.Nil && !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// ListEvents pages through the events the caller may receive, in cursor
+// order.
+func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, after int64, size int) ([]*Event, int64, error) {
+	aud, err := eventAudience(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	size = normalizePage(Page{Size: size}).Size
+	var rows []*Event
+	err = s.store.InTx(ctx, func(tx Tx) error {
+		oldest, err := tx.OldestEventCursor(ctx)
+		if err != nil {
+			return err
+		}
+		if after != 0 && after < oldest {
+			return &CursorError{Oldest: oldest}
+		}
+		if rows, err = tx.ListEvents(ctx, aud, f, after, size+1); err != nil {
+			return err
+		}
+		for _, e := range rows {
+			audit.Touch(ctx, e.Resource, e.PatientID)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	var next int64
+	if len(rows) > size {
+		rows = rows[:size]
+		next = rows[size-1].Cursor
+	}
+	for _, e := range rows {
+		RedactEvent(p, e)
+	}
+	return rows, next, nil
+}
+
+// Subscriber is what a watcher needs from the domain: who may receive
+// which event, and each event as that subscriber may see it.
+type Subscriber struct {
+	Principal Principal
+	Filter    EventFilter
+	audience  []string
+}
+
+// NewSubscriber checks the caller may watch events at all.
+func NewSubscriber(p Principal, f EventFilter) (*Subscriber, error) {
+	aud, err := eventAudience(p)
+	if err != nil {
+		return nil, err
+	}
+	return &Subscriber{Principal: p, Filter: f, audience: aud}, nil
+}
+
+// Receives reports whether the subscriber may, and asked to, receive e.
+func (sub *Subscriber) Receives(e *Event) bool {
+	if !sub.Filter.Matches(e) {
+		return false
+	}
+	for _, a := range e.Audience {
+		if slices.Contains(sub.audience, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// View returns e as the subscriber may see it.
+func (sub *Subscriber) View(e *Event) *Event {
+	c := cloneEvent(e)
+	RedactEvent(sub.Principal, c)
+	return c
+}
+
+// cloneEvent copies an event deeply enough that redaction leaves the
+// original (shared by every subscriber) untouched.
+func cloneEvent(e *Event) *Event {
+	c := *e
+	if e.Referral != nil {
+		r := *e.Referral
+		c.Referral = &r
+	}
+	if e.Diagnosis != nil {
+		d := *e.Diagnosis
+		c.Diagnosis = &d
+	}
+	if e.Clearance != nil {
+		cl := *e.Clearance
+		c.Clearance = &cl
+	}
+	if e.Session != nil {
+		ss := *e.Session
+		c.Session = &ss
+	}
+	return &c
+}
+
+// EventsAfter returns up to limit events after cursor, unfiltered, for the
+// server's fan-out to subscribers.
+func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*Event, error) {
+	var rows []*Event
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		rows, err = tx.ListEvents(ctx, nil, EventFilter{}, after, limit)
+		return err
+	})
+	return rows, err
+}
+
+// ReplayEvents returns up to limit events after cursor that sub receives,
+// checking first that the cursor is still retained.
+func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64, limit int) ([]*Event, error) {
+	var rows []*Event
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		oldest, err := tx.OldestEventCursor(ctx)
+		if err != nil {
+			return err
+		}
+		if after != 0 && after < oldest {
+			return &CursorError{Oldest: oldest}
+		}
+		rows, err = tx.ListEvents(ctx, sub.audience, sub.Filter, after, limit)
+		return err
+	})
+	return rows, err
+}
+
+// LatestEventCursor returns the newest cursor committed.
+func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
+	var c int64
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		c, err = tx.LatestEventCursor(ctx)
+		return err
+	})
+	return c, err
+}
+
+// PruneEvents deletes events older than before; watchers whose cursor is
+// older then get ErrCursorExpired.
+func (s *Service) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		n, err = tx.PruneEvents(ctx, before)
+		return err
+	})
+	return n, err
+}

@@ -1,0 +1,178 @@
+// Package events delivers committed events to the watchers of this
+// replica. One hub reads the outbox once for every watcher, woken by
+// PostgreSQL notifications from any replica and by a periodic catch-up,
+// and hands each watcher the events it may receive through a bounded
+// buffer: a watcher that falls behind is cut off, never slowing the others
+// or the writers.
+package events
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+// Source is where the hub reads events.
+type Source interface {
+	LatestEventCursor(ctx context.Context) (int64, error)
+	EventsAfter(ctx context.Context, after int64, limit int) ([]*careteam.Event, error)
+}
+
+// Config tunes a hub.
+type Config struct {
+	// Buffer is how many events a watcher may have waiting before it is
+	// cut off.
+	Buffer int
+	// CatchUp is how often the hub reads the outbox without a
+	// notification.
+	CatchUp time.Duration
+}
+
+// Hub fans events out to watchers.
+type Hub struct {
+	src  Source
+	cfg  Config
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu       sync.Mutex
+	watchers map[*Watcher]struct{}
+	cursor   int64 // the last event read
+	done     chan struct{}
+}
+
+// NewHub returns a hub reading src.
+func NewHub(src Source, cfg Config, log *slog.Logger) *Hub {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 1024
+	}
+	if cfg.CatchUp <= 0 {
+		cfg.CatchUp = time.Second
+	}
+	return &Hub{src: src, cfg: cfg, log: log, wake: make(chan struct{}, 1), watchers: map[*Watcher]struct{}{}, done: make(chan struct{})}
+}
+
+// Wake asks the hub to read the outbox now; calls coalesce.
+func (h *Hub) Wake() {
+	select {
+	case h.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Done is closed when the hub stops; watchers then end.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Run reads and fans out events until ctx ends.
+func (h *Hub) Run(ctx context.Context) {
+	defer close(h.done)
+	for {
+		latest, err := h.src.LatestEventCursor(ctx)
+		if err == nil {
+			h.mu.Lock()
+			h.cursor = latest
+			h.mu.Unlock()
+			break
+		}
+		h.log.WarnContext(ctx, "events: reading the latest cursor", "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+	tick := time.NewTicker(h.cfg.CatchUp)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.wake:
+		case <-tick.C:
+		}
+		h.poll(ctx)
+	}
+}
+
+// poll reads every event after the hub's cursor and hands it out.
+func (h *Hub) poll(ctx context.Context) {
+	for {
+		h.mu.Lock()
+		after := h.cursor
+		h.mu.Unlock()
+		batch, err := h.src.EventsAfter(ctx, after, 500)
+		if err != nil {
+			if ctx.Err() == nil {
+				h.log.WarnContext(ctx, "events: reading the outbox", "error", err.Error())
+			}
+			return
+		}
+		if len(batch) == 0 {
+			return
+		}
+		h.mu.Lock()
+		for _, e := range batch {
+			for w := range h.watchers {
+				w.offer(e)
+			}
+		}
+		h.cursor = batch[len(batch)-1].Cursor
+		h.mu.Unlock()
+	}
+}
+
+// Watchers returns how many watchers are connected.
+func (h *Hub) Watchers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.watchers)
+}
+
+// Subscribe registers a watcher for sub; Close it when done.
+func (h *Hub) Subscribe(sub *careteam.Subscriber) *Watcher {
+	w := &Watcher{hub: h, sub: sub, events: make(chan *careteam.Event, h.cfg.Buffer), overflow: make(chan struct{})}
+	h.mu.Lock()
+	h.watchers[w] = struct{}{}
+	h.mu.Unlock()
+	return w
+}
+
+// Watcher receives the events its subscriber may see.
+type Watcher struct {
+	hub      *Hub
+	sub      *careteam.Subscriber
+	events   chan *careteam.Event
+	overflow chan struct{}
+	full     bool
+}
+
+// Events delivers events in cursor order.
+func (w *Watcher) Events() <-chan *careteam.Event { return w.events }
+
+// Overflow is closed when the watcher fell too far behind and was cut off.
+func (w *Watcher) Overflow() <-chan struct{} { return w.overflow }
+
+// offer hands e to the watcher if it may receive it; called with the hub
+// locked.
+func (w *Watcher) offer(e *careteam.Event) {
+	if w.full || !w.sub.Receives(e) {
+		return
+	}
+	select {
+	case w.events <- w.sub.View(e):
+	default:
+		w.full = true
+		close(w.overflow)
+		delete(w.hub.watchers, w)
+	}
+}
+
+// Close unregisters the watcher.
+func (w *Watcher) Close() {
+	w.hub.mu.Lock()
+	defer w.hub.mu.Unlock()
+	delete(w.hub.watchers, w)
+}

@@ -1,0 +1,168 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/careteam/careteam/server/internal/careteam"
+)
+
+// EventChannel is the PostgreSQL notification channel a commit that wrote
+// events notifies, so that every replica wakes its watchers.
+const EventChannel = "careteam_events"
+
+func (t *tx) AppendEvent(e careteam.Event) { t.events = append(t.events, e) }
+
+// flushEvents writes the queued events as the transaction's last act: the
+// cursor row is advanced (and locked until commit) and the events numbered
+// from it, in one statement; the notification goes out at commit.
+func (t *tx) flushEvents(ctx context.Context) error {
+	if len(t.events) == 0 {
+		return nil
+	}
+	type row struct {
+		Seq      int        `json:"seq"`
+		ID       uuid.UUID  `json:"id"`
+		Type     string     `json:"type"`
+		Resource string     `json:"resource"`
+		Patient  *uuid.UUID `json:"patient"`
+		Referral *uuid.UUID `json:"referral"`
+		Time     time.Time  `json:"time"`
+		Audience []string   `json:"audience"`
+		Payload  json.RawMessage
+	}
+	rows := make([]row, len(t.events))
+	for i := range t.events {
+		e := &t.events[i]
+		payload, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		rows[i] = row{Seq: i + 1, ID: e.ID, Type: string(e.Type), Resource: e.Resource, Patient: nullID(e.PatientID),
+			Referral: nullID(e.ReferralID), Time: e.Time, Audience: nonNil(e.Audience), Payload: payload}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`
+		WITH c AS (UPDATE event_cursor SET last_cursor = last_cursor + $2 WHERE id = 1 RETURNING last_cursor)
+		INSERT INTO events (cursor, id, type, resource, patient_id, referral_id, time, audience, payload)
+		SELECT c.last_cursor - $2 + x.seq, x.id, x.type, x.resource, x.patient, x.referral, x.time, x.audience, x."Payload"
+		FROM c, jsonb_to_recordset($1::jsonb) AS x(seq int, id uuid, type text, resource text, patient uuid, referral uuid,
+			time timestamptz, audience text[], "Payload" jsonb)`, rows, len(rows))
+	b.Queue(`SELECT pg_notify($1, '')`, EventChannel)
+	t.events = nil
+	return t.tx.SendBatch(ctx, b).Close()
+}
+
+func scanEvent(row pgx.Row) (*careteam.Event, error) {
+	var cursor int64
+	var payload []byte
+	if err := row.Scan(&cursor, &payload); err != nil {
+		return nil, err
+	}
+	var e careteam.Event
+	if err := json.Unmarshal(payload, &e); err != nil {
+		return nil, err
+	}
+	e.Cursor = cursor
+	return &e, nil
+}
+
+func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.EventFilter, after int64, limit int) ([]*careteam.Event, error) {
+	args := pgx.NamedArgs{"after": after, "limit": limit}
+	where := []string{`cursor > @after`}
+	if audience != nil {
+		args["audience"] = audience
+		where = append(where, `audience && @audience`)
+	}
+	if len(f.Types) > 0 {
+		args["types"] = f.Types
+		where = append(where, `type = ANY(@types)`)
+	}
+	if f.PatientID != uuid.Nil {
+		args["patient"] = f.PatientID
+		where = append(where, `patient_id = @patient`)
+	}
+	if f.ReferralID != uuid.Nil {
+		args["referral"] = f.ReferralID
+		where = append(where, `referral_id = @referral`)
+	}
+	rows, err := t.tx.Query(ctx, `SELECT cursor, payload FROM events WHERE `+strings.Join(where, " AND ")+
+		` ORDER BY cursor LIMIT @limit`, args)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanEvent)
+}
+
+func (t *tx) OldestEventCursor(ctx context.Context) (int64, error) {
+	var c int64
+	err := t.tx.QueryRow(ctx, `SELECT pruned_through FROM event_cursor WHERE id = 1`).Scan(&c)
+	return c, err
+}
+
+func (t *tx) LatestEventCursor(ctx context.Context) (int64, error) {
+	var c int64
+	err := t.tx.QueryRow(ctx, `SELECT coalesce(max(cursor), 0) FROM events`).Scan(&c)
+	return c, err
+}
+
+func (t *tx) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
+	var n, through int64
+	err := t.tx.QueryRow(ctx, `
+		WITH gone AS (DELETE FROM events WHERE time < $1 RETURNING cursor),
+		     up AS (UPDATE event_cursor SET pruned_through = greatest(pruned_through, (SELECT coalesce(max(cursor), 0) FROM gone))
+		            WHERE id = 1 RETURNING pruned_through)
+		SELECT (SELECT count(*) FROM gone), (SELECT pruned_through FROM up)`, before).Scan(&n, &through)
+	return n, err
+}
+
+func (t *tx) PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*careteam.Referral, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.patient_id = $1 ORDER BY r.id`, patient)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanReferral)
+}
+
+// Listen calls wake whenever a commit on any replica wrote events, until
+// ctx ends. It holds a connection of its own and reconnects after losing
+// it; a notification lost meanwhile only delays delivery, because the
+// caller also polls.
+func (s *Store) Listen(ctx context.Context, wake func()) {
+	for ctx.Err() == nil {
+		err := s.listen(ctx, wake)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.WarnContext(ctx, "event notifications interrupted; reconnecting", "error", err.Error())
+		wake() // catch up on whatever was missed
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Store) listen(ctx context.Context, wake func()) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection is in LISTEN mode: it must not go back to the pool.
+	defer conn.Conn().Close(context.WithoutCancel(ctx))
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+EventChannel); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			return err
+		}
+		wake()
+	}
+}
