@@ -1225,6 +1225,118 @@ func (x *UpdatePractitionerResponse) GetPractitioner() *Practitioner {
 	return nil
 }
 
+// Request for GetCaller.
+type GetCallerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerRequest) Reset() {
+	*x = GetCallerRequest{}
+	mi := &file_careteam_v1_directory_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerRequest) ProtoMessage() {}
+
+func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_directory_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerRequest) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{17}
+}
+
+// Response for GetCaller.
+type GetCallerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token's or certificate's subject.
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The caller's role.
+	Role Role `protobuf:"varint,2,opt,name=role,proto3,enum=careteam.v1.Role" json:"role,omitempty"`
+	// The caller's directory entry, "practitioners/{id}"; empty for the
+	// bootstrap administrator.
+	Practitioner string `protobuf:"bytes,3,opt,name=practitioner,proto3" json:"practitioner,omitempty"`
+	// The caller's organization, "organizations/{id}"; empty for the
+	// bootstrap administrator.
+	Organization  string `protobuf:"bytes,4,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerResponse) Reset() {
+	*x = GetCallerResponse{}
+	mi := &file_careteam_v1_directory_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerResponse) ProtoMessage() {}
+
+func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_directory_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerResponse) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetCallerResponse) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *GetCallerResponse) GetPractitioner() string {
+	if x != nil {
+		return x.Practitioner
+	}
+	return ""
+}
+
+func (x *GetCallerResponse) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
 var File_careteam_v1_directory_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_directory_proto_rawDesc = "" +
@@ -1311,7 +1423,13 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"[\n" +
 	"\x1aUpdatePractitionerResponse\x12=\n" +
-	"\fpractitioner\x18\x01 \x01(\v2\x19.careteam.v1.PractitionerR\fpractitioner*\x87\x01\n" +
+	"\fpractitioner\x18\x01 \x01(\v2\x19.careteam.v1.PractitionerR\fpractitioner\"\x12\n" +
+	"\x10GetCallerRequest\"\x9c\x01\n" +
+	"\x11GetCallerResponse\x12\x18\n" +
+	"\asubject\x18\x01 \x01(\tR\asubject\x12%\n" +
+	"\x04role\x18\x02 \x01(\x0e2\x11.careteam.v1.RoleR\x04role\x12\"\n" +
+	"\fpractitioner\x18\x03 \x01(\tR\fpractitioner\x12\"\n" +
+	"\forganization\x18\x04 \x01(\tR\forganization*\x87\x01\n" +
 	"\x10OrganizationKind\x12!\n" +
 	"\x1dORGANIZATION_KIND_UNSPECIFIED\x10\x00\x12(\n" +
 	"$ORGANIZATION_KIND_PHYSICIAN_PRACTICE\x10\x01\x12&\n" +
@@ -1323,7 +1441,7 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x10ROLE_COORDINATOR\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_AUDITOR\x10\x052\xcb\x05\n" +
+	"\fROLE_AUDITOR\x10\x052\x97\x06\n" +
 	"\x10DirectoryService\x12e\n" +
 	"\x12CreateOrganization\x12&.careteam.v1.CreateOrganizationRequest\x1a'.careteam.v1.CreateOrganizationResponse\x12\\\n" +
 	"\x0fGetOrganization\x12#.careteam.v1.GetOrganizationRequest\x1a$.careteam.v1.GetOrganizationResponse\x12b\n" +
@@ -1331,7 +1449,8 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x12CreatePractitioner\x12&.careteam.v1.CreatePractitionerRequest\x1a'.careteam.v1.CreatePractitionerResponse\x12\\\n" +
 	"\x0fGetPractitioner\x12#.careteam.v1.GetPractitionerRequest\x1a$.careteam.v1.GetPractitionerResponse\x12b\n" +
 	"\x11ListPractitioners\x12%.careteam.v1.ListPractitionersRequest\x1a&.careteam.v1.ListPractitionersResponse\x12e\n" +
-	"\x12UpdatePractitioner\x12&.careteam.v1.UpdatePractitionerRequest\x1a'.careteam.v1.UpdatePractitionerResponseB;Z9github.com/careteam/careteam/proto/careteam/v1;careteamv1b\x06proto3"
+	"\x12UpdatePractitioner\x12&.careteam.v1.UpdatePractitionerRequest\x1a'.careteam.v1.UpdatePractitionerResponse\x12J\n" +
+	"\tGetCaller\x12\x1d.careteam.v1.GetCallerRequest\x1a\x1e.careteam.v1.GetCallerResponseB;Z9github.com/careteam/careteam/proto/careteam/v1;careteamv1b\x06proto3"
 
 var (
 	file_careteam_v1_directory_proto_rawDescOnce sync.Once
@@ -1346,7 +1465,7 @@ func file_careteam_v1_directory_proto_rawDescGZIP() []byte {
 }
 
 var file_careteam_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_careteam_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_careteam_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_careteam_v1_directory_proto_goTypes = []any{
 	(OrganizationKind)(0),              // 0: careteam.v1.OrganizationKind
 	(Role)(0),                          // 1: careteam.v1.Role
@@ -1367,22 +1486,24 @@ var file_careteam_v1_directory_proto_goTypes = []any{
 	(*ListPractitionersResponse)(nil),  // 16: careteam.v1.ListPractitionersResponse
 	(*UpdatePractitionerRequest)(nil),  // 17: careteam.v1.UpdatePractitionerRequest
 	(*UpdatePractitionerResponse)(nil), // 18: careteam.v1.UpdatePractitionerResponse
-	(*Identifier)(nil),                 // 19: careteam.v1.Identifier
-	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
-	(Specialty)(0),                     // 21: careteam.v1.Specialty
-	(*fieldmaskpb.FieldMask)(nil),      // 22: google.protobuf.FieldMask
+	(*GetCallerRequest)(nil),           // 19: careteam.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),          // 20: careteam.v1.GetCallerResponse
+	(*Identifier)(nil),                 // 21: careteam.v1.Identifier
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(Specialty)(0),                     // 23: careteam.v1.Specialty
+	(*fieldmaskpb.FieldMask)(nil),      // 24: google.protobuf.FieldMask
 }
 var file_careteam_v1_directory_proto_depIdxs = []int32{
 	0,  // 0: careteam.v1.Organization.kind:type_name -> careteam.v1.OrganizationKind
-	19, // 1: careteam.v1.Organization.identifiers:type_name -> careteam.v1.Identifier
-	20, // 2: careteam.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	20, // 3: careteam.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	21, // 1: careteam.v1.Organization.identifiers:type_name -> careteam.v1.Identifier
+	22, // 2: careteam.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	22, // 3: careteam.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: careteam.v1.Practitioner.role:type_name -> careteam.v1.Role
-	19, // 5: careteam.v1.Practitioner.identifiers:type_name -> careteam.v1.Identifier
+	21, // 5: careteam.v1.Practitioner.identifiers:type_name -> careteam.v1.Identifier
 	3,  // 6: careteam.v1.Practitioner.licence:type_name -> careteam.v1.Licence
-	21, // 7: careteam.v1.Practitioner.specialties:type_name -> careteam.v1.Specialty
-	20, // 8: careteam.v1.Practitioner.create_time:type_name -> google.protobuf.Timestamp
-	20, // 9: careteam.v1.Practitioner.update_time:type_name -> google.protobuf.Timestamp
+	23, // 7: careteam.v1.Practitioner.specialties:type_name -> careteam.v1.Specialty
+	22, // 8: careteam.v1.Practitioner.create_time:type_name -> google.protobuf.Timestamp
+	22, // 9: careteam.v1.Practitioner.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 10: careteam.v1.CreateOrganizationRequest.organization:type_name -> careteam.v1.Organization
 	2,  // 11: careteam.v1.CreateOrganizationResponse.organization:type_name -> careteam.v1.Organization
 	2,  // 12: careteam.v1.GetOrganizationResponse.organization:type_name -> careteam.v1.Organization
@@ -1392,30 +1513,33 @@ var file_careteam_v1_directory_proto_depIdxs = []int32{
 	4,  // 16: careteam.v1.CreatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
 	4,  // 17: careteam.v1.GetPractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
 	1,  // 18: careteam.v1.ListPractitionersRequest.role:type_name -> careteam.v1.Role
-	21, // 19: careteam.v1.ListPractitionersRequest.specialty:type_name -> careteam.v1.Specialty
+	23, // 19: careteam.v1.ListPractitionersRequest.specialty:type_name -> careteam.v1.Specialty
 	4,  // 20: careteam.v1.ListPractitionersResponse.practitioners:type_name -> careteam.v1.Practitioner
 	4,  // 21: careteam.v1.UpdatePractitionerRequest.practitioner:type_name -> careteam.v1.Practitioner
-	22, // 22: careteam.v1.UpdatePractitionerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 22: careteam.v1.UpdatePractitionerRequest.update_mask:type_name -> google.protobuf.FieldMask
 	4,  // 23: careteam.v1.UpdatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
-	5,  // 24: careteam.v1.DirectoryService.CreateOrganization:input_type -> careteam.v1.CreateOrganizationRequest
-	7,  // 25: careteam.v1.DirectoryService.GetOrganization:input_type -> careteam.v1.GetOrganizationRequest
-	9,  // 26: careteam.v1.DirectoryService.ListOrganizations:input_type -> careteam.v1.ListOrganizationsRequest
-	11, // 27: careteam.v1.DirectoryService.CreatePractitioner:input_type -> careteam.v1.CreatePractitionerRequest
-	13, // 28: careteam.v1.DirectoryService.GetPractitioner:input_type -> careteam.v1.GetPractitionerRequest
-	15, // 29: careteam.v1.DirectoryService.ListPractitioners:input_type -> careteam.v1.ListPractitionersRequest
-	17, // 30: careteam.v1.DirectoryService.UpdatePractitioner:input_type -> careteam.v1.UpdatePractitionerRequest
-	6,  // 31: careteam.v1.DirectoryService.CreateOrganization:output_type -> careteam.v1.CreateOrganizationResponse
-	8,  // 32: careteam.v1.DirectoryService.GetOrganization:output_type -> careteam.v1.GetOrganizationResponse
-	10, // 33: careteam.v1.DirectoryService.ListOrganizations:output_type -> careteam.v1.ListOrganizationsResponse
-	12, // 34: careteam.v1.DirectoryService.CreatePractitioner:output_type -> careteam.v1.CreatePractitionerResponse
-	14, // 35: careteam.v1.DirectoryService.GetPractitioner:output_type -> careteam.v1.GetPractitionerResponse
-	16, // 36: careteam.v1.DirectoryService.ListPractitioners:output_type -> careteam.v1.ListPractitionersResponse
-	18, // 37: careteam.v1.DirectoryService.UpdatePractitioner:output_type -> careteam.v1.UpdatePractitionerResponse
-	31, // [31:38] is the sub-list for method output_type
-	24, // [24:31] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	1,  // 24: careteam.v1.GetCallerResponse.role:type_name -> careteam.v1.Role
+	5,  // 25: careteam.v1.DirectoryService.CreateOrganization:input_type -> careteam.v1.CreateOrganizationRequest
+	7,  // 26: careteam.v1.DirectoryService.GetOrganization:input_type -> careteam.v1.GetOrganizationRequest
+	9,  // 27: careteam.v1.DirectoryService.ListOrganizations:input_type -> careteam.v1.ListOrganizationsRequest
+	11, // 28: careteam.v1.DirectoryService.CreatePractitioner:input_type -> careteam.v1.CreatePractitionerRequest
+	13, // 29: careteam.v1.DirectoryService.GetPractitioner:input_type -> careteam.v1.GetPractitionerRequest
+	15, // 30: careteam.v1.DirectoryService.ListPractitioners:input_type -> careteam.v1.ListPractitionersRequest
+	17, // 31: careteam.v1.DirectoryService.UpdatePractitioner:input_type -> careteam.v1.UpdatePractitionerRequest
+	19, // 32: careteam.v1.DirectoryService.GetCaller:input_type -> careteam.v1.GetCallerRequest
+	6,  // 33: careteam.v1.DirectoryService.CreateOrganization:output_type -> careteam.v1.CreateOrganizationResponse
+	8,  // 34: careteam.v1.DirectoryService.GetOrganization:output_type -> careteam.v1.GetOrganizationResponse
+	10, // 35: careteam.v1.DirectoryService.ListOrganizations:output_type -> careteam.v1.ListOrganizationsResponse
+	12, // 36: careteam.v1.DirectoryService.CreatePractitioner:output_type -> careteam.v1.CreatePractitionerResponse
+	14, // 37: careteam.v1.DirectoryService.GetPractitioner:output_type -> careteam.v1.GetPractitionerResponse
+	16, // 38: careteam.v1.DirectoryService.ListPractitioners:output_type -> careteam.v1.ListPractitionersResponse
+	18, // 39: careteam.v1.DirectoryService.UpdatePractitioner:output_type -> careteam.v1.UpdatePractitionerResponse
+	20, // 40: careteam.v1.DirectoryService.GetCaller:output_type -> careteam.v1.GetCallerResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_directory_proto_init() }
@@ -1430,7 +1554,7 @@ func file_careteam_v1_directory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_careteam_v1_directory_proto_rawDesc), len(file_careteam_v1_directory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	DirectoryService_GetPractitioner_FullMethodName    = "/careteam.v1.DirectoryService/GetPractitioner"
 	DirectoryService_ListPractitioners_FullMethodName  = "/careteam.v1.DirectoryService/ListPractitioners"
 	DirectoryService_UpdatePractitioner_FullMethodName = "/careteam.v1.DirectoryService/UpdatePractitioner"
+	DirectoryService_GetCaller_FullMethodName          = "/careteam.v1.DirectoryService/GetCaller"
 )
 
 // DirectoryServiceClient is the client API for DirectoryService service.
@@ -51,6 +52,9 @@ type DirectoryServiceClient interface {
 	ListPractitioners(ctx context.Context, in *ListPractitionersRequest, opts ...grpc.CallOption) (*ListPractitionersResponse, error)
 	// Updates a practitioner. ADMIN of their organization.
 	UpdatePractitioner(ctx context.Context, in *UpdatePractitionerRequest, opts ...grpc.CallOption) (*UpdatePractitionerResponse, error)
+	// Returns who the caller is to careteam: their directory entry, role and
+	// organization as resolved from their token or certificate.
+	GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error)
 }
 
 type directoryServiceClient struct {
@@ -131,6 +135,16 @@ func (c *directoryServiceClient) UpdatePractitioner(ctx context.Context, in *Upd
 	return out, nil
 }
 
+func (c *directoryServiceClient) GetCaller(ctx context.Context, in *GetCallerRequest, opts ...grpc.CallOption) (*GetCallerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerResponse)
+	err := c.cc.Invoke(ctx, DirectoryService_GetCaller_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DirectoryServiceServer is the server API for DirectoryService service.
 // All implementations must embed UnimplementedDirectoryServiceServer
 // for forward compatibility.
@@ -154,6 +168,9 @@ type DirectoryServiceServer interface {
 	ListPractitioners(context.Context, *ListPractitionersRequest) (*ListPractitionersResponse, error)
 	// Updates a practitioner. ADMIN of their organization.
 	UpdatePractitioner(context.Context, *UpdatePractitionerRequest) (*UpdatePractitionerResponse, error)
+	// Returns who the caller is to careteam: their directory entry, role and
+	// organization as resolved from their token or certificate.
+	GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error)
 	mustEmbedUnimplementedDirectoryServiceServer()
 }
 
@@ -184,6 +201,9 @@ func (UnimplementedDirectoryServiceServer) ListPractitioners(context.Context, *L
 }
 func (UnimplementedDirectoryServiceServer) UpdatePractitioner(context.Context, *UpdatePractitionerRequest) (*UpdatePractitionerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UpdatePractitioner not implemented")
+}
+func (UnimplementedDirectoryServiceServer) GetCaller(context.Context, *GetCallerRequest) (*GetCallerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCaller not implemented")
 }
 func (UnimplementedDirectoryServiceServer) mustEmbedUnimplementedDirectoryServiceServer() {}
 func (UnimplementedDirectoryServiceServer) testEmbeddedByValue()                          {}
@@ -332,6 +352,24 @@ func _DirectoryService_UpdatePractitioner_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DirectoryService_GetCaller_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirectoryServiceServer).GetCaller(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DirectoryService_GetCaller_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirectoryServiceServer).GetCaller(ctx, req.(*GetCallerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DirectoryService_ServiceDesc is the grpc.ServiceDesc for DirectoryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -366,6 +404,10 @@ var DirectoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdatePractitioner",
 			Handler:    _DirectoryService_UpdatePractitioner_Handler,
+		},
+		{
+			MethodName: "GetCaller",
+			Handler:    _DirectoryService_GetCaller_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -34,6 +34,7 @@ import (
 	"github.com/careteam/careteam/server/internal/events"
 	"github.com/careteam/careteam/server/internal/pgembed"
 	"github.com/careteam/careteam/server/internal/store/postgres"
+	"github.com/careteam/careteam/server/internal/telemetry"
 	"github.com/careteam/careteam/server/internal/tlsconfig"
 )
 
@@ -76,7 +77,7 @@ func realMain(ctx context.Context) error {
 // pruneEvents deletes events older than --event-retention, on the
 // configured or embedded database; watchers behind it then get OUT_OF_RANGE.
 func pruneEvents(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, closeDB, err := openDatabase(ctx, cfg, log)
+	pool, closeDB, err := openDatabase(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
@@ -95,8 +96,9 @@ func pruneEvents(ctx context.Context, cfg *config.Config, log *slog.Logger) erro
 }
 
 // openDatabase connects to the configured database, or starts the embedded
-// one; closeDB closes the pool and stops it.
-func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (pool *pgxpool.Pool, closeDB func(), err error) {
+// one; closeDB closes the pool and stops it. tracing, when set, traces its
+// queries.
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, tracing *telemetry.Tracing) (pool *pgxpool.Pool, closeDB func(), err error) {
 	databaseURL := cfg.DatabaseURL
 	stopPG := func() {}
 	if cfg.Embedded() {
@@ -114,7 +116,7 @@ func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger) (po
 		}
 		databaseURL = pg.ConnString()
 	}
-	pool, err = newPool(ctx, cfg, databaseURL)
+	pool, err = newPool(ctx, cfg, databaseURL, tracing)
 	if err != nil {
 		stopPG()
 		return nil, nil, fmt.Errorf("newPool: %w", err)
@@ -136,7 +138,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 			"address", cfg.Listen)
 	}
 
-	pool, closeDB, err := openDatabase(ctx, cfg, log)
+	var tracing *telemetry.Tracing
+	if cfg.OTLPEndpoint != "" {
+		var err error
+		if tracing, err = telemetry.StartTracing(ctx, cfg.OTLPEndpoint); err != nil {
+			return err
+		}
+		defer func() { _ = tracing.Shutdown(context.WithoutCancel(ctx)) }()
+		serverOpts = append(serverOpts, tracing.ServerOption())
+	}
+	pool, closeDB, err := openDatabase(ctx, cfg, log, tracing)
 	if err != nil {
 		return err
 	}
@@ -166,13 +177,30 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hubCtx, stopHub := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHub()
 	hub := events.NewHub(service, events.Config{Buffer: cfg.EventBuffer}, log)
+	metrics := telemetry.NewMetrics(pool, hub.Watchers)
+	store.ObserveAudit(metrics.AuditWritten)
+	// The metrics interceptors go first, so that they time whole calls.
+	serverOpts = append(serverOpts,
+		grpc.ChainUnaryInterceptor(metrics.GRPC.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(metrics.GRPC.StreamServerInterceptor()))
 	srv, err := api.NewServer(api.Config{
 		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log, Events: hub,
-		Heartbeat: cfg.Heartbeat,
-		Limits:    api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
+		Heartbeat: cfg.Heartbeat, Observer: metrics,
+		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
 	}, serverOpts...)
 	if err != nil {
 		return fmt.Errorf("api.NewServer: %w", err)
+	}
+	metrics.GRPC.InitializeMetrics(srv)
+	if cfg.MetricsListen != "" {
+		if err := telemetry.Serve(hubCtx, cfg.MetricsListen, metrics.Handler(), log, "metrics"); err != nil {
+			return err
+		}
+	}
+	if cfg.DebugListen != "" {
+		if err := telemetry.Serve(hubCtx, cfg.DebugListen, telemetry.DebugHandler(), log, "debug"); err != nil {
+			return err
+		}
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -190,6 +218,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("postgres.Migrate: %w", err)
 	}
 	log.Info("schema ready", "version", version)
+	metrics.SchemaVersion(version)
 	go watchDatabase(ctx, pool, healthSrv, log)
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
@@ -228,11 +257,14 @@ func newLogger(cfg *config.Config) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 }
 
-func newPool(ctx context.Context, cfg *config.Config, url string) (*pgxpool.Pool, error) {
+func newPool(ctx context.Context, cfg *config.Config, url string, tracing *telemetry.Tracing) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// The URL may hold a password: say only that it is malformed.
 		return nil, errors.New("the database URL is malformed")
+	}
+	if tracing != nil {
+		tracing.TracePool(pc)
 	}
 	pc.MaxConns = int32(cfg.DBMaxConns)
 	pc.MinConns = int32(cfg.DBMinConns)

@@ -10,6 +10,7 @@ import (
 type clinicalServer struct {
 	pb.UnimplementedClinicalServiceServer
 	svc *careteam.Service
+	obs Observer
 }
 
 func diagnosisFromProto(in *pb.Diagnosis) (careteam.Diagnosis, error) {
@@ -396,6 +397,7 @@ func (s *clinicalServer) CheckClearance(ctx context.Context, req *pb.CheckCleara
 	if err != nil {
 		return nil, err
 	}
+	s.obs.GateRefused(violationTypes(res.Violations))
 	return &pb.CheckClearanceResponse{
 		Allowed:    res.Allowed,
 		Violations: violationsToProto(res.Violations),

@@ -229,3 +229,16 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 	}
 	return &pb.UpdatePractitionerResponse{Practitioner: practitionerToProto(pr)}, nil
 }
+
+func (s *directoryServer) GetCaller(ctx context.Context, _ *pb.GetCallerRequest) (*pb.GetCallerResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetCallerResponse{
+		Subject:      p.Subject,
+		Role:         enumFromDomain[pb.Role](p.Role),
+		Practitioner: careteam.Practitioners.NameOrEmpty(p.PractitionerID),
+		Organization: careteam.Organizations.NameOrEmpty(p.OrganizationID),
+	}, nil
+}

@@ -20,6 +20,7 @@ type eventServer struct {
 	svc       *careteam.Service
 	hub       *events.Hub
 	heartbeat time.Duration
+	obs       Observer
 }
 
 func eventToProto(e *careteam.Event) *pb.Event {
@@ -159,6 +160,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			if e.Cursor <= last {
 				continue
 			}
+			s.obs.EventDelivered(time.Since(e.Time))
 			if err := send(e); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -132,7 +133,13 @@ func (in *interceptors) observe(ctx context.Context, method string) (context.Con
 		}
 	}
 	if id == "" {
-		id = uuid.NewString()
+		// With tracing on, the request id is the trace id, so a log line
+		// leads to its trace.
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			id = sc.TraceID().String()
+		} else {
+			id = uuid.NewString()
+		}
 	}
 	c := &call{requestID: id}
 	ctx = context.WithValue(ctx, callKey, c)

@@ -34,13 +34,29 @@ type Config struct {
 	// Heartbeat is how often an idle event stream gets a heartbeat
 	// (default 15s).
 	Heartbeat time.Duration
+	// Observer is told what operators count; nil counts nothing.
+	Observer Observer
 }
+
+// Observer receives what the API counts for operators.
+type Observer interface {
+	GateRefused(violationTypes []string)
+	EventDelivered(lag time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) GateRefused([]string)         {}
+func (noObserver) EventDelivered(time.Duration) {}
 
 // NewServer returns a gRPC server with every careteam service, health and
 // reflection registered. Services not built yet answer UNIMPLEMENTED.
 func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	if cfg.Service == nil || cfg.Audit == nil || cfg.Verifier == nil || cfg.Health == nil || cfg.Log == nil || cfg.Events == nil {
 		return nil, fmt.Errorf("api: every field of Config is required")
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
 	}
 	validator, err := protovalidate.New()
 	if err != nil {
@@ -52,12 +68,13 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})
 	pb.RegisterPatientServiceServer(srv, &patientServer{svc: cfg.Service})
 	pb.RegisterReferralServiceServer(srv, &referralServer{svc: cfg.Service})
-	pb.RegisterClinicalServiceServer(srv, &clinicalServer{svc: cfg.Service})
-	pb.RegisterSessionServiceServer(srv, &sessionServer{svc: cfg.Service})
+	pb.RegisterClinicalServiceServer(srv, &clinicalServer{svc: cfg.Service, obs: cfg.Observer})
+	pb.RegisterSessionServiceServer(srv, &sessionServer{svc: cfg.Service, obs: cfg.Observer})
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
 	}
-	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, heartbeat: cfg.Heartbeat})
+
+	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, heartbeat: cfg.Heartbeat, obs: cfg.Observer})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
 	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})
 	healthpb.RegisterHealthServer(srv, cfg.Health)

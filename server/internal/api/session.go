@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
@@ -10,6 +11,15 @@ import (
 type sessionServer struct {
 	pb.UnimplementedSessionServiceServer
 	svc *careteam.Service
+	obs Observer
+}
+
+func violationTypes(vs []careteam.Violation) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Type
+	}
+	return out
 }
 
 func intPtr(v *int32) *int {
@@ -89,6 +99,10 @@ func (s *sessionServer) StartSession(ctx context.Context, req *pb.StartSessionRe
 		return nil, err
 	}
 	ss, err := s.svc.StartSession(ctx, p, referral, treatmentsFromProto(req.GetPlanned()), at, idempotency(req.GetRequestId(), req))
+	var refused *careteam.PreconditionError
+	if errors.As(err, &refused) {
+		s.obs.GateRefused(violationTypes(refused.Violations))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -38,6 +38,9 @@ type Config struct {
 	EventBuffer     int
 	Heartbeat       time.Duration
 	EventRetention  time.Duration
+	MetricsListen   string
+	DebugListen     string
+	OTLPEndpoint    string
 
 	TLSCert           string
 	TLSKey            string
@@ -113,6 +116,9 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 4<<20, "largest request message accepted")
 	fs.IntVar(&c.EventBuffer, "event-buffer", 1024, "events a WatchEvents stream may have waiting before it is cut off as too slow")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "how often an idle WatchEvents stream gets a heartbeat")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (/metrics); empty: off")
+	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve pprof profiles on this address (/debug/pprof/); keep it private; empty: off")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/gRPC to host:port; empty: off")
 	fs.DurationVar(&c.EventRetention, "event-retention", 30*24*time.Hour, "events older than this are deleted by `careteamd prune-events`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n       careteamd prune-events [flags]   delete events older than --event-retention\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")

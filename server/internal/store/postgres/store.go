@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -24,7 +25,12 @@ import (
 type Store struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
+	// auditWritten, when set, observes the time of each audit append.
+	auditWritten func(time.Duration)
 }
+
+// ObserveAudit has f told how long each audit append takes.
+func (s *Store) ObserveAudit(f func(time.Duration)) { s.auditWritten = f }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
@@ -78,8 +84,12 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 					e.Untake()
 				}
 			}()
+			start := time.Now()
 			if err = appendAudit(ctx, ptx, r); err != nil {
 				return err
+			}
+			if s.auditWritten != nil {
+				s.auditWritten(time.Since(start))
 			}
 		}
 	}
