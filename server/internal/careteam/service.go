@@ -99,7 +99,7 @@ func (s *Service) Authenticate(ctx context.Context, subject string) (Principal, 
 		return Principal{Subject: subject, Role: RoleAdmin, Bootstrap: true}, nil
 	}
 	var pr *Practitioner
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.store.Read(ctx, func(tx Tx) error {
 		var err error
 		pr, err = tx.GetPractitionerBySubject(ctx, subject)
 		return err

@@ -108,25 +108,34 @@ type CheckResult struct {
 	Clearance  uuid.UUID
 }
 
-// gateFacts loads what the gate decides on inside tx: the referral locked
-// by the caller (so visit accounting and starts serialize), the therapist,
-// the clearances (locked FOR SHARE so that a concurrent revocation or
-// suspension orders itself before or after, never in between) and consent.
-func (s *Service) gateFacts(ctx context.Context, tx Tx, r *Referral, therapist uuid.UUID, at time.Time, plan []Treatment) (GateFacts, error) {
-	th, err := tx.GetPractitioner(ctx, therapist, false)
-	if err != nil {
-		return GateFacts{}, referenceError(err, "therapist")
-	}
-	clearances, err := tx.GateClearances(ctx, r.PatientID, r.ID)
+// GateSnapshot is what the store loads for the gate in one round trip.
+type GateSnapshot struct {
+	Referral      *Referral
+	Therapist     *Practitioner
+	Clearances    []*Clearance
+	ConsentOnFile bool
+}
+
+// gateFacts loads what the gate decides on inside tx, in one round trip:
+// for a start (lock), the referral locked so that visits are counted one
+// start at a time and the clearances locked for share so that a concurrent
+// revocation or suspension orders itself before or after, never between.
+func (s *Service) gateFacts(ctx context.Context, tx Tx, p Principal, referral, therapist uuid.UUID, at time.Time, plan []Treatment, lock bool) (GateFacts, error) {
+	audit.Touch(ctx, Referrals.Name(referral), uuid.Nil)
+	scope, err := referralScope(p)
 	if err != nil {
 		return GateFacts{}, err
 	}
-	consent, err := tx.HasConsent(ctx, r.PatientID, th.OrganizationID, dateOf(at))
+	snap, err := tx.GateSnapshot(ctx, referral, scope, therapist, dateOf(at), lock)
+	if errors.Is(err, ErrNotFound) {
+		return GateFacts{}, fmt.Errorf("%s: %w", Referrals.Name(referral), ErrPermissionDenied)
+	}
 	if err != nil {
 		return GateFacts{}, err
 	}
+	audit.Touch(ctx, "", snap.Referral.PatientID)
 	return GateFacts{
-		Referral: r, Therapist: th, Clearances: clearances, ConsentOnFile: consent,
+		Referral: snap.Referral, Therapist: snap.Therapist, Clearances: snap.Clearances, ConsentOnFile: snap.ConsentOnFile,
 		SessionTime: at, Plan: plan, Now: s.clock.Now(),
 	}, nil
 }
@@ -143,15 +152,11 @@ func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, the
 	}
 	var res *CheckResult
 	err := s.store.InTx(ctx, func(tx Tx) error {
-		r, err := s.lockReferral(ctx, tx, p, referral, false)
+		facts, err := s.gateFacts(ctx, tx, p, referral, therapist, at, plan, false)
 		if err != nil {
 			return err
 		}
-		if err := authorizeCheck(p, r, therapist); err != nil {
-			return err
-		}
-		facts, err := s.gateFacts(ctx, tx, r, therapist, at, plan)
-		if err != nil {
+		if err := authorizeCheck(p, facts.Referral, therapist); err != nil {
 			return err
 		}
 		c, v := Gate(facts)
@@ -181,14 +186,11 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 			if at.IsZero() {
 				at = now
 			}
-			r, err := s.lockReferral(ctx, tx, p, referral, true)
+			facts, err := s.gateFacts(ctx, tx, p, referral, p.PractitionerID, at, plan, true)
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			facts, err := s.gateFacts(ctx, tx, r, p.PractitionerID, at, plan)
-			if err != nil {
-				return nil, uuid.Nil, err
-			}
+			r := facts.Referral
 			c, v := Gate(facts)
 			if len(v) > 0 {
 				return nil, uuid.Nil, &PreconditionError{Violations: v}

@@ -13,8 +13,11 @@ import (
 // returns nil; it retries fn from the start when the database reports a
 // serialization failure or deadlock, so fn must do nothing but database work
 // through tx.
+//
+// Read runs fn's reads without a transaction; fn must not write.
 type Store interface {
 	InTx(ctx context.Context, fn func(tx Tx) error) error
+	Read(ctx context.Context, fn func(tx Tx) error) error
 }
 
 // Tx is the data access one transaction offers. Get methods return
@@ -62,8 +65,8 @@ type Tx interface {
 	// (ACTIVE or SUSPENDED) for a patient and scope (zero referral: every
 	// referral). ReferralsCoveredBy locks and returns the patient's
 	// referrals in the given states that the clearance governs.
-	// GateClearances locks (FOR SHARE) the clearances that may govern a
-	// session under a referral.
+	// GateClearances returns the clearances that may govern a session
+	// under a referral.
 	InsertClearance(ctx context.Context, c *Clearance) error
 	GetClearance(ctx context.Context, id uuid.UUID, scope PatientScope, forUpdate bool) (*Clearance, error)
 	ListClearances(ctx context.Context, scope PatientScope, f ClearanceFilter, page Page) ([]*Clearance, error)
@@ -71,13 +74,15 @@ type Tx interface {
 	CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*Clearance, error)
 	ReferralsCoveredBy(ctx context.Context, c *Clearance, states []ReferralState) ([]*Referral, error)
 	GateClearances(ctx context.Context, patient, referral uuid.UUID) ([]*Clearance, error)
+	// GateSnapshot loads in one round trip what the session gate decides
+	// on for a referral the scope lets the caller see, locking the referral
+	// and the clearances when lock is set.
+	GateSnapshot(ctx context.Context, referral uuid.UUID, scope ReferralScope, therapist uuid.UUID, day time.Time, lock bool) (*GateSnapshot, error)
 
-	// Consents. HasConsent reports whether org holds a consent of patient
-	// signed on or before day.
+	// Consents.
 	InsertConsent(ctx context.Context, c *Consent) error
 	GetConsent(ctx context.Context, id uuid.UUID) (*Consent, error)
 	ListConsents(ctx context.Context, patient uuid.UUID, page Page) ([]*Consent, error)
-	HasConsent(ctx context.Context, patient, org uuid.UUID, day time.Time) (bool, error)
 
 	// Sessions.
 	InsertSession(ctx context.Context, s *Session) error

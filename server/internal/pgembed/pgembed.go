@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log.Info("starting PostgreSQL", "dir", dir, "version", version)
 	s := &Server{
 		dir:     dir,
-		connStr: connString(dir, db),
+		connStr: ConnString(dir, db),
 		log:     log,
 		stderr:  &tailBuffer{},
 		lock:    lock,
@@ -294,7 +294,7 @@ func (s *Server) awaitReady(ctx context.Context, db string) error {
 			return fmt.Errorf("pgembed: postgres exited during startup (%v); log tail:\n%s", s.waitErr, s.stderr)
 		default:
 		}
-		conn, err := pgx.Connect(ctx, connString(s.dir, "postgres"))
+		conn, err := pgx.Connect(ctx, ConnString(s.dir, "postgres"))
 		if err == nil {
 			err = ensureDatabase(ctx, conn, db)
 			conn.Close(context.WithoutCancel(ctx))
@@ -328,7 +328,10 @@ func socketPath(dir string) string {
 	return filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port))
 }
 
-func connString(dir, db string) string {
+// ConnString is the URL of database db of the cluster in dir, over its
+// socket: what careteamd's embedded database answers on, for tools run as
+// the same user (or root) beside it.
+func ConnString(dir, db string) string {
 	u := url.URL{
 		Scheme: "postgres",
 		User:   url.User(superuser),

@@ -44,7 +44,7 @@ func NewMetrics(pool *pgxpool.Pool, watchers func() int) *Metrics {
 			Name: "careteam_gate_refusals_total", Help: "Session starts and checks the gate refused, by violation type.",
 		}, []string{"violation"}),
 		auditWrites: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "careteam_audit_write_seconds", Help: "Time to append one audit record to its chain.",
+			Name: "careteam_audit_write_seconds", Help: "Time to append a call's audit record and commit it with the call's queued writes and events.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 		deliveryLag: prometheus.NewHistogram(prometheus.HistogramOpts{

@@ -3,40 +3,41 @@ package postgres
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
 
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
-// appendAudit appends a record to its chain in one statement: the chain's
+// auditSQL appends a record to its chain in one statement: the chain's
 // head row advances (and stays locked until the transaction ends, so the
 // chain never forks) and the record is written with SHA-256(previous head
 // hash || canonical bytes).
-func appendAudit(ctx context.Context, db execer, r audit.Record) error {
-	_, err := db.Exec(ctx, `
-		WITH head AS (
-			UPDATE audit_chains SET position = position + 1, hash = sha256(hash || $2)
-			WHERE chain = $1 RETURNING position, hash)
-		INSERT INTO audit_events (chain, position, hash, time, subject, practitioner_id, role, organization_id, method,
-			resources, patients, outcome, purpose, emergency_reason, request_id, peer)
-		SELECT $1, head.position, head.hash, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM head`,
-		r.PickChain(), r.Canonical(), r.Time, r.Subject, nullID(r.PractitionerID), r.Role, nullID(r.OrganizationID), r.Method,
-		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer)
-	return err
+const auditSQL = `
+	WITH head AS (
+		UPDATE audit_chains SET position = position + 1, hash = sha256(hash || $2)
+		WHERE chain = $1 RETURNING position, hash)
+	INSERT INTO audit_events (chain, position, hash, time, subject, practitioner_id, role, organization_id, method,
+		resources, patients, outcome, purpose, emergency_reason, request_id, peer)
+	SELECT $1, head.position, head.hash, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM head`
+
+func auditArgs(r audit.Record) []any {
+	return []any{r.PickChain(), r.Canonical(), r.Time, r.Subject, nullID(r.PractitionerID), r.Role, nullID(r.OrganizationID), r.Method,
+		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer}
 }
 
 // AppendAudit writes a record on its own: for a call whose transaction did
 // not commit (denied, failed) or that had none.
 func (s *Store) AppendAudit(ctx context.Context, r audit.Record) error {
-	return mapError(appendAudit(ctx, s.pool, r))
+	start := time.Now()
+	_, err := s.pool.Exec(ctx, auditSQL, auditArgs(r)...)
+	if err == nil && s.auditWritten != nil {
+		s.auditWritten(time.Since(start))
+	}
+	return mapError(err)
 }
 
 const auditColumns = `seq, chain, position, time, subject, practitioner_id, role, organization_id, method,
@@ -77,7 +78,7 @@ func (t *tx) ListAudit(ctx context.Context, f careteam.AuditFilter, after int64,
 	if f.EmergencyOnly {
 		where = append(where, `purpose = 'EMERGENCY'`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
+	rows, err := t.query(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY seq LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
@@ -86,7 +87,7 @@ func (t *tx) ListAudit(ctx context.Context, f careteam.AuditFilter, after int64,
 }
 
 func (t *tx) AuditRange(ctx context.Context, from, to int64) ([]*audit.Record, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+auditColumns+` FROM audit_events
+	rows, err := t.query(ctx, `SELECT `+auditColumns+` FROM audit_events
 		WHERE seq >= $1 AND ($2 = 0 OR seq <= $2) ORDER BY chain, position`, from, to)
 	if err != nil {
 		return nil, err
@@ -99,7 +100,7 @@ func (t *tx) AuditHashAt(ctx context.Context, chain int, position int64) ([]byte
 		return []byte{}, nil
 	}
 	var h []byte
-	err := t.tx.QueryRow(ctx, `SELECT hash FROM audit_events WHERE chain = $1 AND position = $2`, chain, position).Scan(&h)
+	err := t.queryRow(ctx, `SELECT hash FROM audit_events WHERE chain = $1 AND position = $2`, chain, position).Scan(&h)
 	if err == pgx.ErrNoRows {
 		return nil, careteam.ErrNotFound
 	}

@@ -60,7 +60,7 @@ func clearanceArgs(c *careteam.Clearance) []any {
 }
 
 func (t *tx) InsertClearance(ctx context.Context, c *careteam.Clearance) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO clearances (id, patient_id, referral_id, physician_id, decision, status, valid_from, valid_until,
 			precautions, contraindicated, evaluated_red_flags, notes, requested_by, question, issue_time,
 			suspended_by, suspension_red_flag, suspension_observation, suspend_time,
@@ -71,7 +71,7 @@ func (t *tx) InsertClearance(ctx context.Context, c *careteam.Clearance) error {
 }
 
 func (t *tx) UpdateClearance(ctx context.Context, c *careteam.Clearance) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE clearances SET patient_id = $2, referral_id = $3, physician_id = $4, decision = $5, status = $6,
 			valid_from = $7, valid_until = $8, precautions = $9, contraindicated = $10, evaluated_red_flags = $11,
 			notes = $12, requested_by = $13, question = $14, issue_time = $15,
@@ -91,7 +91,7 @@ func (t *tx) GetClearance(ctx context.Context, id uuid.UUID, scope careteam.Pati
 	if forUpdate {
 		c, err = lockAndGet(ctx, t, "clearances", id, q, args, scanClearance)
 	} else {
-		c, err = scanClearance(t.tx.QueryRow(ctx, q, args))
+		c, err = scanClearance(t.queryRow(ctx, q, args))
 	}
 	return c, notFound(err, careteam.Clearances, id)
 }
@@ -121,7 +121,7 @@ func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f 
 		args["status"] = f.Status
 		where = append(where, `c.status = @status`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+clearanceColumns+` FROM clearances c JOIN patients p ON p.id = c.patient_id
+	rows, err := t.query(ctx, `SELECT `+clearanceColumns+` FROM clearances c JOIN patients p ON p.id = c.patient_id
 		WHERE `+strings.Join(where, " AND ")+` ORDER BY c.id DESC LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f 
 }
 
 func (t *tx) CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*careteam.Clearance, error) {
-	c, err := scanClearance(t.tx.QueryRow(ctx, `
+	c, err := scanClearance(t.queryRow(ctx, `
 		SELECT `+clearanceColumns+` FROM clearances c
 		WHERE c.patient_id = $1 AND c.referral_id IS NOT DISTINCT FROM $2 AND c.status IN ('ACTIVE', 'SUSPENDED')
 		FOR UPDATE`, patient, nullID(referral)))
@@ -152,11 +152,11 @@ func (t *tx) ReferralsCoveredBy(ctx context.Context, c *careteam.Clearance, stat
 		cover = `NOT EXISTS (SELECT 1 FROM clearances o WHERE o.referral_id = r.id AND o.status IN ('ACTIVE', 'SUSPENDED'))`
 	}
 	// Lock first, then read in a statement of its own (see lockAndGet).
-	if _, err := t.tx.Exec(ctx, `SELECT 1 FROM referrals r WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+
+	if err := t.exec(ctx, `SELECT 1 FROM referrals r WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+
 		` ORDER BY r.id FOR UPDATE`, args); err != nil {
 		return nil, err
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+referralColumns+` FROM referrals r
+	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r
 		WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+` ORDER BY r.id`, args)
 	if err != nil {
 		return nil, err
@@ -165,11 +165,10 @@ func (t *tx) ReferralsCoveredBy(ctx context.Context, c *careteam.Clearance, stat
 }
 
 func (t *tx) GateClearances(ctx context.Context, patient, referral uuid.UUID) ([]*careteam.Clearance, error) {
-	rows, err := t.tx.Query(ctx, `
+	rows, err := t.query(ctx, `
 		SELECT `+clearanceColumns+` FROM clearances c
 		WHERE c.patient_id = $1 AND (c.referral_id IS NULL OR c.referral_id = $2)
-		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')
-		FOR SHARE`, patient, referral)
+		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')`, patient, referral)
 	if err != nil {
 		return nil, err
 	}
@@ -186,18 +185,18 @@ func scanConsent(row pgx.Row) (*careteam.Consent, error) {
 }
 
 func (t *tx) InsertConsent(ctx context.Context, c *careteam.Consent) error {
-	_, err := t.tx.Exec(ctx, `INSERT INTO consents (`+consentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+	err := t.exec(ctx, `INSERT INTO consents (`+consentColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 		c.ID, c.PatientID, c.OrganizationID, c.RecordedBy, c.FormVersion, c.SignedDate, c.Signer, c.GuardianName, c.CreateTime)
 	return err
 }
 
 func (t *tx) GetConsent(ctx context.Context, id uuid.UUID) (*careteam.Consent, error) {
-	c, err := scanConsent(t.tx.QueryRow(ctx, `SELECT `+consentColumns+` FROM consents WHERE id = $1`, id))
+	c, err := scanConsent(t.queryRow(ctx, `SELECT `+consentColumns+` FROM consents WHERE id = $1`, id))
 	return c, notFound(err, careteam.Consents, id)
 }
 
 func (t *tx) ListConsents(ctx context.Context, patient uuid.UUID, page careteam.Page) ([]*careteam.Consent, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+consentColumns+` FROM consents WHERE patient_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+	rows, err := t.query(ctx, `SELECT `+consentColumns+` FROM consents WHERE patient_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
 		patient, page.After, page.Size+1)
 	if err != nil {
 		return nil, err
@@ -205,9 +204,59 @@ func (t *tx) ListConsents(ctx context.Context, patient uuid.UUID, page careteam.
 	return collect(rows, scanConsent)
 }
 
-func (t *tx) HasConsent(ctx context.Context, patient, org uuid.UUID, day time.Time) (bool, error) {
-	var ok bool
-	err := t.tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM consents WHERE patient_id = $1 AND organization_id = $2 AND signed_date <= $3)`,
-		patient, org, day).Scan(&ok)
-	return ok, err
+// GateSnapshot loads in one round trip what the session gate decides on:
+// the referral (locked FOR UPDATE when lock is set, so that visits are
+// counted one start at a time), the therapist, the clearances that may
+// govern (locked FOR SHARE, so that a concurrent revocation or suspension
+// orders itself before or after the start, never in between), and whether
+// the therapist's practice holds the patient's consent signed by day. Each
+// statement after the lock takes a fresh snapshot, so all see what the
+// previous lock holder committed.
+func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope careteam.ReferralScope, therapist uuid.UUID, day time.Time, lock bool) (*careteam.GateSnapshot, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	args := pgx.NamedArgs{"id": referral}
+	forShare := ""
+	b := &pgx.Batch{}
+	if lock {
+		b.Queue(`SELECT 1 FROM referrals WHERE id = $1 FOR UPDATE`, referral)
+		forShare = " FOR SHARE"
+	}
+	b.Queue(`SELECT `+referralColumns+` FROM referrals r WHERE r.id = @id AND `+referralVisible(scope, args), args)
+	b.Queue(`SELECT `+practitionerColumns+` FROM practitioners p WHERE p.id = $1`, therapist)
+	b.Queue(`SELECT `+clearanceColumns+` FROM clearances c
+		WHERE c.patient_id = (SELECT patient_id FROM referrals WHERE id = $1) AND (c.referral_id IS NULL OR c.referral_id = $1)
+		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')`+forShare, referral)
+	b.Queue(`SELECT EXISTS (SELECT 1 FROM consents
+		WHERE patient_id = (SELECT patient_id FROM referrals WHERE id = $1)
+		  AND organization_id = (SELECT organization_id FROM practitioners WHERE id = $2) AND signed_date <= $3)`,
+		referral, therapist, day)
+	br := t.tx.SendBatch(ctx, b)
+	defer br.Close()
+	if lock {
+		var one int
+		if err := br.QueryRow().Scan(&one); err != nil {
+			return nil, notFound(err, careteam.Referrals, referral)
+		}
+	}
+	var snap careteam.GateSnapshot
+	var err error
+	if snap.Referral, err = scanReferral(br.QueryRow()); err != nil {
+		return nil, notFound(err, careteam.Referrals, referral)
+	}
+	if snap.Therapist, err = scanPractitioner(br.QueryRow()); err != nil {
+		return nil, notFound(err, careteam.Practitioners, therapist)
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	if snap.Clearances, err = collect(rows, scanClearance); err != nil {
+		return nil, err
+	}
+	if err := br.QueryRow().Scan(&snap.ConsentOnFile); err != nil {
+		return nil, err
+	}
+	return &snap, br.Close()
 }

@@ -25,7 +25,7 @@ func scanDiagnosis(row pgx.Row) (*careteam.Diagnosis, error) {
 }
 
 func (t *tx) InsertDiagnosis(ctx context.Context, d *careteam.Diagnosis) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO diagnoses (id, patient_id, physician_id, icd10_code, display, body_sites, onset_date,
 			clinical_status, severity, red_flags, notes, notes_shareable, version, create_time, update_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
@@ -43,13 +43,13 @@ func (t *tx) GetDiagnosis(ctx context.Context, id uuid.UUID, scope careteam.Pati
 	if forUpdate {
 		d, err = lockAndGet(ctx, t, "diagnoses", id, q, args, scanDiagnosis)
 	} else {
-		d, err = scanDiagnosis(t.tx.QueryRow(ctx, q, args))
+		d, err = scanDiagnosis(t.queryRow(ctx, q, args))
 	}
 	return d, notFound(err, careteam.Diagnoses, id)
 }
 
 func (t *tx) ListDiagnoses(ctx context.Context, patient uuid.UUID, page careteam.Page) ([]*careteam.Diagnosis, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+diagnosisColumns+` FROM diagnoses d
+	rows, err := t.query(ctx, `SELECT `+diagnosisColumns+` FROM diagnoses d
 		WHERE d.patient_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3`, patient, page.After, page.Size+1)
 	if err != nil {
 		return nil, err
@@ -58,7 +58,7 @@ func (t *tx) ListDiagnoses(ctx context.Context, patient uuid.UUID, page careteam
 }
 
 func (t *tx) UpdateDiagnosis(ctx context.Context, d *careteam.Diagnosis) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE diagnoses SET display = $2, body_sites = $3, clinical_status = $4, severity = $5, red_flags = $6,
 			notes = $7, notes_shareable = $8, version = $9, update_time = $10
 		WHERE id = $1`,
@@ -68,7 +68,7 @@ func (t *tx) UpdateDiagnosis(ctx context.Context, d *careteam.Diagnosis) error {
 }
 
 func (t *tx) DiagnosesOfPatient(ctx context.Context, patient uuid.UUID, ids []uuid.UUID) ([]uuid.UUID, error) {
-	rows, err := t.tx.Query(ctx, `SELECT id FROM diagnoses WHERE patient_id = $1 AND id = ANY($2)`, patient, ids)
+	rows, err := t.query(ctx, `SELECT id FROM diagnoses WHERE patient_id = $1 AND id = ANY($2)`, patient, ids)
 	if err != nil {
 		return nil, err
 	}

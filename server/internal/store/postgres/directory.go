@@ -11,7 +11,7 @@ import (
 )
 
 func (t *tx) InsertOrganization(ctx context.Context, o *careteam.Organization) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO organizations (id, display_name, kind, identifiers, version, create_time, update_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		o.ID, o.DisplayName, o.Kind, identifiersJSON(o.Identifiers), o.Version, o.CreateTime, o.UpdateTime)
@@ -27,12 +27,12 @@ func scanOrganization(row pgx.Row) (*careteam.Organization, error) {
 }
 
 func (t *tx) GetOrganization(ctx context.Context, id uuid.UUID) (*careteam.Organization, error) {
-	o, err := scanOrganization(t.tx.QueryRow(ctx, `SELECT `+organizationColumns+` FROM organizations WHERE id = $1`, id))
+	o, err := scanOrganization(t.queryRow(ctx, `SELECT `+organizationColumns+` FROM organizations WHERE id = $1`, id))
 	return o, notFound(err, careteam.Organizations, id)
 }
 
 func (t *tx) ListOrganizations(ctx context.Context, f careteam.OrganizationFilter, page careteam.Page) ([]*careteam.Organization, error) {
-	rows, err := t.tx.Query(ctx, `
+	rows, err := t.query(ctx, `
 		SELECT `+organizationColumns+` FROM organizations
 		WHERE id > $1 AND ($2 = '' OR kind = $2)
 		ORDER BY id LIMIT $3`, page.After, f.Kind, page.Size+1)
@@ -44,7 +44,7 @@ func (t *tx) ListOrganizations(ctx context.Context, f careteam.OrganizationFilte
 
 func (t *tx) InsertPractitioner(ctx context.Context, p *careteam.Practitioner) error {
 	number, jurisdiction, expire := licenceColumns(p.Licence)
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO practitioners (id, organization_id, display_name, role, subject,
 			licence_number, licence_jurisdiction, licence_expire_date, specialties, active,
 			version, create_time, update_time)
@@ -59,11 +59,11 @@ func (t *tx) InsertPractitioner(ctx context.Context, p *careteam.Practitioner) e
 }
 
 func (t *tx) replacePractitionerIdentifiers(ctx context.Context, p *careteam.Practitioner) error {
-	if _, err := t.tx.Exec(ctx, `DELETE FROM practitioner_identifiers WHERE practitioner_id = $1`, p.ID); err != nil {
+	if err := t.exec(ctx, `DELETE FROM practitioner_identifiers WHERE practitioner_id = $1`, p.ID); err != nil {
 		return err
 	}
 	for i, id := range p.Identifiers {
-		if _, err := t.tx.Exec(ctx, `
+		if err := t.exec(ctx, `
 			INSERT INTO practitioner_identifiers (system, value, practitioner_id, ord) VALUES ($1, $2, $3, $4)`,
 			id.System, id.Value, p.ID, i); err != nil {
 			return err
@@ -106,13 +106,13 @@ func (t *tx) GetPractitioner(ctx context.Context, id uuid.UUID, forUpdate bool) 
 	if forUpdate {
 		p, err = lockAndGet(ctx, t, "practitioners", id, q, args, scanPractitioner)
 	} else {
-		p, err = scanPractitioner(t.tx.QueryRow(ctx, q, args))
+		p, err = scanPractitioner(t.queryRow(ctx, q, args))
 	}
 	return p, notFound(err, careteam.Practitioners, id)
 }
 
 func (t *tx) GetPractitionerBySubject(ctx context.Context, subject string) (*careteam.Practitioner, error) {
-	p, err := scanPractitioner(t.tx.QueryRow(ctx, `SELECT `+practitionerColumns+` FROM practitioners p WHERE p.subject = $1`, subject))
+	p, err := scanPractitioner(t.queryRow(ctx, `SELECT `+practitionerColumns+` FROM practitioners p WHERE p.subject = $1`, subject))
 	if err == pgx.ErrNoRows {
 		return nil, careteam.ErrNotFound
 	}
@@ -128,7 +128,7 @@ func (t *tx) ListPractitioners(ctx context.Context, f careteam.PractitionerFilte
 	if !f.LicenceActiveOn.IsZero() {
 		activeOn = &f.LicenceActiveOn
 	}
-	rows, err := t.tx.Query(ctx, `
+	rows, err := t.query(ctx, `
 		SELECT `+practitionerColumns+` FROM practitioners p
 		WHERE p.id > $1
 		  AND ($2 = '' OR p.role = $2)
@@ -145,7 +145,7 @@ func (t *tx) ListPractitioners(ctx context.Context, f careteam.PractitionerFilte
 
 func (t *tx) UpdatePractitioner(ctx context.Context, p *careteam.Practitioner) error {
 	number, jurisdiction, expire := licenceColumns(p.Licence)
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE practitioners SET display_name = $2, licence_number = $3, licence_jurisdiction = $4,
 			licence_expire_date = $5, specialties = $6, active = $7, version = $8, update_time = $9
 		WHERE id = $1`,

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -18,12 +19,12 @@ const EventChannel = "careteam_events"
 
 func (t *tx) AppendEvent(e careteam.Event) { t.events = append(t.events, e) }
 
-// flushEvents writes the queued events as the transaction's last act: the
+// queueEvents queues the events' write as the transaction's last act: the
 // cursor row is advanced (and locked until commit) and the events numbered
 // from it, in one statement; the notification goes out at commit.
-func (t *tx) flushEvents(ctx context.Context) error {
+func (t *tx) queueEvents() {
 	if len(t.events) == 0 {
-		return nil
+		return
 	}
 	type row struct {
 		Seq      int        `json:"seq"`
@@ -41,21 +42,20 @@ func (t *tx) flushEvents(ctx context.Context) error {
 		e := &t.events[i]
 		payload, err := json.Marshal(e)
 		if err != nil {
-			return err
+			// Domain types always encode; a failure is a programming error.
+			panic(fmt.Sprintf("encoding an event: %v", err))
 		}
 		rows[i] = row{Seq: i + 1, ID: e.ID, Type: string(e.Type), Resource: e.Resource, Patient: nullID(e.PatientID),
 			Referral: nullID(e.ReferralID), Time: e.Time, Audience: nonNil(e.Audience), Payload: payload}
 	}
-	b := &pgx.Batch{}
-	b.Queue(`
+	t.pending.Queue(`
 		WITH c AS (UPDATE event_cursor SET last_cursor = last_cursor + $2 WHERE id = 1 RETURNING last_cursor)
 		INSERT INTO events (cursor, id, type, resource, patient_id, referral_id, time, audience, payload)
 		SELECT c.last_cursor - $2 + x.seq, x.id, x.type, x.resource, x.patient, x.referral, x.time, x.audience, x."Payload"
 		FROM c, jsonb_to_recordset($1::jsonb) AS x(seq int, id uuid, type text, resource text, patient uuid, referral uuid,
 			time timestamptz, audience text[], "Payload" jsonb)`, rows, len(rows))
-	b.Queue(`SELECT pg_notify($1, '')`, EventChannel)
+	t.pending.Queue(`SELECT pg_notify($1, '')`, EventChannel)
 	t.events = nil
-	return t.tx.SendBatch(ctx, b).Close()
 }
 
 func scanEvent(row pgx.Row) (*careteam.Event, error) {
@@ -91,7 +91,7 @@ func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.Event
 		args["referral"] = f.ReferralID
 		where = append(where, `referral_id = @referral`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT cursor, payload FROM events WHERE `+strings.Join(where, " AND ")+
+	rows, err := t.query(ctx, `SELECT cursor, payload FROM events WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY cursor LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
@@ -101,19 +101,19 @@ func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.Event
 
 func (t *tx) OldestEventCursor(ctx context.Context) (int64, error) {
 	var c int64
-	err := t.tx.QueryRow(ctx, `SELECT pruned_through FROM event_cursor WHERE id = 1`).Scan(&c)
+	err := t.queryRow(ctx, `SELECT pruned_through FROM event_cursor WHERE id = 1`).Scan(&c)
 	return c, err
 }
 
 func (t *tx) LatestEventCursor(ctx context.Context) (int64, error) {
 	var c int64
-	err := t.tx.QueryRow(ctx, `SELECT coalesce(max(cursor), 0) FROM events`).Scan(&c)
+	err := t.queryRow(ctx, `SELECT coalesce(max(cursor), 0) FROM events`).Scan(&c)
 	return c, err
 }
 
 func (t *tx) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
 	var n, through int64
-	err := t.tx.QueryRow(ctx, `
+	err := t.queryRow(ctx, `
 		WITH gone AS (DELETE FROM events WHERE time < $1 RETURNING cursor),
 		     up AS (UPDATE event_cursor SET pruned_through = greatest(pruned_through, (SELECT coalesce(max(cursor), 0) FROM gone))
 		            WHERE id = 1 RETURNING pruned_through)
@@ -122,7 +122,7 @@ func (t *tx) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
 }
 
 func (t *tx) PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*careteam.Referral, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.patient_id = $1 ORDER BY r.id`, patient)
+	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.patient_id = $1 ORDER BY r.id`, patient)
 	if err != nil {
 		return nil, err
 	}

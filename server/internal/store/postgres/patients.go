@@ -11,7 +11,7 @@ import (
 )
 
 func (t *tx) InsertPatient(ctx context.Context, p *careteam.Patient) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO patients (id, organization_id, registered_by, given_name, family_name, birth_date, gender,
 			version, create_time, update_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
@@ -24,11 +24,11 @@ func (t *tx) InsertPatient(ctx context.Context, p *careteam.Patient) error {
 }
 
 func (t *tx) replacePatientIdentifiers(ctx context.Context, p *careteam.Patient) error {
-	if _, err := t.tx.Exec(ctx, `DELETE FROM patient_identifiers WHERE patient_id = $1`, p.ID); err != nil {
+	if err := t.exec(ctx, `DELETE FROM patient_identifiers WHERE patient_id = $1`, p.ID); err != nil {
 		return err
 	}
 	for i, id := range p.Identifiers {
-		if _, err := t.tx.Exec(ctx, `
+		if err := t.exec(ctx, `
 			INSERT INTO patient_identifiers (organization_id, system, value, patient_id, ord) VALUES ($1, $2, $3, $4, $5)`,
 			p.OrganizationID, id.System, id.Value, p.ID, i); err != nil {
 			return err
@@ -88,7 +88,7 @@ func (t *tx) GetPatient(ctx context.Context, id uuid.UUID, scope careteam.Patien
 	if forUpdate {
 		p, err = lockAndGet(ctx, t, "patients", id, q, args, scanPatient)
 	} else {
-		p, err = scanPatient(t.tx.QueryRow(ctx, q, args))
+		p, err = scanPatient(t.queryRow(ctx, q, args))
 	}
 	return p, notFound(err, careteam.Patients, id)
 }
@@ -104,7 +104,7 @@ func (t *tx) ListPatients(ctx context.Context, scope careteam.PatientScope, f ca
 		args["birth_date"] = f.BirthDate
 		where = append(where, `p.birth_date = @birth_date`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+patientColumns+` FROM patients p WHERE `+strings.Join(where, " AND ")+
+	rows, err := t.query(ctx, `SELECT `+patientColumns+` FROM patients p WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY p.id LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
@@ -114,7 +114,7 @@ func (t *tx) ListPatients(ctx context.Context, scope careteam.PatientScope, f ca
 
 func (t *tx) FindPatientsByIdentifier(ctx context.Context, scope careteam.PatientScope, id careteam.Identifier) ([]*careteam.Patient, error) {
 	args := pgx.NamedArgs{"system": id.System, "value": id.Value}
-	rows, err := t.tx.Query(ctx, `
+	rows, err := t.query(ctx, `
 		SELECT `+patientColumns+` FROM patients p
 		WHERE p.id IN (SELECT patient_id FROM patient_identifiers WHERE system = @system AND value = @value)
 		  AND `+patientVisible(scope, args)+`
@@ -126,7 +126,7 @@ func (t *tx) FindPatientsByIdentifier(ctx context.Context, scope careteam.Patien
 }
 
 func (t *tx) UpdatePatient(ctx context.Context, p *careteam.Patient) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE patients SET given_name = $2, family_name = $3, birth_date = $4, gender = $5,
 			version = $6, update_time = $7
 		WHERE id = $1`,

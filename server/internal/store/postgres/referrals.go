@@ -99,7 +99,7 @@ func scanReferral(row pgx.Row) (*careteam.Referral, error) {
 }
 
 func (t *tx) InsertReferral(ctx context.Context, r *careteam.Referral) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO referrals (id, patient_id, referring_physician_id, referring_org_id, target_therapist_id, target_org_id,
 			reason_diagnoses, reason_codes, clinical_notes, priority, requested_techniques, authorized_visits,
 			valid_until, required_specialties, state, version, create_time, update_time)
@@ -114,7 +114,7 @@ func (t *tx) InsertReferral(ctx context.Context, r *careteam.Referral) error {
 }
 
 func (t *tx) UpdateReferral(ctx context.Context, r *careteam.Referral) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE referrals SET target_therapist_id = $2, target_org_id = $3, used_visits = $4, state = $5, held_from = $6,
 			decline_reason = $7, decline_text = $8, cancel_reason = $9, discharge_summary = $10,
 			attention_required = $11, submit_time = $12, ack_elapsed = $13, ack_due = $14, version = $15, update_time = $16,
@@ -151,14 +151,13 @@ func (t *tx) saveReferralChildren(ctx context.Context, r *careteam.Referral) err
 	if err != nil {
 		return err
 	}
-	batch := &pgx.Batch{}
-	batch.Queue(`
+	t.pending.Queue(`
 		INSERT INTO referral_transitions (referral_id, seq, from_state, to_state, actor_id, time, reason)
 		SELECT $1, x.seq, coalesce(x."from", ''), x."to", x.actor, x.time, x.reason
 		FROM jsonb_to_recordset($2::jsonb) AS x(seq int, "from" text, "to" text, actor uuid, time timestamptz, reason text)
 		WHERE x.seq >= (SELECT count(*) FROM referral_transitions WHERE referral_id = $1)`, r.ID, hj)
 	if len(questions) > 0 {
-		batch.Queue(`
+		t.pending.Queue(`
 			INSERT INTO referral_questions (referral_id, seq, question, asked_by, ask_time, answer, answered_by, answer_time)
 			SELECT $1, x.seq, x.question, x.asked_by, x.ask_time, x.answer, x.answered_by, x.answer_time
 			FROM jsonb_to_recordset($2::jsonb) AS x(seq int, question text, asked_by uuid, ask_time timestamptz,
@@ -166,7 +165,7 @@ func (t *tx) saveReferralChildren(ctx context.Context, r *careteam.Referral) err
 			ON CONFLICT (referral_id, seq) DO UPDATE
 			SET answer = excluded.answer, answered_by = excluded.answered_by, answer_time = excluded.answer_time`, r.ID, qj)
 	}
-	return t.tx.SendBatch(ctx, batch).Close()
+	return nil
 }
 
 func (t *tx) GetReferral(ctx context.Context, id uuid.UUID, scope careteam.ReferralScope, forUpdate bool) (*careteam.Referral, error) {
@@ -177,7 +176,7 @@ func (t *tx) GetReferral(ctx context.Context, id uuid.UUID, scope careteam.Refer
 	if forUpdate {
 		r, err = lockAndGet(ctx, t, "referrals", id, q, args, scanReferral)
 	} else {
-		r, err = scanReferral(t.tx.QueryRow(ctx, q, args))
+		r, err = scanReferral(t.queryRow(ctx, q, args))
 	}
 	return r, notFound(err, careteam.Referrals, id)
 }
@@ -227,7 +226,7 @@ func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f 
 	if f.Overdue {
 		where = append(where, `r.state = 'SUBMITTED' AND r.ack_due <= @now AND r.valid_until > @now`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE `+strings.Join(where, " AND ")+
+	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE `+strings.Join(where, " AND ")+
 		` ORDER BY r.id DESC LIMIT @limit`, args)
 	if err != nil {
 		return nil, err

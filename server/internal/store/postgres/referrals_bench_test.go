@@ -166,8 +166,9 @@ func newExplainer(tb testing.TB, url string) *explainer {
 // log logs two plans of the query: the custom plan, made for these
 // values, which EXPLAIN shows; and the generic plan, made for any values,
 // which pgx's cached statement runs once PostgreSQL's plan cache prefers it
-// (from the sixth run on, when its estimated cost is no worse). Which one
-// the store's runs got is read from pg_prepared_statements.
+// (from the sixth run on, when its estimated cost is below the custom
+// plans' average). Which of the two the store's runs got is read from
+// pg_prepared_statements.
 func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope, f careteam.ReferralFilter) {
 	tb.Helper()
 	ctx := context.Background()
@@ -223,7 +224,12 @@ func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope
 		tb.Fatal(err)
 	}
 	genericPlan := explain(tb, c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE explain_generic("+strings.Join(literals, ", ")+")")
-	if _, err := c.Exec(ctx, `RESET plan_cache_mode; DEALLOCATE explain_generic`); err != nil {
+	if _, err := c.Exec(ctx, `RESET plan_cache_mode`); err != nil {
+		tb.Fatal(err)
+	}
+	// Through pgx, which would otherwise hand the next query of the same
+	// text a statement the server no longer has.
+	if err := c.Deallocate(ctx, "explain_generic"); err != nil {
 		tb.Fatal(err)
 	}
 	where := strings.Join(strings.Fields(sql[strings.Index(sql, "FROM referrals r"):]), " ")
@@ -620,8 +626,10 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	}
 
 	// Foreign keys are checked per row by triggers, which would make the
-	// load several times slower; the generator keeps them valid, and a
-	// superuser (as the embedded test server's role is) may skip them.
+	// load several times slower. A superuser (as the embedded test server's
+	// role is) may skip every trigger in replica mode: the generator keeps
+	// the keys valid, and the loaded tables have no other triggers (one
+	// added later would be skipped too).
 	checked := false
 	connect := func() *pgx.Conn {
 		conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())

@@ -13,7 +13,7 @@ import (
 // the same key, the insert waits for it: if it committed, this call replays
 // its result; if it rolled back, this call proceeds as the first.
 func (t *tx) ClaimRequest(ctx context.Context, key careteam.RequestKey) (uuid.UUID, bool, error) {
-	tag, err := t.tx.Exec(ctx, `
+	tag, err := t.execNow(ctx, `
 		INSERT INTO request_ids (subject, method, request_id, request_hash)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`, key.Subject, key.Method, key.RequestID, key.Hash)
@@ -25,7 +25,7 @@ func (t *tx) ClaimRequest(ctx context.Context, key careteam.RequestKey) (uuid.UU
 	}
 	var hash []byte
 	var resource *uuid.UUID
-	err = t.tx.QueryRow(ctx, `
+	err = t.queryRow(ctx, `
 		SELECT request_hash, resource_id FROM request_ids
 		WHERE subject = $1 AND method = $2 AND request_id = $3`,
 		key.Subject, key.Method, key.RequestID).Scan(&hash, &resource)
@@ -42,7 +42,7 @@ func (t *tx) ClaimRequest(ctx context.Context, key careteam.RequestKey) (uuid.UU
 
 // FinishRequest stores the id of the resource the request produced.
 func (t *tx) FinishRequest(ctx context.Context, key careteam.RequestKey, resource uuid.UUID) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE request_ids SET resource_id = $4
 		WHERE subject = $1 AND method = $2 AND request_id = $3`,
 		key.Subject, key.Method, key.RequestID, resource)

@@ -76,7 +76,7 @@ func scanSession(row pgx.Row) (*careteam.Session, error) {
 }
 
 func (t *tx) InsertSession(ctx context.Context, s *careteam.Session) error {
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		INSERT INTO sessions (id, referral_id, patient_id, therapist_id, clearance_id, state, planned,
 			scheduled_start_time, start_time, visit_number, note_status, version, create_time, update_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
@@ -101,7 +101,7 @@ func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 	if sig := n.Signature; sig != nil {
 		signedBy, signTime, hash = &sig.Signer, &sig.Time, sig.ContentSHA256
 	}
-	_, err := t.tx.Exec(ctx, `
+	err := t.exec(ctx, `
 		UPDATE sessions SET state = $2, cancel_reason = $3, cancel_text = $4, note_status = $5,
 			subjective = $6, objective = $7, assessment = $8, plan = $9, pain_before = $10, pain_after = $11,
 			oswestry_index = $12, neck_disability_index = $13, range_of_motion = $14, treatments = $15,
@@ -124,7 +124,7 @@ func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 	for i, a := range n.Amendments {
 		amendments[i] = numbered{i, amendmentJSON(a)}
 	}
-	_, err = t.tx.Exec(ctx, `
+	err = t.exec(ctx, `
 		INSERT INTO session_amendments (session_id, seq, author_id, time, reason, text)
 		SELECT $1, x.seq, x.author, x.time, x.reason, x.text
 		FROM jsonb_to_recordset($2::jsonb) AS x(seq int, author uuid, time timestamptz, reason text, text text)
@@ -141,7 +141,7 @@ func (t *tx) GetSession(ctx context.Context, id uuid.UUID, scope careteam.Sessio
 	if forUpdate {
 		s, err = lockAndGet(ctx, t, "sessions", id, q, args, scanSession)
 	} else {
-		s, err = scanSession(t.tx.QueryRow(ctx, q, args))
+		s, err = scanSession(t.queryRow(ctx, q, args))
 	}
 	return s, notFound(err, careteam.Sessions, id)
 }
@@ -177,7 +177,7 @@ func (t *tx) ListSessions(ctx context.Context, scope careteam.SessionScope, f ca
 		args["state"] = f.State
 		where = append(where, `s.state = @state`)
 	}
-	rows, err := t.tx.Query(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN referrals r ON r.id = s.referral_id
+	rows, err := t.query(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN referrals r ON r.id = s.referral_id
 		WHERE `+strings.Join(where, " AND ")+` ORDER BY s.id DESC LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
@@ -186,7 +186,7 @@ func (t *tx) ListSessions(ctx context.Context, scope careteam.SessionScope, f ca
 }
 
 func (t *tx) ReferralSessions(ctx context.Context, referral uuid.UUID) ([]*careteam.Session, error) {
-	rows, err := t.tx.Query(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE s.referral_id = $1 ORDER BY s.start_time, s.id`, referral)
+	rows, err := t.query(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE s.referral_id = $1 ORDER BY s.start_time, s.id`, referral)
 	if err != nil {
 		return nil, err
 	}

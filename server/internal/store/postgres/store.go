@@ -72,11 +72,11 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 	if err = fn(t); err != nil {
 		return err
 	}
-	if err = t.flushEvents(ctx); err != nil {
-		return err
-	}
-	// The call's audit record commits with the work it describes; if the
-	// commit fails, the call records its failure on its own afterwards.
+	// The queued writes, the events and the call's audit record go in one
+	// batch, then the commit: the record commits with the work it
+	// describes; if the commit fails, the call records its failure on its
+	// own afterwards.
+	t.queueEvents()
 	if e := audit.FromContext(ctx); e != nil {
 		if r, ok := e.Take("OK"); ok {
 			defer func() {
@@ -84,24 +84,95 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 					e.Untake()
 				}
 			}()
-			start := time.Now()
-			if err = appendAudit(ctx, ptx, r); err != nil {
-				return err
-			}
-			if s.auditWritten != nil {
-				s.auditWritten(time.Since(start))
-			}
+			t.pending.Queue(auditSQL, auditArgs(r)...)
 		}
 	}
-	return ptx.Commit(ctx)
+	start := time.Now()
+	if err = t.flush(ctx); err != nil {
+		return err
+	}
+	if err = ptx.Commit(ctx); err != nil {
+		return err
+	}
+	if s.auditWritten != nil {
+		s.auditWritten(time.Since(start))
+	}
+	return nil
 }
 
-// tx implements careteam.Tx.
+// tx implements careteam.Tx. Writes whose results nobody reads are queued
+// and sent in one batch before the next read or the commit: a use case
+// costs a round trip per read, not per statement.
 type tx struct {
-	tx pgx.Tx
+	tx      querier
+	pending pgx.Batch
 	// events wait here to be written, cursor-numbered, just before commit.
 	events []careteam.Event
 }
+
+// querier is a transaction, or the pool for reads outside one.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
+// Read runs fn's reads on the pool without a transaction, saving the
+// BEGIN and COMMIT round trips where one snapshot is not needed (looking
+// up who is calling). fn must not write.
+func (s *Store) Read(ctx context.Context, fn func(careteam.Tx) error) error {
+	t := &tx{tx: s.pool}
+	err := fn(t)
+	if err == nil && (t.pending.Len() > 0 || len(t.events) > 0) {
+		err = errors.New("store: a write outside a transaction")
+	}
+	return mapError(err)
+}
+
+// exec queues a write; its error surfaces when the queue is sent.
+func (t *tx) exec(_ context.Context, sql string, args ...any) error {
+	t.pending.Queue(sql, args...)
+	return nil
+}
+
+// execNow runs a write whose result is needed at once.
+func (t *tx) execNow(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if err := t.flush(ctx); err != nil {
+		return pgconn.CommandTag{}, err
+	}
+	return t.tx.Exec(ctx, sql, args...)
+}
+
+// flush sends the queued writes.
+func (t *tx) flush(ctx context.Context) error {
+	if t.pending.Len() == 0 {
+		return nil
+	}
+	b := t.pending
+	t.pending = pgx.Batch{}
+	return t.tx.SendBatch(ctx, &b).Close()
+}
+
+func (t *tx) query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	return t.tx.Query(ctx, sql, args...)
+}
+
+func (t *tx) queryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.tx.QueryRow(ctx, sql, args...)
+}
+
+// errRow is a row whose scan fails with the error that kept it from being
+// read.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 func sqlState(err error) string {
 	var pgErr *pgconn.PgError
@@ -178,6 +249,9 @@ func notFound(err error, c careteam.Collection, id fmt.Stringer) error {
 // subqueries (a row's history, its identifiers) keep the statement's older
 // snapshot and would miss what the previous lock holder wrote.
 func lockAndGet[T any](ctx context.Context, t *tx, table string, id uuid.UUID, read string, args pgx.NamedArgs, scan func(pgx.Row) (*T, error)) (*T, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
 	b := &pgx.Batch{}
 	b.Queue(`SELECT 1 FROM `+table+` WHERE id = $1 FOR UPDATE`, id)
 	b.Queue(read, args)
