@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -183,9 +184,10 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	serverOpts = append(serverOpts,
 		grpc.ChainUnaryInterceptor(metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(metrics.GRPC.StreamServerInterceptor()))
+	var schemaReady atomic.Bool
 	srv, err := api.NewServer(api.Config{
 		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log, Events: hub,
-		Heartbeat: cfg.Heartbeat, Observer: metrics,
+		Heartbeat: cfg.Heartbeat, Observer: metrics, Ready: schemaReady.Load,
 		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
 	}, serverOpts...)
 	if err != nil {
@@ -218,6 +220,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		return fmt.Errorf("postgres.Migrate: %w", err)
 	}
 	log.Info("schema ready", "version", version)
+	schemaReady.Store(true)
 	metrics.SchemaVersion(version)
 	go watchDatabase(ctx, pool, healthSrv, log)
 	go hub.Run(hubCtx)

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 
 	"time"
 
@@ -141,35 +142,75 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	if err := replay(); err != nil {
 		return err
 	}
-	w := s.hub.Subscribe(sub)
+	w, err := s.hub.Subscribe(ctx, sub)
+	if err != nil {
+		return status.Error(codes.Unavailable, "the server is shutting down; retry")
+	}
 	defer w.Close()
 	if err := replay(); err != nil {
 		return err
 	}
+	// Live messages go out through a sender of their own, so that a client
+	// that stops reading (its flow-control window full, Send blocked)
+	// cannot keep this loop from seeing the overflow and ending the stream.
+	out := make(chan *pb.WatchEventsResponse)
+	sendErr := make(chan error, 1)
+	var sent atomic.Int64 // the last cursor the client was sent
+	sent.Store(last)
+	go func() {
+		for m := range out {
+			if err := stream.Send(m); err != nil {
+				sendErr <- err
+				for range out {
+				}
+				return
+			}
+			if e := m.GetEvent(); e != nil {
+				sent.Store(e.GetCursor())
+			}
+		}
+	}()
+	defer close(out)
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
 	for {
+		var m *pb.WatchEventsResponse
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case err := <-sendErr:
+			return err
 		case <-s.hub.Done():
-			return status.Errorf(codes.Unavailable, "the server is shutting down; resume after cursor %d", last)
+			return status.Errorf(codes.Unavailable, "the server is shutting down; resume after cursor %d", sent.Load())
 		case <-w.Overflow():
-			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", last)
+			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
 		case e := <-w.Events():
 			if e.Cursor <= last {
 				continue
 			}
 			s.obs.EventDelivered(time.Since(e.Time))
-			if err := send(e); err != nil {
-				return err
-			}
+			audit.Touch(ctx, e.Resource, e.PatientID)
+			last = e.Cursor
+			m = &pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(e)}}
 		case <-beat.C:
-			if err := stream.Send(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Heartbeat{
-				Heartbeat: &pb.Heartbeat{Time: timestamp(s.svc.Now()), Cursor: last},
-			}}); err != nil {
-				return err
+			// With nothing waiting, everything the hub examined is sent or
+			// was not for this subscriber: safe to resume after it.
+			cursor := last
+			if examined := w.Examined(); len(w.Events()) == 0 && examined > cursor {
+				cursor = examined
 			}
+			m = &pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Heartbeat{
+				Heartbeat: &pb.Heartbeat{Time: timestamp(s.svc.Now()), Cursor: cursor},
+			}}
+		}
+		select {
+		case out <- m:
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-sendErr:
+			return err
+		case <-w.Overflow():
+			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
 		}
 	}
 }

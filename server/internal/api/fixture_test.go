@@ -19,8 +19,12 @@ type team struct {
 	patient               *pb.Patient
 }
 
-func newTeam(t *testing.T) *team {
-	h := newHarness(t)
+func newTeam(t testing.TB) *team {
+	return newTeamWith(t, harnessOptions{})
+}
+
+func newTeamWith(t testing.TB, o harnessOptions) *team {
+	h := newHarnessWith(t, o)
 	tm := &team{harness: h}
 	tm.clinic = h.org("Lakeside Family Medicine", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
 	tm.spa = h.org("Harbor Massage", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)

@@ -27,6 +27,7 @@ import (
 	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/api"
+	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/auth"
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/clock"
@@ -45,7 +46,7 @@ const (
 // harness is a real careteamd API on loopback over a database of its own,
 // with a clock the test sets and a key to mint tokens for any subject.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	clock  *clock.Manual
 	addr   string
 	pool   *pgxpool.Pool
@@ -57,7 +58,20 @@ type harness struct {
 // so tests of business-time rules read naturally.
 var start = time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
+func newHarness(t testing.TB, configure ...func(*api.Config)) *harness {
+	t.Helper()
+	return newHarnessWith(t, harnessOptions{configure: configure})
+}
+
+// harnessOptions are the rarer ways to build a harness.
+type harnessOptions struct {
+	configure []func(*api.Config)
+	// unaudited runs the server without its audit trail, which only the
+	// benchmark of the trail's cost wants.
+	unaudited bool
+}
+
+func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
 	pool := testdb.New(t)
 	clk := clock.NewManual(start)
@@ -81,7 +95,12 @@ func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	store := postgres.New(pool, log)
-	svc := careteam.NewService(store, clk, careteam.Config{
+	var svcStore careteam.Store = store
+	var auditWriter api.AuditWriter = store
+	if o.unaudited {
+		svcStore, auditWriter = unaudited{store}, unaudited{store}
+	}
+	svc := careteam.NewService(svcStore, clk, careteam.Config{
 		BootstrapAdmin: rootAdmin,
 		AckWindow:      48 * time.Hour,
 	})
@@ -90,8 +109,8 @@ func newHarness(t *testing.T, configure ...func(*api.Config)) *harness {
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
 	t.Cleanup(stopHub)
-	cfg := api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: time.Second}
-	for _, c := range configure {
+	cfg := api.Config{Service: svc, Audit: auditWriter, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: time.Second}
+	for _, c := range o.configure {
 		c(&cfg)
 	}
 	srv, err := api.NewServer(cfg)
@@ -241,7 +260,7 @@ func grpcHeader(md *metadata.MD) grpc.CallOption { return grpc.Header(md) }
 // careteamMethods lists every RPC of the careteam.v1 services, from the
 // descriptors, so a new RPC cannot be left out of a test that must cover
 // them all.
-func careteamMethods(t *testing.T) []protoreflect.MethodDescriptor {
+func careteamMethods(t testing.TB) []protoreflect.MethodDescriptor {
 	t.Helper()
 	var out []protoreflect.MethodDescriptor
 	protoregistry.GlobalFiles.RangeFilesByPackage("careteam.v1", func(f protoreflect.FileDescriptor) bool {
@@ -284,3 +303,14 @@ func invoke(ctx context.Context, c *client.Client, m protoreflect.MethodDescript
 }
 
 func fieldMask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
+
+// unaudited is the store with the audit trail switched off: transactions
+// run without the call's audit entry, and records written on their own go
+// nowhere.
+type unaudited struct{ *postgres.Store }
+
+func (u unaudited) InTx(ctx context.Context, fn func(careteam.Tx) error) error {
+	return u.Store.InTx(audit.NewContext(ctx, nil), fn)
+}
+
+func (unaudited) AppendAudit(context.Context, audit.Record) error { return nil }

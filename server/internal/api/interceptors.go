@@ -81,6 +81,7 @@ type TokenVerifier interface {
 // handler.
 type interceptors struct {
 	log       *slog.Logger
+	ready     func() bool
 	audit     AuditWriter
 	limiter   *limiter
 	verifier  TokenVerifier
@@ -195,6 +196,9 @@ func (in *interceptors) guard(ctx context.Context, method string, streaming bool
 	if public(method) {
 		return in.protect(ctx, method, next)
 	}
+	if !in.ready() {
+		return nil, status.Error(codes.Unavailable, "careteamd is starting: the database schema is being brought up to date; retry")
+	}
 	entry := audit.NewEntry(audit.Record{
 		Time: in.service.Now(), Method: method, RequestID: RequestID(ctx), Peer: peerAddr(ctx), Purpose: audit.PurposeTreatment,
 	})
@@ -242,7 +246,11 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 	if !ok {
 		return err
 	}
-	if werr := in.audit.AppendAudit(context.WithoutCancel(ctx), r); werr != nil {
+	// The record is written even if the caller has gone, but not forever:
+	// a stuck database must not hold the call, and its connection, with it.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if werr := in.audit.AppendAudit(actx, r); werr != nil {
 		in.log.ErrorContext(ctx, "audit record not written", "request_id", RequestID(ctx), "error", werr.Error())
 		if err == nil {
 			return status.Error(codes.Unavailable, "the audit trail is unavailable; retry")

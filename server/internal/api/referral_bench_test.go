@@ -2,14 +2,10 @@ package api_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
-	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"runtime"
 	"slices"
 	"sync"
@@ -17,154 +13,42 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"google.golang.org/grpc/health"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
-	"github.com/careteam/careteam/server/internal/api"
-	"github.com/careteam/careteam/server/internal/auth"
 	"github.com/careteam/careteam/server/internal/careteam"
-	"github.com/careteam/careteam/server/internal/clock"
-	"github.com/careteam/careteam/server/internal/store/postgres"
-	"github.com/careteam/careteam/server/internal/testdb"
 )
 
-// benchServer is newHarness for a benchmark: the same wiring, but
-// newHarness takes a *testing.T, which a benchmark does not have. Its pool
-// is sized like careteamd's default so that parallel callers meet the
-// production limit, and each subject's token is minted once: signing is
-// the client's cost, verifying (still done per call) the server's.
-type benchServer struct {
-	b      *testing.B
-	addr   string
-	pool   *pgxpool.Pool
-	clock  *clock.Manual
-	signer *devtoken.Signer
-}
-
-func newBenchServer(b *testing.B) *benchServer {
-	b.Helper()
-	cfg, err := pgxpool.ParseConfig(testdb.NewURL(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns, cfg.MinConns = 20, 2 // careteamd's --db-max-conns, --db-min-conns
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	clk := clock.NewManual(start)
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key := jose.JSONWebKey{Key: priv, KeyID: "bench", Algorithm: string(jose.EdDSA), Use: "sig"}
-	signer, err := devtoken.NewSigner(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{key.Public()}, Clock: clk.Now,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := postgres.New(pool, log)
-	svc := careteam.NewService(store, clk, careteam.Config{BootstrapAdmin: rootAdmin, AckWindow: 48 * time.Hour})
-	srv, err := api.NewServer(api.Config{Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	b.Cleanup(srv.Stop)
-	return &benchServer{b: b, addr: lis.Addr().String(), pool: pool, clock: clk, signer: signer}
-}
-
-// as returns a client calling as subject, with a token minted now.
-func (s *benchServer) as(subject string) *client.Client {
-	s.b.Helper()
-	tok, err := s.signer.Sign(devtoken.Claims{Issuer: testIssuer, Subject: subject, Audience: devtoken.Audience, IssuedAt: s.clock.Now(), TTL: 24 * time.Hour})
-	if err != nil {
-		s.b.Fatal(err)
-	}
-	c, err := client.Dial(s.addr, client.WithPlaintext(), client.WithToken(client.StaticToken(tok)))
-	if err != nil {
-		s.b.Fatal(err)
-	}
-	s.b.Cleanup(func() { c.Close() })
-	return c
-}
-
-// cycleCast is one physician with a patient and one therapist: the
-// parties of one referral cycle.
+// cycleCast is a physician with a patient and a therapist: the parties of
+// one referral cycle.
 type cycleCast struct {
-	dr, lmt   *client.Client
-	patient   string
-	therapist string
+	dr, lmt  *client.Client
+	referral *pb.Referral // what the physician sends, patient and therapist set
 }
 
-// newCycleCasts makes n casts, each its own physician, patient and
-// therapist, in one clinic and one massage practice, so that parallel
-// callers act for different people as they would in production.
-func newCycleCasts(b *testing.B, s *benchServer, n int) []cycleCast {
-	b.Helper()
-	ctx := b.Context()
-	root := s.as(rootAdmin)
-	org := func(name string, kind pb.OrganizationKind) string {
-		resp, err := root.Directory.CreateOrganization(ctx, &pb.CreateOrganizationRequest{Organization: &pb.Organization{DisplayName: name, Kind: kind}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		return resp.GetOrganization().GetName()
-	}
-	clinic := org("Clinic", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
-	spa := org("Massage practice", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
+// newCycleCasts adds n casts to the team's clinic and massage practice,
+// each its own physician, patient and therapist, so that parallel callers
+// act for different people as they would in production.
+func newCycleCasts(tm *team, n int) []cycleCast {
 	casts := make([]cycleCast, n)
 	for i := range casts {
-		drSubject, lmtSubject := fmt.Sprintf("cycle-dr-%d", i), fmt.Sprintf("cycle-lmt-%d", i)
-		if _, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
-			DisplayName: drSubject, Role: pb.Role_ROLE_PHYSICIAN, Organization: clinic, Subject: drSubject}}); err != nil {
-			b.Fatal(err)
-		}
-		th, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
-			DisplayName: lmtSubject, Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: spa, Subject: lmtSubject,
-			Specialties: []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS},
-			Licence:     &pb.Licence{Number: "LMT-" + lmtSubject, Jurisdiction: "US-WA", ExpireDate: s.clock.Now().AddDate(1, 0, 0).Format("2006-01-02")}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		dr := s.as(drSubject)
-		pt, err := dr.Patients.CreatePatient(ctx, &pb.CreatePatientRequest{Patient: &pb.Patient{
-			GivenName: "Given", FamilyName: "Family", BirthDate: "1970-01-01"}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		casts[i] = cycleCast{dr: dr, lmt: s.as(lmtSubject), patient: pt.GetPatient().GetName(), therapist: th.GetPractitioner().GetName()}
+		dr, lmt := fmt.Sprintf("cycle-dr-%d", i), fmt.Sprintf("cycle-lmt-%d", i)
+		tm.practitioner(tm.clinic, pb.Role_ROLE_PHYSICIAN, dr)
+		th := tm.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, lmt, pb.Specialty_SPECIALTY_ARTHRITIS)
+		r := tm.newReferral()
+		r.Patient, r.TargetTherapist = tm.harness.patient(dr, "").GetName(), th.GetName()
+		casts[i] = cycleCast{dr: tm.as(dr), lmt: tm.as(lmt), referral: r}
 	}
 	return casts
 }
 
 // cycle creates a referral as the physician, submits it, and has the
 // therapist accept it: the three calls of a referral reaching treatment.
-func (c *cycleCast) cycle(ctx context.Context, validUntil *timestamppb.Timestamp) error {
-	created, err := c.dr.Referrals.CreateReferral(ctx, &pb.CreateReferralRequest{Referral: &pb.Referral{
-		Patient: c.patient, TargetTherapist: c.therapist, ReasonCodes: []string{"M47.816"},
-		ClinicalNotes: "Lumbar spondylosis; no radiculopathy.", Priority: pb.ReferralPriority_REFERRAL_PRIORITY_ROUTINE,
-		RequestedTechniques: []pb.Technique{pb.Technique_TECHNIQUE_SWEDISH}, AuthorizedVisits: 6,
-		RequiredSpecialties: []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS}, ValidUntil: validUntil,
-	}})
+func (c *cycleCast) cycle(ctx context.Context) error {
+	created, err := c.dr.Referrals.CreateReferral(ctx, &pb.CreateReferralRequest{Referral: c.referral})
 	if err != nil {
 		return fmt.Errorf("CreateReferral: %w", err)
 	}
@@ -187,17 +71,16 @@ func (c *cycleCast) cycle(ctx context.Context, validUntil *timestamppb.Timestamp
 // database: serially, for the latency of one cycle, and from parallel
 // callers, for the throughput the server sustains.
 func BenchmarkReferralCycle(b *testing.B) {
-	s := newBenchServer(b)
+	tm := newTeam(b)
 	const parallelism = 8 // callers per GOMAXPROCS: each spends most of a cycle waiting on the network and the database
-	casts := newCycleCasts(b, s, parallelism*runtime.GOMAXPROCS(0))
-	validUntil := timestamppb.New(s.clock.Now().AddDate(0, 0, 90))
-	// One cycle per cast, all at once, first: it opens the pool's
-	// connections and prepares the statements on each, costs a steady
-	// server no longer pays.
+	casts := newCycleCasts(tm, parallelism*runtime.GOMAXPROCS(0))
+	// One cycle per cast, all at once, before timing: opening the pool's
+	// connections and preparing the statements on each are costs a server
+	// in steady state no longer pays.
 	var warm sync.WaitGroup
 	for i := range casts {
 		warm.Go(func() {
-			if err := casts[i].cycle(b.Context(), validUntil); err != nil {
+			if err := casts[i].cycle(tm.ctx); err != nil {
 				b.Error(err)
 			}
 		})
@@ -210,7 +93,7 @@ func BenchmarkReferralCycle(b *testing.B) {
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			t0 := time.Now()
-			if err := c.cycle(b.Context(), validUntil); err != nil {
+			if err := c.cycle(b.Context()); err != nil {
 				b.Fatal(err)
 			}
 			durations = append(durations, time.Since(t0))
@@ -219,7 +102,7 @@ func BenchmarkReferralCycle(b *testing.B) {
 		reportCycles(b, durations)
 	})
 
-	b.Run(fmt.Sprintf("parallel/callers=%d", parallelism*runtime.GOMAXPROCS(0)), func(b *testing.B) {
+	b.Run(fmt.Sprintf("parallel/callers=%d", len(casts)), func(b *testing.B) {
 		var next atomic.Int64
 		var mu sync.Mutex
 		var durations []time.Duration
@@ -230,7 +113,7 @@ func BenchmarkReferralCycle(b *testing.B) {
 			var mine []time.Duration
 			for p.Next() {
 				t0 := time.Now()
-				if err := c.cycle(context.Background(), validUntil); err != nil {
+				if err := c.cycle(b.Context()); err != nil {
 					b.Error(err)
 					return
 				}
@@ -263,16 +146,16 @@ func reportCycles(b *testing.B, durations []time.Duration) {
 func BenchmarkListReferrals(b *testing.B) {
 	for _, n := range listSizes {
 		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
-			s := newBenchServer(b)
-			d := loadReferrals(b, s.pool, n)
+			h := newHarness(b)
+			d := loadReferrals(b, h.pool, n)
 			callers := []struct {
 				name   string
 				c      *client.Client
 				target uuid.UUID // whom the target-therapist filter names
 			}{
-				{"coordinator", s.as(d.coordinator.subject), d.otherTherapist},
-				{"therapist", s.as(d.therapist.subject), d.therapist.id},
-				{"new-therapist", s.as(d.newTherapist.subject), d.newTherapist.id},
+				{"coordinator", h.as(d.coordinator.subject), d.otherTherapist},
+				{"therapist", h.as(d.therapist.subject), d.therapist.id},
+				{"new-therapist", h.as(d.newTherapist.subject), d.newTherapist.id},
 			}
 			for _, c := range callers {
 				for _, sh := range []struct {
@@ -285,6 +168,7 @@ func BenchmarkListReferrals(b *testing.B) {
 					{"overdue", &pb.ListReferralsRequest{PageSize: listPageSize, Overdue: true}},
 				} {
 					b.Run(c.name+"/"+sh.name, func(b *testing.B) {
+						d.logLoad(b)
 						benchLatency(b, func() int {
 							resp, err := c.c.Referrals.ListReferrals(b.Context(), sh.req)
 							if err != nil {
@@ -299,7 +183,7 @@ func BenchmarkListReferrals(b *testing.B) {
 	}
 }
 
-// loadNow is the instant the data is generated back from: the server's
+// loadNow is the instant the data is generated back from: the harness
 // clock, at which the lists judge expiry and overdue.
 var loadNow = start
 
@@ -370,6 +254,8 @@ const (
 
 // referralData is what a list benchmark needs to know of a load.
 type referralData struct {
+	summary        string // how long the load took
+	summarized     sync.Once
 	spa            uuid.UUID // the coordinator's and therapist's practice
 	coordinator    loadedPractitioner
 	therapist      loadedPractitioner
@@ -642,8 +528,10 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	}
 
 	// Foreign keys are checked per row by triggers, which would make the
-	// load several times slower; the generator keeps them valid, and a
-	// superuser (as the embedded test server's role is) may skip them.
+	// load several times slower. A superuser (as the embedded test server's
+	// role is) may skip every trigger in replica mode: the generator keeps
+	// the keys valid, and the loaded tables have no other triggers (one
+	// added later would be skipped too).
 	checked := false
 	connect := func() *pgx.Conn {
 		conn, err := pgx.ConnectConfig(ctx, pool.Config().ConnConfig.Copy())
@@ -795,9 +683,16 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) organizations, practitioners, patients, referrals, referral_transitions, referral_questions`); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Logf("loaded %d referrals in %v (copy %v, vacuum and analyze %v)", n, time.Since(began).Round(time.Millisecond),
+	d.summary = fmt.Sprintf("loaded %d referrals in %v (copy and index %v, vacuum and analyze %v)", n, time.Since(began).Round(time.Millisecond),
 		copied.Round(time.Millisecond), (time.Since(began) - copied).Round(time.Millisecond))
+	tb.Log(d.summary)
 	return d
+}
+
+// logLoad logs the load's summary in the first sub-benchmark that asks: a
+// benchmark with sub-benchmarks prints its own log only under -v.
+func (d *referralData) logLoad(b *testing.B) {
+	d.summarized.Do(func() { b.Log(d.summary) })
 }
 
 // binaryIDs hands pgx each uuid.UUID as [16]byte, which it encodes

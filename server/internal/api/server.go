@@ -36,6 +36,9 @@ type Config struct {
 	Heartbeat time.Duration
 	// Observer is told what operators count; nil counts nothing.
 	Observer Observer
+	// Ready reports whether the schema is current; until it is, careteam
+	// calls are UNAVAILABLE. Nil means always ready.
+	Ready func() bool
 }
 
 // Observer receives what the API counts for operators.
@@ -58,11 +61,14 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
 	validator, err := protovalidate.New()
 	if err != nil {
 		return nil, fmt.Errorf("request validator: %w", err)
 	}
-	in := &interceptors{log: cfg.Log, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier, service: cfg.Service, validator: validator}
+	in := &interceptors{log: cfg.Log, ready: cfg.Ready, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier, service: cfg.Service, validator: validator}
 	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})
@@ -76,7 +82,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 
 	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, heartbeat: cfg.Heartbeat, obs: cfg.Observer})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
-	pb.RegisterFhirServiceServer(srv, &pb.UnimplementedFhirServiceServer{})
+	pb.RegisterFhirServiceServer(srv, &fhirServer{svc: cfg.Service})
 	healthpb.RegisterHealthServer(srv, cfg.Health)
 	reflection.Register(srv)
 	return srv, nil

@@ -172,7 +172,7 @@ func (s *Service) clearanceEvent(ctx context.Context, tx Tx, t EventType, c *Cle
 }
 
 func (s *Service) consentEvent(ctx context.Context, tx Tx, c *Consent, actor uuid.UUID) error {
-	e, err := s.patientEvent(ctx, tx, EventConsentRecorded, Consents.Name(c.ID), c.PatientID, uuid.Nil, actor, orgMembers(c.OrganizationID))
+	e, err := s.patientEvent(ctx, tx, EventConsentRecorded, Consents.Name(c.ID), c.PatientID, uuid.Nil, actor, practitionerToken(c.RecordedBy))
 	if err != nil {
 		return err
 	}
@@ -211,6 +211,7 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 	}
 	size = normalizePage(Page{Size: size}).Size
 	var rows []*Event
+	var next int64
 	err = s.store.InTx(ctx, func(tx Tx) error {
 		oldest, err := tx.OldestEventCursor(ctx)
 		if err != nil {
@@ -222,6 +223,10 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 		if rows, err = tx.ListEvents(ctx, aud, f, after, size+1); err != nil {
 			return err
 		}
+		if len(rows) > size {
+			rows = rows[:size]
+			next = rows[size-1].Cursor
+		}
 		for _, e := range rows {
 			audit.Touch(ctx, e.Resource, e.PatientID)
 		}
@@ -229,11 +234,6 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 	})
 	if err != nil {
 		return nil, 0, err
-	}
-	var next int64
-	if len(rows) > size {
-		rows = rows[:size]
-		next = rows[size-1].Cursor
 	}
 	for _, e := range rows {
 		RedactEvent(p, e)
@@ -327,6 +327,9 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 		rows, err = tx.ListEvents(ctx, sub.audience, sub.Filter, after, limit)
 		return err
 	})
+	for _, e := range rows {
+		RedactEvent(sub.Principal, e)
+	}
 	return rows, err
 }
 

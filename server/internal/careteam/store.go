@@ -110,6 +110,21 @@ type Tx interface {
 	PruneEvents(ctx context.Context, before time.Time) (int64, error)
 	// PatientReferrals returns every referral of a patient.
 	PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*Referral, error)
+
+	// FHIR imports. FindPractitionerByIdentifier and
+	// FindOrganizationsByIdentifier look the directory up by an external
+	// identifier. ClaimImport records that key names referral; when another
+	// transaction holds the same key it waits for it, and if the key is
+	// taken it returns the referral that holds it instead (claimed false).
+	// ImportKeyOf returns the key a referral was imported under.
+	// UpdateReferralOrder saves what a re-import may change in a referral's
+	// order: reasons, notes, priority, techniques, visits, validity,
+	// specialties.
+	FindPractitionerByIdentifier(ctx context.Context, id Identifier) (*Practitioner, error)
+	FindOrganizationsByIdentifier(ctx context.Context, id Identifier) ([]*Organization, error)
+	ClaimImport(ctx context.Context, key ImportKey, referral uuid.UUID) (holder uuid.UUID, claimed bool, err error)
+	ImportKeyOf(ctx context.Context, referral uuid.UUID) (ImportKey, error)
+	UpdateReferralOrder(ctx context.Context, r *Referral) error
 }
 
 // RequestKey identifies one idempotent request: the caller, the use case

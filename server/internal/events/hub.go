@@ -8,8 +8,10 @@ package events
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/careteam/careteam/server/internal/careteam"
@@ -42,6 +44,10 @@ type Hub struct {
 	watchers map[*Watcher]struct{}
 	cursor   int64 // the last event read
 	done     chan struct{}
+	// started is closed once the hub knows where the outbox ends; a
+	// watcher subscribes only then, so that nothing committed after its
+	// replay can fall before the hub's starting point.
+	started chan struct{}
 }
 
 // NewHub returns a hub reading src.
@@ -52,7 +58,8 @@ func NewHub(src Source, cfg Config, log *slog.Logger) *Hub {
 	if cfg.CatchUp <= 0 {
 		cfg.CatchUp = time.Second
 	}
-	return &Hub{src: src, cfg: cfg, log: log, wake: make(chan struct{}, 1), watchers: map[*Watcher]struct{}{}, done: make(chan struct{})}
+	return &Hub{src: src, cfg: cfg, log: log, wake: make(chan struct{}, 1), watchers: map[*Watcher]struct{}{},
+		done: make(chan struct{}), started: make(chan struct{})}
 }
 
 // Wake asks the hub to read the outbox now; calls coalesce.
@@ -75,6 +82,7 @@ func (h *Hub) Run(ctx context.Context) {
 			h.mu.Lock()
 			h.cursor = latest
 			h.mu.Unlock()
+			close(h.started)
 			break
 		}
 		h.log.WarnContext(ctx, "events: reading the latest cursor", "error", err.Error())
@@ -120,6 +128,9 @@ func (h *Hub) poll(ctx context.Context) {
 			}
 		}
 		h.cursor = batch[len(batch)-1].Cursor
+		for w := range h.watchers {
+			w.examined.Store(h.cursor)
+		}
 		h.mu.Unlock()
 	}
 }
@@ -131,13 +142,22 @@ func (h *Hub) Watchers() int {
 	return len(h.watchers)
 }
 
-// Subscribe registers a watcher for sub; Close it when done.
-func (h *Hub) Subscribe(sub *careteam.Subscriber) *Watcher {
+// Subscribe registers a watcher for sub once the hub has started; Close
+// it when done.
+func (h *Hub) Subscribe(ctx context.Context, sub *careteam.Subscriber) (*Watcher, error) {
+	select {
+	case <-h.started:
+	case <-h.done:
+		return nil, errors.New("events: the hub has stopped")
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	w := &Watcher{hub: h, sub: sub, events: make(chan *careteam.Event, h.cfg.Buffer), overflow: make(chan struct{})}
 	h.mu.Lock()
 	h.watchers[w] = struct{}{}
+	w.examined.Store(h.cursor)
 	h.mu.Unlock()
-	return w
+	return w, nil
 }
 
 // Watcher receives the events its subscriber may see.
@@ -147,7 +167,15 @@ type Watcher struct {
 	events   chan *careteam.Event
 	overflow chan struct{}
 	full     bool
+	// examined is the newest cursor the hub has looked at for this
+	// watcher, whether or not the event was for it.
+	examined atomic.Int64
 }
+
+// Examined is the newest cursor the hub has looked at for this watcher:
+// once the watcher has sent every event waiting in Events, nothing up to
+// it remains for the subscriber.
+func (w *Watcher) Examined() int64 { return w.examined.Load() }
 
 // Events delivers events in cursor order.
 func (w *Watcher) Events() <-chan *careteam.Event { return w.events }

@@ -220,6 +220,10 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 	forShare := ""
 	b := &pgx.Batch{}
 	if lock {
+		// Lock order everywhere: patient, referrals, clearances. The
+		// patient's row, shared, waits for a clearance being issued for the
+		// patient, so the clearances read below include the new one.
+		b.Queue(`SELECT 1 FROM patients WHERE id = (SELECT patient_id FROM referrals WHERE id = $1) FOR SHARE`, referral)
 		b.Queue(`SELECT 1 FROM referrals WHERE id = $1 FOR UPDATE`, referral)
 		forShare = " FOR SHARE"
 	}
@@ -235,9 +239,11 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
 	if lock {
-		var one int
-		if err := br.QueryRow().Scan(&one); err != nil {
-			return nil, notFound(err, careteam.Referrals, referral)
+		for range 2 {
+			var one int
+			if err := br.QueryRow().Scan(&one); err != nil {
+				return nil, notFound(err, careteam.Referrals, referral)
+			}
 		}
 	}
 	var snap careteam.GateSnapshot

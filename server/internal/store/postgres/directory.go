@@ -50,7 +50,7 @@ func (t *tx) InsertPractitioner(ctx context.Context, p *careteam.Practitioner) e
 			version, create_time, update_time)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
 		p.ID, p.OrganizationID, p.DisplayName, p.Role, p.Subject,
-		number, jurisdiction, expire, p.Specialties, p.Active,
+		number, jurisdiction, expire, nonNil(p.Specialties), p.Active,
 		p.Version, p.CreateTime, p.UpdateTime)
 	if err != nil {
 		return err
@@ -149,7 +149,7 @@ func (t *tx) UpdatePractitioner(ctx context.Context, p *careteam.Practitioner) e
 		UPDATE practitioners SET display_name = $2, licence_number = $3, licence_jurisdiction = $4,
 			licence_expire_date = $5, specialties = $6, active = $7, version = $8, update_time = $9
 		WHERE id = $1`,
-		p.ID, p.DisplayName, number, jurisdiction, expire, p.Specialties, p.Active, p.Version, p.UpdateTime)
+		p.ID, p.DisplayName, number, jurisdiction, expire, nonNil(p.Specialties), p.Active, p.Version, p.UpdateTime)
 	if err != nil {
 		return err
 	}

@@ -149,18 +149,19 @@ func (s *Store) Listen(ctx context.Context, wake func()) {
 }
 
 func (s *Store) listen(ctx context.Context, wake func()) error {
-	conn, err := s.pool.Acquire(ctx)
+	pooled, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	// The connection is in LISTEN mode: it must not go back to the pool.
-	defer conn.Conn().Close(context.WithoutCancel(ctx))
-	defer conn.Release()
+	// The connection stays in LISTEN mode: take it out of the pool for
+	// good, and close it when done.
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
 	if _, err := conn.Exec(ctx, "LISTEN "+EventChannel); err != nil {
 		return err
 	}
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
 			return err
 		}
 		wake()

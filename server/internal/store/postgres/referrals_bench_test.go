@@ -45,10 +45,19 @@ func BenchmarkStoreListReferrals(b *testing.B) {
 			}
 			for _, c := range d.callers() {
 				for _, sh := range listShapes(d, c) {
-					if explain != nil {
-						explain.log(b, c.name+"/"+sh.name, c.scope, sh.filter)
-					}
+					explained := false
 					b.Run(c.name+"/"+sh.name, func(b *testing.B) {
+						// In the sub-benchmark, whose log is printed
+						// without -v, and once, though it runs twice (b.N
+						// 1, then the real b.N); before benchLatency
+						// starts the timer.
+						if !explained {
+							explained = true
+							d.logLoad(b)
+							if explain != nil {
+								explain.plans(b, c.name+"/"+sh.name, c.scope, sh.filter).logKey(b)
+							}
+						}
 						list := func() int {
 							var rows []*careteam.Referral
 							err := store.InTx(b.Context(), func(tx careteam.Tx) (err error) {
@@ -80,7 +89,7 @@ func TestExplainListReferrals(t *testing.T) {
 	explain := newExplainer(t, url)
 	for _, c := range d.callers() {
 		for _, sh := range listShapes(d, c) {
-			explain.log(t, c.name+"/"+sh.name, c.scope, sh.filter)
+			explain.plans(t, c.name+"/"+sh.name, c.scope, sh.filter).logAll(t)
 		}
 	}
 }
@@ -163,13 +172,21 @@ func newExplainer(tb testing.TB, url string) *explainer {
 	return &explainer{store: postgres.New(pool, slog.New(slog.NewTextHandler(io.Discard, nil))), pool: pool, tracer: tr}
 }
 
-// log logs two plans of the query: the custom plan, made for these
-// values, which EXPLAIN shows; and the generic plan, made for any values,
-// which pgx's cached statement runs once PostgreSQL's plan cache prefers it
-// (from the sixth run on, when its estimated cost is below the custom
-// plans' average). Which of the two the store's runs got is read from
-// pg_prepared_statements.
-func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope, f careteam.ReferralFilter) {
+// plans are a ListReferrals query as the store ran it and two plans of it:
+// the custom plan, made for these values, which EXPLAIN shows; and the
+// generic plan, made for any values, which pgx's cached statement runs
+// once PostgreSQL's plan cache prefers it (from the sixth run on, if its
+// estimated cost is below the custom plans' average). Which of the two the
+// store's runs got is read from pg_prepared_statements.
+type plans struct {
+	name, where     string
+	args            pgx.NamedArgs
+	generic, custom int64 // runs of the store's statement with each
+	customPlan      []string
+	genericPlan     []string
+}
+
+func (e *explainer) plans(tb testing.TB, name string, scope careteam.ReferralScope, f careteam.ReferralFilter) *plans {
 	tb.Helper()
 	ctx := context.Background()
 	e.tracer.reset()
@@ -200,11 +217,11 @@ func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var generic, custom int64
-	if err := c.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`, positional).Scan(&generic, &custom); err != nil {
+	p := &plans{name: name, where: strings.Join(strings.Fields(sql[strings.Index(sql, "FROM referrals r"):]), " "), args: named}
+	if err := c.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1`, positional).Scan(&p.generic, &p.custom); err != nil {
 		tb.Fatalf("the store's statement is not prepared on the connection: %v", err)
 	}
-	customPlan := explain(tb, c, "EXPLAIN (ANALYZE, BUFFERS) "+sql, named)
+	p.customPlan = explain(tb, c, "EXPLAIN (ANALYZE, BUFFERS) "+sql, named)
 
 	// EXPLAIN EXECUTE of a statement prepared for any values shows the
 	// generic plan; its parameters are given as literals.
@@ -223,7 +240,7 @@ func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope
 	if _, err := c.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		tb.Fatal(err)
 	}
-	genericPlan := explain(tb, c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE explain_generic("+strings.Join(literals, ", ")+")")
+	p.genericPlan = explain(tb, c, "EXPLAIN (ANALYZE, BUFFERS) EXECUTE explain_generic("+strings.Join(literals, ", ")+")")
 	if _, err := c.Exec(ctx, `RESET plan_cache_mode`); err != nil {
 		tb.Fatal(err)
 	}
@@ -232,13 +249,39 @@ func (e *explainer) log(tb testing.TB, name string, scope careteam.ReferralScope
 	if err := c.Deallocate(ctx, "explain_generic"); err != nil {
 		tb.Fatal(err)
 	}
-	where := strings.Join(strings.Fields(sql[strings.Index(sql, "FROM referrals r"):]), " ")
-	tb.Logf("ListReferrals %s: ... %s\nwith %v\nthe statement's runs on this connection so far (the store's runs of this query text): %d with the generic plan, %d with custom plans\n"+
-		"-- custom plan, EXPLAIN (ANALYZE, BUFFERS):\n%s\n-- generic plan, EXPLAIN (ANALYZE, BUFFERS) EXECUTE under force_generic_plan:\n%s",
-		name, where, named, generic, custom, customPlan, genericPlan)
+	return p
 }
 
-func explain(tb testing.TB, c *pgx.Conn, sql string, args ...any) string {
+func (p *plans) header() string {
+	return fmt.Sprintf("ListReferrals %s: ... %s\nwith %v\nthe store's statement ran %d times with the generic plan, %d with custom plans",
+		p.name, p.where, p.args, p.generic, p.custom)
+}
+
+// logAll logs the query and both plans in full.
+func (p *plans) logAll(t *testing.T) {
+	t.Logf("%s\n-- custom plan, EXPLAIN (ANALYZE, BUFFERS):\n%s\n-- generic plan, EXPLAIN (ANALYZE, BUFFERS) EXECUTE under force_generic_plan:\n%s",
+		p.header(), strings.Join(p.customPlan, "\n"), strings.Join(p.genericPlan, "\n"))
+}
+
+// logKey logs the access path of the plan the store's statement ran with:
+// a benchmark's log is cut after ten lines, too few for a whole plan
+// (TestExplainListReferrals logs them whole).
+func (p *plans) logKey(b *testing.B) {
+	plan, which := p.customPlan, "custom"
+	if p.generic > 0 {
+		plan, which = p.genericPlan, "generic"
+	}
+	var key []string
+	for _, l := range plan {
+		subplan := strings.Contains(l, "referral_transitions") || strings.Contains(l, "referral_questions")
+		if (strings.Contains(l, "Scan") && !subplan) || strings.Contains(l, "Rows Removed by Filter") || strings.Contains(l, "Execution Time") {
+			key = append(key, l)
+		}
+	}
+	b.Logf("%s: %s plan (%d generic, %d custom runs)\n%s", p.name, which, p.generic, p.custom, strings.Join(key[:min(len(key), 7)], "\n"))
+}
+
+func explain(tb testing.TB, c *pgx.Conn, sql string, args ...any) []string {
 	tb.Helper()
 	rows, err := c.Query(context.Background(), sql, args...)
 	if err != nil {
@@ -248,7 +291,7 @@ func explain(tb testing.TB, c *pgx.Conn, sql string, args ...any) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return strings.Join(plan, "\n")
+	return plan
 }
 
 // captureTracer keeps the last ListReferrals query its pool ran. It sees
@@ -354,6 +397,8 @@ const (
 
 // referralData is what a list benchmark needs to know of a load.
 type referralData struct {
+	summary        string // how long the load took
+	summarized     sync.Once
 	spa            uuid.UUID // the coordinator's and therapist's practice
 	coordinator    loadedPractitioner
 	therapist      loadedPractitioner
@@ -781,9 +826,16 @@ func loadReferrals(tb testing.TB, pool *pgxpool.Pool, n int) *referralData {
 	if _, err := pool.Exec(ctx, `VACUUM (ANALYZE) organizations, practitioners, patients, referrals, referral_transitions, referral_questions`); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Logf("loaded %d referrals in %v (copy %v, vacuum and analyze %v)", n, time.Since(began).Round(time.Millisecond),
+	d.summary = fmt.Sprintf("loaded %d referrals in %v (copy and index %v, vacuum and analyze %v)", n, time.Since(began).Round(time.Millisecond),
 		copied.Round(time.Millisecond), (time.Since(began) - copied).Round(time.Millisecond))
+	tb.Log(d.summary)
 	return d
+}
+
+// logLoad logs the load's summary in the first sub-benchmark that asks: a
+// benchmark with sub-benchmarks prints its own log only under -v.
+func (d *referralData) logLoad(b *testing.B) {
+	d.summarized.Do(func() { b.Log(d.summary) })
 }
 
 // binaryIDs hands pgx each uuid.UUID as [16]byte, which it encodes

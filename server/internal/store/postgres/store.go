@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"time"
@@ -76,7 +77,7 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 	// batch, then the commit: the record commits with the work it
 	// describes; if the commit fails, the call records its failure on its
 	// own afterwards.
-	t.queueEvents()
+	audited := false
 	if e := audit.FromContext(ctx); e != nil {
 		if r, ok := e.Take("OK"); ok {
 			defer func() {
@@ -85,8 +86,12 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 				}
 			}()
 			t.pending.Queue(auditSQL, auditArgs(r)...)
+			audited = true
 		}
 	}
+	// The event cursor row comes last: it serializes every transaction that
+	// writes events, so it is held for the least time.
+	t.queueEvents()
 	start := time.Now()
 	if err = t.flush(ctx); err != nil {
 		return err
@@ -94,7 +99,7 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 	if err = ptx.Commit(ctx); err != nil {
 		return err
 	}
-	if s.auditWritten != nil {
+	if audited && s.auditWritten != nil {
 		s.auditWritten(time.Since(start))
 	}
 	return nil
@@ -220,16 +225,20 @@ func mapError(err error) error {
 			return careteam.ErrConflict
 		case pgErr.Code == "57014": // query_canceled, by statement timeout
 			return context.DeadlineExceeded
-		case pgErr.Code == "53300" || pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P03":
-			// too_many_connections, connection exceptions, admin shutdown,
-			// cannot_connect_now
+		case pgErr.Code == "53300" || pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03":
+			// too_many_connections, connection exceptions, admin and crash
+			// shutdown, cannot_connect_now
 			return fmt.Errorf("%w (sqlstate %s)", careteam.ErrUnavailable, pgErr.Code)
 		}
 		return fmt.Errorf("database error (sqlstate %s)", pgErr.Code)
 	}
+	// A server that goes away without a word (immediate shutdown, a crash
+	// elsewhere in the cluster) leaves only an EOF behind. Retrying is safe:
+	// every write carries a request id.
 	var netErr net.Error
 	var connectErr *pgconn.ConnectError
-	if errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.SafeToRetry(err) {
+	if errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, pgx.ErrTxClosed) || errors.Is(err, pgconn.ErrConnClosed) {
 		return careteam.ErrUnavailable
 	}
 	return err

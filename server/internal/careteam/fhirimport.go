@@ -1,0 +1,568 @@
+package careteam
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
+)
+
+// ImportKey names an imported ServiceRequest by its business identifier.
+// It is unique within the importing physician's organization, as patient
+// identifiers are, so that nothing tells another organization that an
+// order is known here.
+type ImportKey struct {
+	OrganizationID uuid.UUID
+	Identifier     Identifier
+}
+
+// ImportRef names a resource the way a FHIR reference does: by careteam id
+// (a resource careteam exported) or by external identifiers.
+type ImportRef struct {
+	ID          uuid.UUID
+	Identifiers []Identifier
+}
+
+func (r ImportRef) given() bool { return r.ID != uuid.Nil || len(r.Identifiers) > 0 }
+
+// ServiceRequestImport is a FHIR ServiceRequest in domain terms, as package
+// fhir maps it.
+type ServiceRequestImport struct {
+	// Key is the ServiceRequest's identifier, which makes the import
+	// idempotent. ReferralID replaces it when the identifier is careteam's
+	// own: the ServiceRequest of an exported referral.
+	Key        Identifier
+	ReferralID uuid.UUID
+	// Submit is set for an active ServiceRequest: the referral is
+	// SUBMITTED at once.
+	Submit bool
+	// Requester is the requesting practitioner; zero when not named.
+	Requester ImportRef
+	// Patient is the subject: its ID (a careteam id) or Identifiers find
+	// it, the rest registers it when nothing is found, unless
+	// PatientFindOnly (the subject named an identifier and no resource).
+	Patient         Patient
+	PatientFindOnly bool
+	// Diagnoses are the Conditions the ServiceRequest cites.
+	Diagnoses []ImportedDiagnosis
+	// Order carries the referral's order: ReasonCodes, ClinicalNotes,
+	// Priority, RequestedTechniques, AuthorizedVisits, ValidUntil (zero: the
+	// default for a new referral, unchanged for a re-import) and
+	// RequiredSpecialties.
+	Order Referral
+	// Therapist and Practice are the performer; either may be zero.
+	Therapist, Practice ImportRef
+	// Locate returns the element of the FHIR input a domain field path
+	// ("patient.birth_date", "diagnoses[1].icd10_code",
+	// "referral.valid_until") came from, or "" when it knows none, so that
+	// a rejection points into what the caller sent.
+	Locate func(field string) string
+}
+
+// ImportedDiagnosis is a Condition: a diagnosis to find (by its careteam
+// id when it names one, else by code among the caller's diagnoses of the
+// patient) or record. Reason marks the referral's reasons.
+type ImportedDiagnosis struct {
+	Diagnosis Diagnosis
+	Reason    bool
+}
+
+// ImportResult is what an import found or made.
+type ImportResult struct {
+	Referral  *Referral
+	Patient   *Patient
+	Diagnoses []*Diagnosis
+	// Changed is false when the import found the referral as it was and
+	// wrote nothing.
+	Changed bool
+}
+
+// ImportServiceRequest imports a FHIR ServiceRequest as a referral of the
+// calling physician, in one transaction: the patient found by identifier or
+// registered, the diagnoses found or recorded, the referral created and,
+// for an active ServiceRequest, SUBMITTED at once. The ServiceRequest's
+// identifier makes it idempotent: the same content again finds the
+// referral and writes nothing; changed content updates the order and the
+// diagnoses while the referral is DRAFT or SUBMITTED, and is refused once
+// it has moved on.
+func (s *Service) ImportServiceRequest(ctx context.Context, p Principal, in ServiceRequestImport, idem Idempotency) (*ImportResult, error) {
+	if err := authorizePhysician(p, "import ServiceRequests"); err != nil {
+		return nil, err
+	}
+	res, err := mutate(ctx, s, p, "ImportServiceRequest", idem,
+		func(tx Tx) (*ImportResult, uuid.UUID, error) {
+			res, err := s.importServiceRequest(ctx, tx, p, &in)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			return res, res.Referral.ID, nil
+		},
+		func(tx Tx, id uuid.UUID) (*ImportResult, error) { return s.readImport(ctx, tx, p, id) })
+	return res, relocate(err, in.Locate)
+}
+
+// authorizeRequester lets a physician import only what they requested: a
+// requester the ServiceRequest names must be the caller, by careteam id or
+// by one of the caller's directory identifiers (such as an NPI).
+func authorizeRequester(me *Practitioner, requester ImportRef) error {
+	if !requester.given() || requester.ID == me.ID {
+		return nil
+	}
+	if requester.ID == uuid.Nil && slices.ContainsFunc(requester.Identifiers, func(id Identifier) bool { return slices.Contains(me.Identifiers, id) }) {
+		return nil
+	}
+	return fmt.Errorf("a physician imports the ServiceRequests they requested: %w", ErrPermissionDenied)
+}
+
+// importPlan is what an import resolved before it writes.
+type importPlan struct {
+	patient    *Patient
+	newPatient bool
+	diagnoses  []*Diagnosis
+	// isNew and changed are parallel to diagnoses.
+	isNew, changed []bool
+	therapist, org uuid.UUID
+}
+
+// uniqueDiagnoses lists each diagnosis once, in the order the Conditions
+// named them.
+func (plan *importPlan) uniqueDiagnoses() []*Diagnosis {
+	var out []*Diagnosis
+	for _, d := range plan.diagnoses {
+		if !slices.ContainsFunc(out, func(o *Diagnosis) bool { return o.ID == d.ID }) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func (s *Service) importServiceRequest(ctx context.Context, tx Tx, p Principal, in *ServiceRequestImport) (*ImportResult, error) {
+	now := s.clock.Now()
+	me, err := tx.GetPractitioner(ctx, p.PractitionerID, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorizeRequester(me, in.Requester); err != nil {
+		return nil, err
+	}
+	var f fields
+	plan, err := s.resolveImport(ctx, tx, p, in, &f, now)
+	if err != nil {
+		return nil, err
+	}
+	if plan.patient == nil {
+		return nil, f.err()
+	}
+	order := in.Order
+	order.PatientID, order.ReferringPhysicianID = plan.patient.ID, me.ID
+	order.TargetTherapistID, order.TargetOrgID = plan.therapist, plan.org
+	order.ReasonDiagnoses = nil
+	for i, d := range in.Diagnoses {
+		if d.Reason && !slices.Contains(order.ReasonDiagnoses, plan.diagnoses[i].ID) {
+			order.ReasonDiagnoses = append(order.ReasonDiagnoses, plan.diagnoses[i].ID)
+		}
+	}
+
+	existing := in.ReferralID
+	if existing == uuid.Nil {
+		id := newID()
+		holder, claimed, err := tx.ClaimImport(ctx, ImportKey{OrganizationID: me.OrganizationID, Identifier: in.Key}, id)
+		if err != nil {
+			return nil, err
+		}
+		if claimed {
+			order.ID = id
+			return s.createImported(ctx, tx, p, me, in, plan, order, &f, now)
+		}
+		existing = holder
+	}
+	return s.reimport(ctx, tx, p, me, in, plan, order, existing, &f, now)
+}
+
+// resolveImport finds the patient, the diagnoses and the target, and
+// validates the patient and the diagnoses, filing bad fields in f.
+func (s *Service) resolveImport(ctx context.Context, tx Tx, p Principal, in *ServiceRequestImport, f *fields, now time.Time) (*importPlan, error) {
+	plan := &importPlan{}
+	pt := in.Patient
+	if !in.PatientFindOnly {
+		s.validatePatient(f, &pt)
+	}
+	found, err := s.findImportedPatient(ctx, tx, p, in.Patient)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case found != nil:
+		plan.patient = found
+	case in.PatientFindOnly:
+		f.add("referral.patient", "no patient you can see has this identifier")
+		return plan, nil
+	case len(pt.Identifiers) == 0:
+		f.add("patient.identifiers", "at least one identifier is required: it finds the patient again on the next import")
+		return plan, nil
+	default:
+		pt.ID, pt.OrganizationID, pt.RegisteredBy = newID(), p.OrganizationID, p.PractitionerID
+		pt.Version, pt.CreateTime, pt.UpdateTime = 1, now, now
+		plan.patient, plan.newPatient = &pt, true
+	}
+	if err := s.resolveDiagnoses(ctx, tx, p, in, plan, f, now); err != nil {
+		return nil, err
+	}
+	if err := resolveTarget(ctx, tx, in, plan, f); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// findImportedPatient finds the subject among the patients the caller may
+// see: by careteam id, else by the first identifier that finds one,
+// preferring the caller's organization's registration as LookupPatient
+// does. It returns nil when nothing is found.
+func (s *Service) findImportedPatient(ctx context.Context, tx Tx, p Principal, in Patient) (*Patient, error) {
+	if in.ID != uuid.Nil {
+		return s.getPatient(ctx, tx, p, in.ID, false)
+	}
+	scope, err := patientScope(p, false)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range in.Identifiers {
+		rows, err := tx.FindPatientsByIdentifier(ctx, scope, id)
+		if err != nil {
+			return nil, err
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		found := rows[0]
+		if i := slices.IndexFunc(rows, func(pt *Patient) bool { return pt.OrganizationID == p.OrganizationID }); i >= 0 {
+			found = rows[i]
+		}
+		audit.Touch(ctx, Patients.Name(found.ID), found.ID)
+		return found, nil
+	}
+	return nil, nil
+}
+
+// resolveDiagnoses validates each Condition and finds the diagnosis it
+// names: by careteam id, else the caller's diagnosis of the patient with
+// the same code, else a new one. A found diagnosis takes the Condition's
+// display, status, severity, red flags, body sites and notes.
+func (s *Service) resolveDiagnoses(ctx context.Context, tx Tx, p Principal, in *ServiceRequestImport, plan *importPlan, f *fields, now time.Time) error {
+	var recorded []*Diagnosis
+	if !plan.newPatient {
+		var err error
+		if recorded, err = tx.ListDiagnoses(ctx, plan.patient.ID, Page{Size: maxPageSize}); err != nil {
+			return err
+		}
+	}
+	for i, imp := range in.Diagnoses {
+		field := fmt.Sprintf("diagnoses[%d]", i)
+		d := imp.Diagnosis
+		d.PatientID = plan.patient.ID
+		nested(f, "diagnosis", field, func(sub *fields) { s.validateDiagnosis(sub, &d) })
+		var cur *Diagnosis
+		if d.ID != uuid.Nil {
+			found, err := s.readDiagnosis(ctx, tx, p, d.ID, true)
+			if err != nil {
+				return err
+			}
+			if found.PatientID != d.PatientID {
+				f.add(field, "a diagnosis of another patient")
+			} else if d.ICD10Code != "" && found.ICD10Code != d.ICD10Code {
+				f.add(field+".icd10_code", "differs from the code of the diagnosis it names; a new code is a new diagnosis")
+			}
+			cur = found
+		} else {
+			// The same Condition twice, or the caller's earlier diagnosis.
+			pick := func(x *Diagnosis) bool {
+				return x.ICD10Code == d.ICD10Code && x.PhysicianID == p.PractitionerID && x.PatientID == d.PatientID
+			}
+			if j := slices.IndexFunc(plan.diagnoses, pick); j >= 0 {
+				cur = plan.diagnoses[j]
+			} else if j := slices.IndexFunc(recorded, pick); j >= 0 {
+				cur = recorded[j]
+				audit.Touch(ctx, Diagnoses.Name(cur.ID), cur.PatientID)
+			}
+		}
+		switch {
+		case cur == nil:
+			d.ID, d.PhysicianID, d.Version, d.CreateTime, d.UpdateTime = newID(), p.PractitionerID, 1, now, now
+			plan.diagnoses, plan.isNew, plan.changed = append(plan.diagnoses, &d), append(plan.isNew, true), append(plan.changed, false)
+		default:
+			changed := cur.Display != d.Display || cur.ClinicalStatus != d.ClinicalStatus || cur.Severity != d.Severity ||
+				!slices.Equal(cur.RedFlags, d.RedFlags) || !slices.Equal(cur.BodySites, d.BodySites) || cur.Notes != d.Notes
+			if changed {
+				next := *cur
+				next.Display, next.ClinicalStatus, next.Severity = d.Display, d.ClinicalStatus, d.Severity
+				next.RedFlags, next.BodySites, next.Notes = d.RedFlags, d.BodySites, d.Notes
+				cur = &next
+			}
+			plan.diagnoses, plan.isNew, plan.changed = append(plan.diagnoses, cur), append(plan.isNew, false), append(plan.changed, changed)
+		}
+	}
+	return nil
+}
+
+// resolveTarget finds the performer in the directory.
+func resolveTarget(ctx context.Context, tx Tx, in *ServiceRequestImport, plan *importPlan, f *fields) error {
+	plan.therapist = in.Therapist.ID
+	if plan.therapist == uuid.Nil {
+		for _, id := range in.Therapist.Identifiers {
+			pr, err := tx.FindPractitionerByIdentifier(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			plan.therapist = pr.ID
+			break
+		}
+		if plan.therapist == uuid.Nil && in.Therapist.given() {
+			f.add("referral.target_therapist", "no practitioner in the directory has this identifier")
+		}
+	}
+	plan.org = in.Practice.ID
+	if plan.org == uuid.Nil {
+		for _, id := range in.Practice.Identifiers {
+			orgs, err := tx.FindOrganizationsByIdentifier(ctx, id)
+			if err != nil {
+				return err
+			}
+			if len(orgs) > 1 {
+				f.add("referral.target_organization", "several organizations in the directory have this identifier")
+				return nil
+			}
+			if len(orgs) == 1 {
+				plan.org = orgs[0].ID
+				break
+			}
+		}
+		if plan.org == uuid.Nil && in.Practice.given() {
+			f.add("referral.target_organization", "no organization in the directory has this identifier")
+		}
+	}
+	return nil
+}
+
+// createImported writes a new referral and what it needs: the patient if
+// new, the diagnoses new or changed, the submission.
+func (s *Service) createImported(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, plan *importPlan, r Referral, f *fields, now time.Time) (*ImportResult, error) {
+	f.merge(s.validateReferral(p, &r, now))
+	if err := f.err(); err != nil {
+		return nil, err
+	}
+	if err := s.checkTarget(ctx, tx, &r, r.TargetTherapistID, r.TargetOrgID, now); err != nil {
+		return nil, err
+	}
+	if plan.newPatient {
+		audit.Touch(ctx, Patients.Name(plan.patient.ID), plan.patient.ID)
+		if err := tx.InsertPatient(ctx, plan.patient); err != nil {
+			return nil, err
+		}
+	}
+	r.ReferringOrgID, r.State = me.OrganizationID, ReferralDraft
+	r.Version, r.CreateTime, r.UpdateTime = 1, now, now
+	r.History = []StateChange{{To: ReferralDraft, Actor: me.ID, Time: now, Reason: "imported from a FHIR ServiceRequest"}}
+	audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID)
+	if err := tx.InsertReferral(ctx, &r); err != nil {
+		return nil, err
+	}
+	tx.AppendEvent(referralEvent(EventReferralCreated, &r, me.ID, now))
+	if err := s.saveImportedDiagnoses(ctx, tx, me, plan, now); err != nil {
+		return nil, err
+	}
+	if in.Submit {
+		r.transition(ReferralSubmitted, me.ID, now, "", s.cfg.AckWindow, true)
+		if err := saveReferral(ctx, tx, &r, now); err != nil {
+			return nil, err
+		}
+		tx.AppendEvent(referralEvent(EventReferralSubmitted, &r, me.ID, now))
+	}
+	r.derive(now)
+	return &ImportResult{Referral: &r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses(), Changed: true}, nil
+}
+
+// reimport applies an import to the referral it names. Content equal to
+// the referral's changes nothing; changed content is applied only while
+// the referral is DRAFT or SUBMITTED, before a therapist has taken it on.
+func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, plan *importPlan, order Referral, id uuid.UUID, f *fields, now time.Time) (*ImportResult, error) {
+	r, err := s.lockReferral(ctx, tx, p, id, true)
+	if err != nil {
+		return nil, err
+	}
+	if r.ReferringPhysicianID != me.ID {
+		return nil, fmt.Errorf("%s was imported by another physician: %w", Referrals.Name(r.ID), ErrPermissionDenied)
+	}
+	if r.PatientID != order.PatientID {
+		return nil, &InvalidError{Violations: []FieldViolation{{Field: "referral.patient", Description: "the referral imported under this identifier is of another patient"}}}
+	}
+	if order.ValidUntil.IsZero() {
+		order.ValidUntil = r.ValidUntil
+	}
+	// A performer the referral already has is no change: a therapist
+	// without their practice, or a practice whose therapist took the
+	// referral on.
+	named := order.TargetTherapistID != uuid.Nil || order.TargetOrgID != uuid.Nil
+	if named && (order.TargetTherapistID == uuid.Nil || order.TargetTherapistID == r.TargetTherapistID) &&
+		(order.TargetOrgID == uuid.Nil || order.TargetOrgID == r.TargetOrgID) {
+		order.TargetTherapistID, order.TargetOrgID = r.TargetTherapistID, r.TargetOrgID
+	}
+	invalid := s.validateReferral(p, &order, now)
+	if err := f.err(); err != nil {
+		f.merge(invalid)
+		return nil, f.err()
+	}
+	submit := in.Submit && r.State == ReferralDraft
+	changed := submit || orderChanged(r, &order) || slices.Contains(plan.isNew, true) || slices.Contains(plan.changed, true)
+	if !changed {
+		r.derive(now)
+		return &ImportResult{Referral: r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses()}, nil
+	}
+	// Judged only for a change: content equal to the referral is the
+	// referral as it stands, even once its validity has passed.
+	if invalid != nil {
+		return nil, invalid
+	}
+	if state := r.StateAt(now); state != ReferralDraft && state != ReferralSubmitted {
+		return nil, precondition("REFERRAL_STATE", Referrals.Name(r.ID), "the referral is %s; a re-import changes it only while it is DRAFT or SUBMITTED", state)
+	}
+	if order.TargetTherapistID != r.TargetTherapistID || order.TargetOrgID != r.TargetOrgID {
+		if err := s.checkTarget(ctx, tx, &order, order.TargetTherapistID, order.TargetOrgID, now); err != nil {
+			return nil, err
+		}
+	}
+	r.TargetTherapistID, r.TargetOrgID = order.TargetTherapistID, order.TargetOrgID
+	r.ReasonDiagnoses, r.ReasonCodes, r.ClinicalNotes, r.Priority = order.ReasonDiagnoses, order.ReasonCodes, order.ClinicalNotes, order.Priority
+	r.RequestedTechniques, r.AuthorizedVisits, r.ValidUntil = order.RequestedTechniques, order.AuthorizedVisits, order.ValidUntil
+	r.RequiredSpecialties = order.RequiredSpecialties
+	if err := tx.UpdateReferralOrder(ctx, r); err != nil {
+		return nil, err
+	}
+	r.transition(r.State, me.ID, now, "changed by a FHIR re-import", s.cfg.AckWindow, false)
+	if submit {
+		r.transition(ReferralSubmitted, me.ID, now, "", s.cfg.AckWindow, true)
+	}
+	if err := saveReferral(ctx, tx, r, now); err != nil {
+		return nil, err
+	}
+	// The contract has no event for a changed order: the receiver hears
+	// of it as a submission of the new content.
+	if r.State == ReferralSubmitted {
+		tx.AppendEvent(referralEvent(EventReferralSubmitted, r, me.ID, now))
+	}
+	if err := s.saveImportedDiagnoses(ctx, tx, me, plan, now); err != nil {
+		return nil, err
+	}
+	r.derive(now)
+	return &ImportResult{Referral: r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses(), Changed: true}, nil
+}
+
+// orderChanged reports whether the imported order differs from what the
+// referral holds; both are normalized by validateReferral.
+func orderChanged(r, order *Referral) bool {
+	sameSet := func(a, b []uuid.UUID) bool {
+		return len(a) == len(b) && !slices.ContainsFunc(a, func(id uuid.UUID) bool { return !slices.Contains(b, id) })
+	}
+	return !sameSet(r.ReasonDiagnoses, order.ReasonDiagnoses) || !slices.Equal(r.ReasonCodes, order.ReasonCodes) ||
+		r.ClinicalNotes != order.ClinicalNotes || r.Priority != order.Priority ||
+		!slices.Equal(r.RequestedTechniques, order.RequestedTechniques) || r.AuthorizedVisits != order.AuthorizedVisits ||
+		!r.ValidUntil.Equal(order.ValidUntil.Truncate(time.Microsecond)) || !slices.Equal(r.RequiredSpecialties, order.RequiredSpecialties) ||
+		r.TargetTherapistID != order.TargetTherapistID || r.TargetOrgID != order.TargetOrgID
+}
+
+// saveImportedDiagnoses records the new diagnoses and saves the changed
+// ones, each with its event.
+func (s *Service) saveImportedDiagnoses(ctx context.Context, tx Tx, me *Practitioner, plan *importPlan, now time.Time) error {
+	saved := map[uuid.UUID]bool{}
+	for i, d := range plan.diagnoses {
+		if saved[d.ID] || (!plan.isNew[i] && !plan.changed[i]) {
+			continue
+		}
+		saved[d.ID] = true
+		audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
+		event := EventDiagnosisRecorded
+		if plan.isNew[i] {
+			if err := tx.InsertDiagnosis(ctx, d); err != nil {
+				return err
+			}
+		} else {
+			d.Version++
+			d.UpdateTime = now
+			if err := tx.UpdateDiagnosis(ctx, d); err != nil {
+				return err
+			}
+			event = EventDiagnosisUpdated
+		}
+		if err := s.diagnosisEvent(ctx, tx, event, d, me.ID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readImport rebuilds the result of an import that a retry replays: the
+// referral, its patient and its reason diagnoses.
+func (s *Service) readImport(ctx context.Context, tx Tx, p Principal, id uuid.UUID) (*ImportResult, error) {
+	r, err := s.readReferral(ctx, tx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := s.getPatient(ctx, tx, p, r.PatientID, false)
+	if err != nil {
+		return nil, err
+	}
+	res := &ImportResult{Referral: r, Patient: pt}
+	for _, did := range r.ReasonDiagnoses {
+		d, err := s.readDiagnosis(ctx, tx, p, did, false)
+		if err != nil {
+			return nil, err
+		}
+		res.Diagnoses = append(res.Diagnoses, d)
+	}
+	return res, nil
+}
+
+// merge adds the violations of an InvalidError to f; other errors cannot
+// come from the validations it is given.
+func (f *fields) merge(err error) {
+	var inv *InvalidError
+	if errors.As(err, &inv) {
+		f.violations = append(f.violations, inv.Violations...)
+	}
+}
+
+// nested runs a validation that names its fields under from and files
+// its violations under to.
+func nested(f *fields, from, to string, validate func(*fields)) {
+	var sub fields
+	validate(&sub)
+	for _, v := range sub.violations {
+		v.Field = to + strings.TrimPrefix(v.Field, from)
+		f.violations = append(f.violations, v)
+	}
+}
+
+// relocate names each bad field of an InvalidError by where it sat in the
+// caller's input, as locate knows it.
+func relocate(err error, locate func(string) string) error {
+	var inv *InvalidError
+	if locate == nil || !errors.As(err, &inv) {
+		return err
+	}
+	out := &InvalidError{Violations: make([]FieldViolation, len(inv.Violations))}
+	for i, v := range inv.Violations {
+		if at := locate(v.Field); at != "" {
+			v.Field = at
+		}
+		out.Violations[i] = v
+	}
+	return out
+}
