@@ -309,7 +309,7 @@ var transitionCols = []string{"referral_id", "seq", "from_state", "to_state", "a
 var sessionCols = []string{"id", "referral_id", "patient_id", "therapist_id", "clearance_id", "state", "planned",
 	"scheduled_start_time", "start_time", "visit_number", "note_status", "subjective", "objective", "assessment", "plan",
 	"pain_before", "pain_after", "treatments", "duration_minutes", "signed_by", "sign_time", "content_sha256",
-	"version", "create_time", "update_time"}
+	"version", "create_time", "update_time", "referring_physician_id", "referring_org_id", "target_org_id"}
 
 // sessionRows returns the referral's sessions: a visit every few days
 // from its acceptance, each note signed an hour after it started but for
@@ -319,6 +319,7 @@ func (g *generator) sessionRows(r *seedRef, rng *rand.Rand, planJSON json.RawMes
 		return nil
 	}
 	th := g.therapists[r.therapist]
+	phys := g.physicianOf(r)
 	accepted := g.stepTime(r, 2)
 	rows := make([][]any, 0, r.sessions)
 	for v := 1; v <= int(r.sessions); v++ {
@@ -359,7 +360,8 @@ func (g *generator) sessionRows(r *seedRef, rng *rand.Rand, planJSON json.RawMes
 		}
 		rows = append(rows, []any{ss.ID, r.id, ss.PatientID, th.id, ss.ClearanceID, state, planJSON,
 			start, start, int32(v), noteStatus, subjective, objective, assessment, planText,
-			painBefore, painAfter, treatments, duration, signedBy, signTime, hash, version, start, update})
+			painBefore, painAfter, treatments, duration, signedBy, signTime, hash, version, start, update,
+			phys.id, phys.org, g.therapists[r.spa].org})
 	}
 	return rows
 }

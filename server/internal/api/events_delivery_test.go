@@ -1195,7 +1195,9 @@ func TestEventsSlowConsumerIsCutOff(t *testing.T) {
 			got = append(got, e)
 		}
 	}
-	if len(got) == 0 || len(got) >= len(drList) {
+	// How much went out before the cut depends on scheduling; what matters
+	// is that it is a prefix, and the error names where it ends.
+	if len(got) >= len(drList) {
 		t.Fatalf("the slow watcher received %d of %d events before it was cut off", len(got), len(drList))
 	}
 	sameEvents(t, "the slow watcher", got, drList[:len(got)])

@@ -15,8 +15,18 @@ import (
 // referralVisible is the SQL form of a careteam.ReferralScope over the
 // referrals row aliased r.
 func referralVisible(s careteam.ReferralScope, args pgx.NamedArgs) string {
+	or := referralBranches(s, args)
+	if len(or) == 0 {
+		return "false"
+	}
+	return "(" + strings.Join(or, " OR ") + ")"
+}
+
+// referralBranches are the relations of a scope, each a condition an index
+// serves; a referral is visible when any holds.
+func referralBranches(s careteam.ReferralScope, args pgx.NamedArgs) []string {
 	if s.Any {
-		return "true"
+		return []string{"true"}
 	}
 	var or []string
 	if s.ReferringPhysician != uuid.Nil {
@@ -31,10 +41,7 @@ func referralVisible(s careteam.ReferralScope, args pgx.NamedArgs) string {
 		args["rs_therapist"], args["rs_therapist_org"] = s.Therapist, s.TherapistOrg
 		or = append(or, `r.target_therapist_id = @rs_therapist`, `(r.target_therapist_id IS NULL AND r.target_org_id = @rs_therapist_org)`)
 	}
-	if len(or) == 0 {
-		return "false"
-	}
-	return "(" + strings.Join(or, " OR ") + ")"
+	return or
 }
 
 const referralColumns = `r.id, r.patient_id, r.referring_physician_id, r.referring_org_id, r.target_therapist_id, r.target_org_id,
@@ -183,7 +190,7 @@ func (t *tx) GetReferral(ctx context.Context, id uuid.UUID, scope careteam.Refer
 
 func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f careteam.ReferralFilter, page careteam.Page) ([]*careteam.Referral, error) {
 	args := pgx.NamedArgs{"limit": page.Size + 1, "now": f.Now, "expirable": careteam.ExpirableStates}
-	where := []string{referralVisible(scope, args)}
+	var where []string
 	if page.After != uuid.Nil {
 		args["after"] = page.After
 		where = append(where, `r.id < @after`)
@@ -226,8 +233,23 @@ func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f 
 	if f.Overdue {
 		where = append(where, `r.state = 'SUBMITTED' AND r.ack_due <= @now AND r.valid_until > @now`)
 	}
-	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE `+strings.Join(where, " AND ")+
-		` ORDER BY r.id DESC LIMIT @limit`, args)
+	// No index returns an OR of relations newest first, and a backward scan
+	// of the whole table finds a caller's few rows slowly; so each relation
+	// reads its own newest page off its index, and the union is cut to one
+	// page.
+	filters := ""
+	if len(where) > 0 {
+		filters = " AND " + strings.Join(where, " AND ")
+	}
+	var parts []string
+	for _, b := range referralBranches(scope, args) {
+		parts = append(parts, `(SELECT r.id FROM referrals r WHERE `+b+filters+` ORDER BY r.id DESC LIMIT @limit)`)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.id IN (`+strings.Join(parts, " UNION ALL ")+
+		`) ORDER BY r.id DESC LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
 	}

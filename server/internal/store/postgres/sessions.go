@@ -12,20 +12,41 @@ import (
 )
 
 // sessionVisible is the SQL form of a careteam.SessionScope over the
-// sessions row aliased s joined to its referral aliased r.
+// sessions row aliased s.
 func sessionVisible(scope careteam.SessionScope, args pgx.NamedArgs) string {
+	or := sessionBranches(scope, args)
+	if len(or) == 0 {
+		return "false"
+	}
+	return "(" + strings.Join(or, " OR ") + ")"
+}
+
+// sessionBranches are the relations of a scope, each served by an index.
+// A session carries its referral's parties, whose relations a referral
+// scope names.
+func sessionBranches(scope careteam.SessionScope, args pgx.NamedArgs) []string {
 	var or []string
 	if scope.Therapist != uuid.Nil {
 		args["ss_therapist"] = scope.Therapist
 		or = append(or, `s.therapist_id = @ss_therapist`)
 	}
-	if rs := referralVisible(scope.Referrals, args); rs != "false" {
-		or = append(or, rs)
+	rs := scope.Referrals
+	if rs.Any {
+		or = append(or, "true")
 	}
-	if len(or) == 0 {
-		return "false"
+	if rs.ReferringPhysician != uuid.Nil {
+		args["ss_physician"] = rs.ReferringPhysician
+		or = append(or, `s.referring_physician_id = @ss_physician`)
 	}
-	return "(" + strings.Join(or, " OR ") + ")"
+	if rs.ReferralOrg != uuid.Nil {
+		args["ss_org"] = rs.ReferralOrg
+		or = append(or, `s.referring_org_id = @ss_org`, `s.target_org_id = @ss_org`)
+	}
+	if rs.Therapist != uuid.Nil {
+		args["ss_referral_therapist"] = rs.Therapist
+		or = append(or, `s.therapist_id = @ss_referral_therapist`)
+	}
+	return or
 }
 
 const sessionColumns = `s.id, s.referral_id, s.patient_id, s.therapist_id, s.clearance_id, s.state, s.planned,
@@ -78,8 +99,11 @@ func scanSession(row pgx.Row) (*careteam.Session, error) {
 func (t *tx) InsertSession(ctx context.Context, s *careteam.Session) error {
 	err := t.exec(ctx, `
 		INSERT INTO sessions (id, referral_id, patient_id, therapist_id, clearance_id, state, planned,
-			scheduled_start_time, start_time, visit_number, note_status, version, create_time, update_time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			scheduled_start_time, start_time, visit_number, note_status, version, create_time, update_time,
+			referring_physician_id, referring_org_id, target_org_id)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+			r.referring_physician_id, r.referring_org_id, r.target_org_id
+		FROM referrals r WHERE r.id = $2`,
 		s.ID, s.ReferralID, s.PatientID, s.TherapistID, s.ClearanceID, s.State, s.Planned,
 		s.ScheduledStartTime, s.StartTime, s.VisitNumber, s.Note.Status, s.Version, s.CreateTime, s.UpdateTime)
 	return err
@@ -134,8 +158,7 @@ func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 
 func (t *tx) GetSession(ctx context.Context, id uuid.UUID, scope careteam.SessionScope, forUpdate bool) (*careteam.Session, error) {
 	args := pgx.NamedArgs{"id": id}
-	q := `SELECT ` + sessionColumns + ` FROM sessions s JOIN referrals r ON r.id = s.referral_id
-		WHERE s.id = @id AND ` + sessionVisible(scope, args)
+	q := `SELECT ` + sessionColumns + ` FROM sessions s WHERE s.id = @id AND ` + sessionVisible(scope, args)
 	var s *careteam.Session
 	var err error
 	if forUpdate {
@@ -148,7 +171,7 @@ func (t *tx) GetSession(ctx context.Context, id uuid.UUID, scope careteam.Sessio
 
 func (t *tx) ListSessions(ctx context.Context, scope careteam.SessionScope, f careteam.SessionFilter, page careteam.Page) ([]*careteam.Session, error) {
 	args := pgx.NamedArgs{"limit": page.Size + 1}
-	where := []string{sessionVisible(scope, args)}
+	var where []string
 	if page.After != uuid.Nil {
 		args["after"] = page.After
 		where = append(where, `s.id < @after`)
@@ -177,8 +200,21 @@ func (t *tx) ListSessions(ctx context.Context, scope careteam.SessionScope, f ca
 		args["state"] = f.State
 		where = append(where, `s.state = @state`)
 	}
-	rows, err := t.query(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN referrals r ON r.id = s.referral_id
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY s.id DESC LIMIT @limit`, args)
+	// As in ListReferrals: each relation reads its own newest page off its
+	// index, and the union is cut to one page.
+	filters := ""
+	if len(where) > 0 {
+		filters = " AND " + strings.Join(where, " AND ")
+	}
+	var parts []string
+	for _, b := range sessionBranches(scope, args) {
+		parts = append(parts, `(SELECT s.id FROM sessions s WHERE `+b+filters+` ORDER BY s.id DESC LIMIT @limit)`)
+	}
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	rows, err := t.query(ctx, `SELECT `+sessionColumns+` FROM sessions s WHERE s.id IN (`+strings.Join(parts, " UNION ALL ")+
+		`) ORDER BY s.id DESC LIMIT @limit`, args)
 	if err != nil {
 		return nil, err
 	}

@@ -58,14 +58,23 @@ CREATE TABLE referrals (
     -- A started session uses one visit, exactly once.
     CHECK (used_visits BETWEEN 0 AND authorized_visits)
 );
--- One index per way a worklist is filtered, each ending in id so that the
--- newest-first keyset page is read straight off the index.
+-- One index per way a caller sees referrals and a worklist is filtered,
+-- each ending in id, so that each part of ListReferrals' visibility reads
+-- its newest-first keyset page straight off an index, however few rows the
+-- caller sees among millions. Open worklists (SUBMITTED, overdue) have
+-- partial indexes of their own per scope column.
 CREATE INDEX referrals_patient ON referrals (patient_id, id);
 CREATE INDEX referrals_referring_physician ON referrals (referring_physician_id, id);
 CREATE INDEX referrals_referring_org ON referrals (referring_org_id, id);
 CREATE INDEX referrals_target_org ON referrals (target_org_id, id);
 CREATE INDEX referrals_target_therapist ON referrals (target_therapist_id, id);
-CREATE INDEX referrals_overdue ON referrals (ack_due) WHERE state = 'SUBMITTED';
+CREATE INDEX referrals_unassigned ON referrals (target_org_id, id) WHERE target_therapist_id IS NULL;
+CREATE INDEX referrals_submitted_physician ON referrals (referring_physician_id, id) WHERE state = 'SUBMITTED';
+CREATE INDEX referrals_submitted_referring_org ON referrals (referring_org_id, id) WHERE state = 'SUBMITTED';
+CREATE INDEX referrals_submitted_target_org ON referrals (target_org_id, id) WHERE state = 'SUBMITTED';
+CREATE INDEX referrals_submitted_therapist ON referrals (target_therapist_id, id) WHERE state = 'SUBMITTED';
+-- A therapist's referrals all go to their practice: say so to the planner.
+CREATE STATISTICS referrals_target_dependency (dependencies) ON target_therapist_id, target_org_id FROM referrals;
 
 CREATE TABLE referral_transitions (
     referral_id uuid        NOT NULL REFERENCES referrals (id),

@@ -62,6 +62,12 @@ CREATE TABLE sessions (
     referral_id          uuid        NOT NULL REFERENCES referrals (id),
     patient_id           uuid        NOT NULL REFERENCES patients (id),
     therapist_id         uuid        NOT NULL REFERENCES practitioners (id),
+    -- The referral's parties, copied (a referral's parties no longer change
+    -- once it is treated) so that each way a caller sees sessions has an
+    -- index of its own.
+    referring_physician_id uuid      NOT NULL REFERENCES practitioners (id),
+    referring_org_id     uuid        NOT NULL REFERENCES organizations (id),
+    target_org_id        uuid        NOT NULL REFERENCES organizations (id),
     clearance_id         uuid        NOT NULL REFERENCES clearances (id),
     state                text        NOT NULL CHECK (state IN ('STARTED', 'COMPLETED', 'CANCELLED', 'NO_SHOW')),
     planned              jsonb       NOT NULL,
@@ -96,6 +102,9 @@ CREATE INDEX sessions_referral ON sessions (referral_id, id);
 CREATE UNIQUE INDEX sessions_visit ON sessions (referral_id, visit_number);
 CREATE INDEX sessions_patient ON sessions (patient_id, id);
 CREATE INDEX sessions_therapist ON sessions (therapist_id, id);
+CREATE INDEX sessions_referring_physician ON sessions (referring_physician_id, id);
+CREATE INDEX sessions_referring_org ON sessions (referring_org_id, id);
+CREATE INDEX sessions_target_org ON sessions (target_org_id, id);
 
 -- +goose Down
 -- Forward-only: released migrations are never reversed.
