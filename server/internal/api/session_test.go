@@ -1,37 +1,22 @@
 package api_test
 
 import (
-	"context"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
-	"github.com/careteam/careteam/server/internal/api"
-	"github.com/careteam/careteam/server/internal/auth"
-	"github.com/careteam/careteam/server/internal/careteam"
-	"github.com/careteam/careteam/server/internal/clock"
-	"github.com/careteam/careteam/server/internal/store/postgres"
-	"github.com/careteam/careteam/server/internal/testdb"
 )
 
 func i32(v int32) *int32 { return &v }
@@ -992,121 +977,28 @@ func TestSessionAccess(t *testing.T) {
 	wantList("pages", paged, s3, s2, s1)
 }
 
-// newBenchAPI is newHarness for a benchmark, whose helpers are tied to
-// *testing.T: a careteamd on loopback over a database of its own, and
-// clients calling as a subject.
-func newBenchAPI(b *testing.B) (*clock.Manual, func(subject string) *client.Client) {
-	b.Helper()
-	pool := testdb.New(b)
-	clk := clock.NewManual(start)
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	key := jose.JSONWebKey{Key: priv, KeyID: "bench", Algorithm: string(jose.EdDSA), Use: "sig"}
-	signer, err := devtoken.NewSigner(key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{key.Public()}, Clock: clk.Now,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := careteam.NewService(postgres.New(pool, log), clk, careteam.Config{BootstrapAdmin: rootAdmin, AckWindow: 48 * time.Hour})
-	srv, err := api.NewServer(api.Config{Service: svc, Verifier: verifier, Health: health.NewServer(), Log: log})
-	if err != nil {
-		b.Fatal(err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	b.Cleanup(srv.Stop)
-	return clk, func(subject string) *client.Client {
-		c, err := client.Dial(lis.Addr().String(), client.WithPlaintext(), client.WithToken(func(context.Context) (string, error) {
-			return signer.Sign(devtoken.Claims{Issuer: testIssuer, Subject: subject, Audience: devtoken.Audience, IssuedAt: clk.Now(), TTL: 24 * time.Hour})
-		}))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { c.Close() })
-		return c
-	}
-}
-
 // BenchmarkSessionCycle measures a therapist's whole visit through the API
 // and the database: start under the gate, write the note, sign it.
 func BenchmarkSessionCycle(b *testing.B) {
-	clk, as := newBenchAPI(b)
-	ctx := b.Context()
-	root, dr, lmt := as(rootAdmin), as("dr"), as("lmt")
+	tm := newTeam(b)
+	ctx := tm.ctx
+	lmt := tm.as("lmt")
+	refs := benchReferrals(tm, b.N/52+1)
+	note := &pb.SessionNote{
+		Subjective: "Low back ache, better than last week.", Assessment: "Improving.", Plan: "Continue weekly.",
+		PainBefore: i32(5), PainAfter: i32(3), Treatments: swedishLumbar, DurationMinutes: 50,
+	}
+	mask := fieldMask("subjective", "assessment", "plan", "pain_before", "pain_after", "treatments", "duration_minutes")
 	must := func(err error) {
 		b.Helper()
 		if err != nil {
 			b.Fatal(err)
 		}
 	}
-	org := func(name string, kind pb.OrganizationKind) string {
-		resp, err := root.Directory.CreateOrganization(ctx, &pb.CreateOrganizationRequest{Organization: &pb.Organization{DisplayName: name, Kind: kind}})
-		must(err)
-		return resp.GetOrganization().GetName()
-	}
-	clinic := org("Clinic", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
-	spa := org("Spa", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
-	_, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
-		DisplayName: "dr", Role: pb.Role_ROLE_PHYSICIAN, Organization: clinic, Subject: "dr"}})
-	must(err)
-	th, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
-		DisplayName: "lmt", Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: spa, Subject: "lmt",
-		Licence: &pb.Licence{Number: "LMT-1", Jurisdiction: "US-WA", ExpireDate: clk.Now().AddDate(1, 0, 0).Format("2006-01-02")}}})
-	must(err)
-	pt, err := dr.Patients.CreatePatient(ctx, &pb.CreatePatientRequest{Patient: &pb.Patient{GivenName: "Given", FamilyName: "Family", BirthDate: "1970-01-01"}})
-	must(err)
-	patient := pt.GetPatient().GetName()
-
-	const visits = 52 // a year of weekly sessions
-	newReferral := func() string {
-		resp, err := dr.Referrals.CreateReferral(ctx, &pb.CreateReferralRequest{Referral: &pb.Referral{
-			Patient: patient, TargetTherapist: th.GetPractitioner().GetName(), ReasonCodes: []string{"M54.50"},
-			Priority: pb.ReferralPriority_REFERRAL_PRIORITY_ROUTINE, AuthorizedVisits: visits,
-			ValidUntil: timestamppb.New(clk.Now().AddDate(0, 0, 90)),
-		}})
-		must(err)
-		name := resp.GetReferral().GetName()
-		_, err = dr.Referrals.SubmitReferral(ctx, &pb.SubmitReferralRequest{Name: name})
-		must(err)
-		_, err = lmt.Referrals.AcceptReferral(ctx, &pb.AcceptReferralRequest{Name: name})
-		must(err)
-		return name
-	}
-	note := &pb.SessionNote{
-		Subjective: "Low back ache, better than last week.", Assessment: "Improving.", Plan: "Continue weekly.",
-		PainBefore: i32(5), PainAfter: i32(3), Treatments: swedishLumbar, DurationMinutes: 50,
-	}
-	mask := fieldMask("subjective", "assessment", "plan", "pain_before", "pain_after", "treatments", "duration_minutes")
-
-	referral, used := newReferral(), 0
-	// The practice sees the patient only once a referral reaches it.
-	_, err = lmt.Clinical.RecordConsent(ctx, &pb.RecordConsentRequest{Consent: &pb.Consent{
-		Patient: patient, FormVersion: "2026-01", SignedDate: clk.Now().Format("2006-01-02"), Signer: pb.ConsentSigner_CONSENT_SIGNER_PATIENT}})
-	must(err)
-	_, err = dr.Clinical.IssueClearance(ctx, &pb.IssueClearanceRequest{Clearance: &pb.Clearance{
-		Patient: patient, Decision: pb.ClearanceDecision_CLEARANCE_DECISION_CLEARED}})
-	must(err)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if used == visits {
-			b.StopTimer()
-			referral, used = newReferral(), 0
-			b.StartTimer()
-		}
-		started, err := lmt.Sessions.StartSession(ctx, &pb.StartSessionRequest{Referral: referral, Planned: swedishLumbar})
+		started, err := lmt.Sessions.StartSession(ctx, &pb.StartSessionRequest{Referral: refs[i/52].GetName(), Planned: swedishLumbar})
 		must(err)
-		used++
 		updated, err := lmt.Sessions.UpdateSessionNote(ctx, &pb.UpdateSessionNoteRequest{
 			Name: started.GetSession().GetName(), Note: note, UpdateMask: mask, Etag: started.GetSession().GetEtag(),
 		})
