@@ -12,8 +12,6 @@ import (
 // benchReferrals makes n accepted referrals with clearance and consent, each
 // authorizing 52 visits, so that a benchmark can start many sessions.
 func benchReferrals(tm *team, n int) []*pb.Referral {
-	tm.consent()
-	tm.clear(&pb.Clearance{})
 	var out []*pb.Referral
 	for range n {
 		in := tm.newReferral()
@@ -27,6 +25,9 @@ func benchReferrals(tm *team, n int) []*pb.Referral {
 		}
 		out = append(out, r)
 	}
+	// The practice sees the patient once a referral has reached it.
+	tm.consent()
+	tm.clear(&pb.Clearance{})
 	return out
 }
 
