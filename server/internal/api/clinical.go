@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 
+	"github.com/google/uuid"
+
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
@@ -51,15 +53,7 @@ func diagnosisToProto(d *careteam.Diagnosis) *pb.Diagnosis {
 }
 
 func (s *clinicalServer) RecordDiagnosis(ctx context.Context, req *pb.RecordDiagnosisRequest) (*pb.RecordDiagnosisResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	in, err := diagnosisFromProto(req.GetDiagnosis())
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.svc.RecordDiagnosis(ctx, p, in, idempotency(req.GetRequestId(), req))
+	d, err := create(ctx, req, req.GetDiagnosis(), diagnosisFromProto, s.svc.RecordDiagnosis)
 	if err != nil {
 		return nil, err
 	}
@@ -67,15 +61,7 @@ func (s *clinicalServer) RecordDiagnosis(ctx context.Context, req *pb.RecordDiag
 }
 
 func (s *clinicalServer) GetDiagnosis(ctx context.Context, req *pb.GetDiagnosisRequest) (*pb.GetDiagnosisResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Diagnoses, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	d, err := s.svc.GetDiagnosis(ctx, p, id)
+	d, err := onNamed(ctx, careteam.Diagnoses, req.GetName(), s.svc.GetDiagnosis)
 	if err != nil {
 		return nil, err
 	}
@@ -297,15 +283,9 @@ func (s *clinicalServer) IssueClearance(ctx context.Context, req *pb.IssueCleara
 }
 
 func (s *clinicalServer) SuspendClearance(ctx context.Context, req *pb.SuspendClearanceRequest) (*pb.SuspendClearanceResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Clearances, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.svc.SuspendClearance(ctx, p, id, enumToDomain[careteam.RedFlag](req.GetRedFlag()), req.GetObservation(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	c, err := onNamed(ctx, careteam.Clearances, req.GetName(), func(ctx context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Clearance, error) {
+		return s.svc.SuspendClearance(ctx, p, id, enumToDomain[careteam.RedFlag](req.GetRedFlag()), req.GetObservation(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -313,15 +293,9 @@ func (s *clinicalServer) SuspendClearance(ctx context.Context, req *pb.SuspendCl
 }
 
 func (s *clinicalServer) RevokeClearance(ctx context.Context, req *pb.RevokeClearanceRequest) (*pb.RevokeClearanceResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Clearances, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.svc.RevokeClearance(ctx, p, id, req.GetReason(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	c, err := onNamed(ctx, careteam.Clearances, req.GetName(), func(ctx context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Clearance, error) {
+		return s.svc.RevokeClearance(ctx, p, id, req.GetReason(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -329,15 +303,7 @@ func (s *clinicalServer) RevokeClearance(ctx context.Context, req *pb.RevokeClea
 }
 
 func (s *clinicalServer) GetClearance(ctx context.Context, req *pb.GetClearanceRequest) (*pb.GetClearanceResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Clearances, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	c, err := s.svc.GetClearance(ctx, p, id)
+	c, err := onNamed(ctx, careteam.Clearances, req.GetName(), s.svc.GetClearance)
 	if err != nil {
 		return nil, err
 	}

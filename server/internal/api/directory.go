@@ -58,15 +58,7 @@ func (s *directoryServer) CreateOrganization(ctx context.Context, req *pb.Create
 }
 
 func (s *directoryServer) GetOrganization(ctx context.Context, req *pb.GetOrganizationRequest) (*pb.GetOrganizationResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Organizations, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	o, err := s.svc.GetOrganization(ctx, p, id)
+	o, err := onNamed(ctx, careteam.Organizations, req.GetName(), s.svc.GetOrganization)
 	if err != nil {
 		return nil, err
 	}
@@ -140,15 +132,7 @@ func practitionerToProto(p *careteam.Practitioner) *pb.Practitioner {
 }
 
 func (s *directoryServer) CreatePractitioner(ctx context.Context, req *pb.CreatePractitionerRequest) (*pb.CreatePractitionerResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	in, err := practitionerFromProto(req.GetPractitioner())
-	if err != nil {
-		return nil, err
-	}
-	pr, err := s.svc.CreatePractitioner(ctx, p, in, idempotency(req.GetRequestId(), req))
+	pr, err := create(ctx, req, req.GetPractitioner(), practitionerFromProto, s.svc.CreatePractitioner)
 	if err != nil {
 		return nil, err
 	}
@@ -156,15 +140,7 @@ func (s *directoryServer) CreatePractitioner(ctx context.Context, req *pb.Create
 }
 
 func (s *directoryServer) GetPractitioner(ctx context.Context, req *pb.GetPractitionerRequest) (*pb.GetPractitionerResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Practitioners, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	pr, err := s.svc.GetPractitioner(ctx, p, id)
+	pr, err := onNamed(ctx, careteam.Practitioners, req.GetName(), s.svc.GetPractitioner)
 	if err != nil {
 		return nil, err
 	}

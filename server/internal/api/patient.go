@@ -42,15 +42,7 @@ func patientToProto(p *careteam.Patient) *pb.Patient {
 }
 
 func (s *patientServer) CreatePatient(ctx context.Context, req *pb.CreatePatientRequest) (*pb.CreatePatientResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	in, err := patientFromProto(req.GetPatient())
-	if err != nil {
-		return nil, err
-	}
-	pt, err := s.svc.CreatePatient(ctx, p, in, idempotency(req.GetRequestId(), req))
+	pt, err := create(ctx, req, req.GetPatient(), patientFromProto, s.svc.CreatePatient)
 	if err != nil {
 		return nil, err
 	}
@@ -58,15 +50,7 @@ func (s *patientServer) CreatePatient(ctx context.Context, req *pb.CreatePatient
 }
 
 func (s *patientServer) GetPatient(ctx context.Context, req *pb.GetPatientRequest) (*pb.GetPatientResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Patients, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	pt, err := s.svc.GetPatient(ctx, p, id)
+	pt, err := onNamed(ctx, careteam.Patients, req.GetName(), s.svc.GetPatient)
 	if err != nil {
 		return nil, err
 	}

@@ -91,15 +91,7 @@ func referralToProto(r *careteam.Referral) *pb.Referral {
 }
 
 func (s *referralServer) CreateReferral(ctx context.Context, req *pb.CreateReferralRequest) (*pb.CreateReferralResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	in, err := referralFromProto(req.GetReferral())
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.svc.CreateReferral(ctx, p, in, idempotency(req.GetRequestId(), req))
+	r, err := create(ctx, req, req.GetReferral(), referralFromProto, s.svc.CreateReferral)
 	if err != nil {
 		return nil, err
 	}
@@ -107,15 +99,7 @@ func (s *referralServer) CreateReferral(ctx context.Context, req *pb.CreateRefer
 }
 
 func (s *referralServer) GetReferral(ctx context.Context, req *pb.GetReferralRequest) (*pb.GetReferralResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Referrals, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	r, err := s.svc.GetReferral(ctx, p, id)
+	r, err := onNamed(ctx, careteam.Referrals, req.GetName(), s.svc.GetReferral)
 	if err != nil {
 		return nil, err
 	}
@@ -158,15 +142,9 @@ func (s *referralServer) ListReferrals(ctx context.Context, req *pb.ListReferral
 // transition runs one lifecycle RPC: parse the name, call the use case,
 // return the referral.
 func (s *referralServer) transition(ctx context.Context, name string, call func(careteam.Principal, uuid.UUID) (*careteam.Referral, error)) (*pb.Referral, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Referrals, "name", name)
-	if err != nil {
-		return nil, err
-	}
-	r, err := call(p, id)
+	r, err := onNamed(ctx, careteam.Referrals, name, func(_ context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Referral, error) {
+		return call(p, id)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -261,15 +239,10 @@ func (s *referralServer) CompleteReferral(ctx context.Context, req *pb.CompleteR
 }
 
 func (s *referralServer) GetReferralProgress(ctx context.Context, req *pb.GetReferralProgressRequest) (*pb.GetReferralProgressResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Referrals, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	_, pr, err := s.svc.GetReferralProgress(ctx, p, id)
+	pr, err := onNamed(ctx, careteam.Referrals, req.GetName(), func(ctx context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Progress, error) {
+		_, pr, err := s.svc.GetReferralProgress(ctx, p, id)
+		return pr, err
+	})
 	if err != nil {
 		return nil, err
 	}

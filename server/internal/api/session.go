@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"github.com/google/uuid"
+
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
@@ -110,15 +112,7 @@ func (s *sessionServer) StartSession(ctx context.Context, req *pb.StartSessionRe
 }
 
 func (s *sessionServer) GetSession(ctx context.Context, req *pb.GetSessionRequest) (*pb.GetSessionResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Sessions, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	ss, err := s.svc.GetSession(ctx, p, id)
+	ss, err := onNamed(ctx, careteam.Sessions, req.GetName(), s.svc.GetSession)
 	if err != nil {
 		return nil, err
 	}
@@ -158,15 +152,9 @@ func (s *sessionServer) ListSessions(ctx context.Context, req *pb.ListSessionsRe
 }
 
 func (s *sessionServer) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Sessions, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	ss, err := s.svc.CancelSession(ctx, p, id, enumToDomain[string](req.GetReason()), req.GetText(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	ss, err := onNamed(ctx, careteam.Sessions, req.GetName(), func(ctx context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Session, error) {
+		return s.svc.CancelSession(ctx, p, id, enumToDomain[string](req.GetReason()), req.GetText(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -213,15 +201,9 @@ func (s *sessionServer) UpdateSessionNote(ctx context.Context, req *pb.UpdateSes
 }
 
 func (s *sessionServer) SignSessionNote(ctx context.Context, req *pb.SignSessionNoteRequest) (*pb.SignSessionNoteResponse, error) {
-	p, err := principalFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	id, err := parseName(careteam.Sessions, "name", req.GetName())
-	if err != nil {
-		return nil, err
-	}
-	ss, err := s.svc.SignSessionNote(ctx, p, id, req.GetDeviationReason(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	ss, err := onNamed(ctx, careteam.Sessions, req.GetName(), func(ctx context.Context, p careteam.Principal, id uuid.UUID) (*careteam.Session, error) {
+		return s.svc.SignSessionNote(ctx, p, id, req.GetDeviationReason(), req.GetEtag(), idempotency(req.GetRequestId(), req))
+	})
 	if err != nil {
 		return nil, err
 	}

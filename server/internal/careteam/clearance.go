@@ -225,12 +225,7 @@ func (s *Service) readClearance(ctx context.Context, tx Tx, p Principal, id uuid
 
 // GetClearance returns a clearance the caller may see.
 func (s *Service) GetClearance(ctx context.Context, p Principal, id uuid.UUID) (*Clearance, error) {
-	var c *Clearance
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		c, err = s.readClearance(ctx, tx, p, id, false)
-		return err
-	})
-	return c, err
+	return inTx(ctx, s, func(tx Tx) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
 }
 
 // ListClearances lists the clearances (and open requests) of the patients
@@ -240,20 +235,11 @@ func (s *Service) ListClearances(ctx context.Context, p Principal, f ClearanceFi
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	page = normalizePage(page)
 	f.Now = s.clock.Now()
-	var rows []*Clearance
-	var next uuid.UUID
-	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		if rows, err = tx.ListClearances(ctx, scope, f, page); err != nil {
-			return err
-		}
-		rows, next = trimPage(rows, page, func(c *Clearance) uuid.UUID { return c.ID })
-		for _, c := range rows {
-			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
-		}
-		return nil
-	})
+	rows, next, err := listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Clearance, error) { return tx.ListClearances(ctx, scope, f, page) },
+		func(c *Clearance) uuid.UUID { return c.ID },
+		func(c *Clearance) { audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID) })
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
@@ -592,19 +578,12 @@ func (s *Service) RecordConsent(ctx context.Context, p Principal, c Consent, ide
 
 // ListConsents lists a visible patient's consents.
 func (s *Service) ListConsents(ctx context.Context, p Principal, patient uuid.UUID, page Page) ([]*Consent, uuid.UUID, error) {
-	page = normalizePage(page)
-	var rows []*Consent
-	err := s.store.InTx(ctx, func(tx Tx) error {
-		if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
-			return err
-		}
-		var err error
-		rows, err = tx.ListConsents(ctx, patient, page)
-		return err
-	})
-	if err != nil {
-		return nil, uuid.Nil, err
-	}
-	rows, next := trimPage(rows, page, func(c *Consent) uuid.UUID { return c.ID })
-	return rows, next, nil
+	return listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Consent, error) {
+			if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
+				return nil, err
+			}
+			return tx.ListConsents(ctx, patient, page)
+		},
+		func(c *Consent) uuid.UUID { return c.ID }, nil)
 }

@@ -138,33 +138,20 @@ func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid
 
 // GetDiagnosis returns a diagnosis the caller may see.
 func (s *Service) GetDiagnosis(ctx context.Context, p Principal, id uuid.UUID) (*Diagnosis, error) {
-	var d *Diagnosis
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		d, err = s.readDiagnosis(ctx, tx, p, id, false)
-		return err
-	})
-	return d, err
+	return inTx(ctx, s, func(tx Tx) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
 }
 
 // ListDiagnoses lists a visible patient's diagnoses, oldest first.
 func (s *Service) ListDiagnoses(ctx context.Context, p Principal, patient uuid.UUID, page Page) ([]*Diagnosis, uuid.UUID, error) {
-	page = normalizePage(page)
-	var rows []*Diagnosis
-	var next uuid.UUID
-	err := s.store.InTx(ctx, func(tx Tx) error {
-		if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
-			return err
-		}
-		var err error
-		if rows, err = tx.ListDiagnoses(ctx, patient, page); err != nil {
-			return err
-		}
-		rows, next = trimPage(rows, page, func(d *Diagnosis) uuid.UUID { return d.ID })
-		for _, d := range rows {
-			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
-		}
-		return nil
-	})
+	rows, next, err := listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Diagnosis, error) {
+			if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
+				return nil, err
+			}
+			return tx.ListDiagnoses(ctx, patient, page)
+		},
+		func(d *Diagnosis) uuid.UUID { return d.ID },
+		func(d *Diagnosis) { audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID) })
 	if err != nil {
 		return nil, uuid.Nil, err
 	}

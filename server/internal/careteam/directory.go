@@ -145,27 +145,14 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organiz
 // GetOrganization returns an organization. The directory is readable by
 // every authenticated caller: routing needs it and it holds no patient data.
 func (s *Service) GetOrganization(ctx context.Context, p Principal, id uuid.UUID) (*Organization, error) {
-	var o *Organization
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		o, err = tx.GetOrganization(ctx, id)
-		return err
-	})
-	return o, err
+	return inTx(ctx, s, func(tx Tx) (*Organization, error) { return tx.GetOrganization(ctx, id) })
 }
 
 // ListOrganizations lists organizations by creation.
 func (s *Service) ListOrganizations(ctx context.Context, p Principal, f OrganizationFilter, page Page) ([]*Organization, uuid.UUID, error) {
-	page = normalizePage(page)
-	var rows []*Organization
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListOrganizations(ctx, f, page)
-		return err
-	})
-	if err != nil {
-		return nil, uuid.Nil, err
-	}
-	rows, next := trimPage(rows, page, func(o *Organization) uuid.UUID { return o.ID })
-	return rows, next, nil
+	return listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Organization, error) { return tx.ListOrganizations(ctx, f, page) },
+		func(o *Organization) uuid.UUID { return o.ID }, nil)
 }
 
 func (s *Service) validatePractitioner(f *fields, pr *Practitioner) {
@@ -233,31 +220,18 @@ func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practi
 // GetPractitioner returns a practitioner; readable by every authenticated
 // caller.
 func (s *Service) GetPractitioner(ctx context.Context, p Principal, id uuid.UUID) (*Practitioner, error) {
-	var pr *Practitioner
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		pr, err = tx.GetPractitioner(ctx, id, false)
-		return err
-	})
-	return pr, err
+	return inTx(ctx, s, func(tx Tx) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
 }
 
 // ListPractitioners lists practitioners by creation. activeLicence keeps
 // those whose licence is valid today.
 func (s *Service) ListPractitioners(ctx context.Context, p Principal, f PractitionerFilter, activeLicence bool, page Page) ([]*Practitioner, uuid.UUID, error) {
-	page = normalizePage(page)
 	if activeLicence {
 		f.LicenceActiveOn = dateOf(s.clock.Now())
 	}
-	var rows []*Practitioner
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListPractitioners(ctx, f, page)
-		return err
-	})
-	if err != nil {
-		return nil, uuid.Nil, err
-	}
-	rows, next := trimPage(rows, page, func(p *Practitioner) uuid.UUID { return p.ID })
-	return rows, next, nil
+	return listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Practitioner, error) { return tx.ListPractitioners(ctx, f, page) },
+		func(pr *Practitioner) uuid.UUID { return pr.ID }, nil)
 }
 
 // UpdatePractitioner changes the fields named in mask. etag, when not

@@ -304,12 +304,7 @@ func cloneEvent(e *Event) *Event {
 // EventsAfter returns up to limit events after cursor, unfiltered, for the
 // server's fan-out to subscribers.
 func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*Event, error) {
-	var rows []*Event
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListEvents(ctx, nil, EventFilter{}, after, limit)
-		return err
-	})
-	return rows, err
+	return inTx(ctx, s, func(tx Tx) ([]*Event, error) { return tx.ListEvents(ctx, nil, EventFilter{}, after, limit) })
 }
 
 // ReplayEvents returns up to limit events after cursor that sub receives,
@@ -335,21 +330,11 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 
 // LatestEventCursor returns the newest cursor committed.
 func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
-	var c int64
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		c, err = tx.LatestEventCursor(ctx)
-		return err
-	})
-	return c, err
+	return inTx(ctx, s, func(tx Tx) (int64, error) { return tx.LatestEventCursor(ctx) })
 }
 
 // PruneEvents deletes events older than before; watchers whose cursor is
 // older then get ErrCursorExpired.
 func (s *Service) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		n, err = tx.PruneEvents(ctx, before)
-		return err
-	})
-	return n, err
+	return inTx(ctx, s, func(tx Tx) (int64, error) { return tx.PruneEvents(ctx, before) })
 }

@@ -24,12 +24,7 @@ type NoteUpdate struct {
 
 // GetSession returns a session the caller may see.
 func (s *Service) GetSession(ctx context.Context, p Principal, id uuid.UUID) (*Session, error) {
-	var ss *Session
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		ss, err = s.readSession(ctx, tx, p, id, false)
-		return err
-	})
-	return ss, err
+	return inTx(ctx, s, func(tx Tx) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
 }
 
 // ListSessions lists the sessions the caller may see, newest first.
@@ -38,19 +33,10 @@ func (s *Service) ListSessions(ctx context.Context, p Principal, f SessionFilter
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	page = normalizePage(page)
-	var rows []*Session
-	var next uuid.UUID
-	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		if rows, err = tx.ListSessions(ctx, scope, f, page); err != nil {
-			return err
-		}
-		rows, next = trimPage(rows, page, func(ss *Session) uuid.UUID { return ss.ID })
-		for _, ss := range rows {
-			audit.Touch(ctx, Sessions.Name(ss.ID), ss.PatientID)
-		}
-		return nil
-	})
+	rows, next, err := listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Session, error) { return tx.ListSessions(ctx, scope, f, page) },
+		func(ss *Session) uuid.UUID { return ss.ID },
+		func(ss *Session) { audit.Touch(ctx, Sessions.Name(ss.ID), ss.PatientID) })
 	if err != nil {
 		return nil, uuid.Nil, err
 	}

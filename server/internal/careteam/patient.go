@@ -108,12 +108,7 @@ func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UU
 
 // GetPatient returns a patient the caller may see.
 func (s *Service) GetPatient(ctx context.Context, p Principal, id uuid.UUID) (*Patient, error) {
-	var pt *Patient
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		pt, err = s.getPatient(ctx, tx, p, id, false)
-		return err
-	})
-	return pt, err
+	return inTx(ctx, s, func(tx Tx) (*Patient, error) { return s.getPatient(ctx, tx, p, id, false) })
 }
 
 // ListPatients lists the patients the caller may see, by registration.
@@ -122,20 +117,10 @@ func (s *Service) ListPatients(ctx context.Context, p Principal, f PatientFilter
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	page = normalizePage(page)
-	var rows []*Patient
-	var next uuid.UUID
-	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		if rows, err = tx.ListPatients(ctx, scope, f, page); err != nil {
-			return err
-		}
-		rows, next = trimPage(rows, page, func(p *Patient) uuid.UUID { return p.ID })
-		for _, pt := range rows {
-			audit.Touch(ctx, Patients.Name(pt.ID), pt.ID)
-		}
-		return nil
-	})
-	return rows, next, err
+	return listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Patient, error) { return tx.ListPatients(ctx, scope, f, page) },
+		func(pt *Patient) uuid.UUID { return pt.ID },
+		func(pt *Patient) { audit.Touch(ctx, Patients.Name(pt.ID), pt.ID) })
 }
 
 // UpdatePatient changes the fields named in mask.

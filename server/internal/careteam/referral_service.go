@@ -174,12 +174,7 @@ func (s *Service) lockReferral(ctx context.Context, tx Tx, p Principal, id uuid.
 
 // GetReferral returns a referral the caller may see.
 func (s *Service) GetReferral(ctx context.Context, p Principal, id uuid.UUID) (*Referral, error) {
-	var r *Referral
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		r, err = s.readReferral(ctx, tx, p, id)
-		return err
-	})
-	return r, err
+	return inTx(ctx, s, func(tx Tx) (*Referral, error) { return s.readReferral(ctx, tx, p, id) })
 }
 
 // ListReferrals lists the referrals the caller may see, newest first.
@@ -188,20 +183,11 @@ func (s *Service) ListReferrals(ctx context.Context, p Principal, f ReferralFilt
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
-	page = normalizePage(page)
 	f.Now = s.clock.Now()
-	var rows []*Referral
-	var next uuid.UUID
-	err = s.store.InTx(ctx, func(tx Tx) (err error) {
-		if rows, err = tx.ListReferrals(ctx, scope, f, page); err != nil {
-			return err
-		}
-		rows, next = trimPage(rows, page, func(r *Referral) uuid.UUID { return r.ID })
-		for _, r := range rows {
-			audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID)
-		}
-		return nil
-	})
+	rows, next, err := listPage(ctx, s, page,
+		func(tx Tx, page Page) ([]*Referral, error) { return tx.ListReferrals(ctx, scope, f, page) },
+		func(r *Referral) uuid.UUID { return r.ID },
+		func(r *Referral) { audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID) })
 	if err != nil {
 		return nil, uuid.Nil, err
 	}

@@ -52,6 +52,44 @@ func trimPage[T any](rows []T, p Page, id func(T) uuid.UUID) ([]T, uuid.UUID) {
 	return rows, id(rows[len(rows)-1])
 }
 
+// inTx runs fn in one transaction and returns its result.
+func inTx[T any](ctx context.Context, s *Service, fn func(tx Tx) (T, error)) (T, error) {
+	var out T
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		out, err = fn(tx)
+		return err
+	})
+	return out, err
+}
+
+// listPage reads one page in one transaction. list returns up to
+// page.Size+1 rows, the extra one saying that a next page exists; touch, when
+// not nil, names each row kept for the audit record, which the same
+// transaction writes.
+func listPage[T any](ctx context.Context, s *Service, page Page, list func(tx Tx, page Page) ([]T, error),
+	id func(T) uuid.UUID, touch func(T),
+) ([]T, uuid.UUID, error) {
+	page = normalizePage(page)
+	var rows []T
+	var next uuid.UUID
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		if rows, err = list(tx, page); err != nil {
+			return err
+		}
+		rows, next = trimPage(rows, page, id)
+		if touch != nil {
+			for _, r := range rows {
+				touch(r)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, uuid.Nil, err
+	}
+	return rows, next, nil
+}
+
 // mutate runs fn in one transaction, at most once per idempotency key: a
 // retry with the same request id gets load(id of the first result) instead,
 // and writes nothing. fn returns its result and the id of the resource it
