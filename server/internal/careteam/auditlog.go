@@ -36,11 +36,7 @@ func (s *Service) ListAuditEvents(ctx context.Context, p Principal, f AuditFilte
 		return nil, 0, err
 	}
 	size = normalizePage(Page{Size: size}).Size
-	var rows []*audit.Record
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
-		rows, err = tx.ListAudit(ctx, f, after, size+1)
-		return err
-	})
+	rows, err := read(ctx, s, func(tx Tx) ([]*audit.Record, error) { return tx.ListAudit(ctx, f, after, size+1) })
 	if err != nil {
 		return nil, 0, err
 	}

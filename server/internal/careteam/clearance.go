@@ -225,7 +225,7 @@ func (s *Service) readClearance(ctx context.Context, tx Tx, p Principal, id uuid
 
 // GetClearance returns a clearance the caller may see.
 func (s *Service) GetClearance(ctx context.Context, p Principal, id uuid.UUID) (*Clearance, error) {
-	return inTx(ctx, s, func(tx Tx) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
+	return read(ctx, s, func(tx Tx) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
 }
 
 // ListClearances lists the clearances (and open requests) of the patients

@@ -138,7 +138,7 @@ func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid
 
 // GetDiagnosis returns a diagnosis the caller may see.
 func (s *Service) GetDiagnosis(ctx context.Context, p Principal, id uuid.UUID) (*Diagnosis, error) {
-	return inTx(ctx, s, func(tx Tx) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
+	return read(ctx, s, func(tx Tx) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
 }
 
 // ListDiagnoses lists a visible patient's diagnoses, oldest first.

@@ -145,7 +145,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organiz
 // GetOrganization returns an organization. The directory is readable by
 // every authenticated caller: routing needs it and it holds no patient data.
 func (s *Service) GetOrganization(ctx context.Context, p Principal, id uuid.UUID) (*Organization, error) {
-	return inTx(ctx, s, func(tx Tx) (*Organization, error) { return tx.GetOrganization(ctx, id) })
+	return read(ctx, s, func(tx Tx) (*Organization, error) { return tx.GetOrganization(ctx, id) })
 }
 
 // ListOrganizations lists organizations by creation.
@@ -220,7 +220,7 @@ func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practi
 // GetPractitioner returns a practitioner; readable by every authenticated
 // caller.
 func (s *Service) GetPractitioner(ctx context.Context, p Principal, id uuid.UUID) (*Practitioner, error) {
-	return inTx(ctx, s, func(tx Tx) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
+	return read(ctx, s, func(tx Tx) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
 }
 
 // ListPractitioners lists practitioners by creation. activeLicence keeps

@@ -304,7 +304,7 @@ func cloneEvent(e *Event) *Event {
 // EventsAfter returns up to limit events after cursor, unfiltered, for the
 // server's fan-out to subscribers.
 func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*Event, error) {
-	return inTx(ctx, s, func(tx Tx) ([]*Event, error) { return tx.ListEvents(ctx, nil, EventFilter{}, after, limit) })
+	return read(ctx, s, func(tx Tx) ([]*Event, error) { return tx.ListEvents(ctx, nil, EventFilter{}, after, limit) })
 }
 
 // ReplayEvents returns up to limit events after cursor that sub receives,
@@ -330,11 +330,16 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 
 // LatestEventCursor returns the newest cursor committed.
 func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
-	return inTx(ctx, s, func(tx Tx) (int64, error) { return tx.LatestEventCursor(ctx) })
+	return read(ctx, s, func(tx Tx) (int64, error) { return tx.LatestEventCursor(ctx) })
 }
 
 // PruneEvents deletes events older than before; watchers whose cursor is
 // older then get ErrCursorExpired.
 func (s *Service) PruneEvents(ctx context.Context, before time.Time) (int64, error) {
-	return inTx(ctx, s, func(tx Tx) (int64, error) { return tx.PruneEvents(ctx, before) })
+	var n int64
+	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+		n, err = tx.PruneEvents(ctx, before)
+		return err
+	})
+	return n, err
 }

@@ -24,7 +24,7 @@ type NoteUpdate struct {
 
 // GetSession returns a session the caller may see.
 func (s *Service) GetSession(ctx context.Context, p Principal, id uuid.UUID) (*Session, error) {
-	return inTx(ctx, s, func(tx Tx) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
+	return read(ctx, s, func(tx Tx) (*Session, error) { return s.readSession(ctx, tx, p, id, false) })
 }
 
 // ListSessions lists the sessions the caller may see, newest first.

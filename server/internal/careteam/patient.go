@@ -108,7 +108,7 @@ func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UU
 
 // GetPatient returns a patient the caller may see.
 func (s *Service) GetPatient(ctx context.Context, p Principal, id uuid.UUID) (*Patient, error) {
-	return inTx(ctx, s, func(tx Tx) (*Patient, error) { return s.getPatient(ctx, tx, p, id, false) })
+	return read(ctx, s, func(tx Tx) (*Patient, error) { return s.getPatient(ctx, tx, p, id, false) })
 }
 
 // ListPatients lists the patients the caller may see, by registration.
@@ -172,7 +172,7 @@ func (s *Service) LookupPatient(ctx context.Context, p Principal, id Identifier)
 		return nil, err
 	}
 	var found *Patient
-	err = s.store.InTx(ctx, func(tx Tx) error {
+	err = s.store.Read(ctx, func(tx Tx) error {
 		rows, err := tx.FindPatientsByIdentifier(ctx, scope, id)
 		if err != nil {
 			return err

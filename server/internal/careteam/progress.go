@@ -65,7 +65,7 @@ type Progress struct {
 // referral; coordinators get the figures without clinical text.
 func (s *Service) GetReferralProgress(ctx context.Context, p Principal, id uuid.UUID) (*Referral, *Progress, error) {
 	var pr *Progress
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.store.Read(ctx, func(tx Tx) error {
 		r, err := s.readReferral(ctx, tx, p, id)
 		if err != nil {
 			return err

@@ -174,7 +174,7 @@ func (s *Service) lockReferral(ctx context.Context, tx Tx, p Principal, id uuid.
 
 // GetReferral returns a referral the caller may see.
 func (s *Service) GetReferral(ctx context.Context, p Principal, id uuid.UUID) (*Referral, error) {
-	return inTx(ctx, s, func(tx Tx) (*Referral, error) { return s.readReferral(ctx, tx, p, id) })
+	return read(ctx, s, func(tx Tx) (*Referral, error) { return s.readReferral(ctx, tx, p, id) })
 }
 
 // ListReferrals lists the referrals the caller may see, newest first.

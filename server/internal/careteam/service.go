@@ -52,27 +52,30 @@ func trimPage[T any](rows []T, p Page, id func(T) uuid.UUID) ([]T, uuid.UUID) {
 	return rows, id(rows[len(rows)-1])
 }
 
-// inTx runs fn in one transaction and returns its result.
-func inTx[T any](ctx context.Context, s *Service, fn func(tx Tx) (T, error)) (T, error) {
+// read runs fn's reads outside a transaction, sparing the BEGIN and COMMIT
+// round trips: under READ COMMITTED a transaction gives reads nothing more,
+// since each statement sees the data as of its own start either way (a
+// batch runs as one statement's transaction). The call's audit record is
+// then written on its own, before the answer leaves.
+func read[T any](ctx context.Context, s *Service, fn func(tx Tx) (T, error)) (T, error) {
 	var out T
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+	err := s.store.Read(ctx, func(tx Tx) (err error) {
 		out, err = fn(tx)
 		return err
 	})
 	return out, err
 }
 
-// listPage reads one page in one transaction. list returns up to
+// listPage reads one page, as read does. list returns up to
 // page.Size+1 rows, the extra one saying that a next page exists; touch, when
-// not nil, names each row kept for the audit record, which the same
-// transaction writes.
+// not nil, names each row kept for the call's audit record.
 func listPage[T any](ctx context.Context, s *Service, page Page, list func(tx Tx, page Page) ([]T, error),
 	id func(T) uuid.UUID, touch func(T),
 ) ([]T, uuid.UUID, error) {
 	page = normalizePage(page)
 	var rows []T
 	var next uuid.UUID
-	err := s.store.InTx(ctx, func(tx Tx) (err error) {
+	err := s.store.Read(ctx, func(tx Tx) (err error) {
 		if rows, err = list(tx, page); err != nil {
 			return err
 		}

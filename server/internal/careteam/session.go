@@ -151,7 +151,7 @@ func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, the
 		at = s.clock.Now()
 	}
 	var res *CheckResult
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err := s.store.Read(ctx, func(tx Tx) error {
 		facts, err := s.gateFacts(ctx, tx, p, referral, therapist, at, plan, false)
 		if err != nil {
 			return err

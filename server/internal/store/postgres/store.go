@@ -124,8 +124,9 @@ type querier interface {
 }
 
 // Read runs fn's reads on the pool without a transaction, saving the
-// BEGIN and COMMIT round trips where one snapshot is not needed (looking
-// up who is calling). fn must not write.
+// BEGIN and COMMIT round trips: each statement, or batch, runs in a
+// transaction of its own, which under READ COMMITTED sees what a statement
+// inside a longer one would. fn must not write.
 func (s *Store) Read(ctx context.Context, fn func(careteam.Tx) error) error {
 	t := &tx{tx: s.pool}
 	err := fn(t)
