@@ -47,6 +47,21 @@ func TestCareFlow(t *testing.T) {
 	}
 
 	jsonAs[pb.Consent](t, lmt, "consent", "record", "--patient", patient, "--form-version", "2026-01", "--signed", date(0))
+	if list := jsonAs[pb.ListConsentsResponse](t, lmt, "consent", "list", "--patient", patient); len(list.GetConsents()) != 1 {
+		t.Fatalf("consent list: %v", list)
+	}
+	dx := jsonAs[pb.Diagnosis](t, dr, "diagnosis", "record", "--patient", patient, "--code", "M47.816",
+		"--display", "Spondylosis, lumbar region", "--notes", "No radiculopathy.")
+	if got := jsonAs[pb.Diagnosis](t, lmt, "diagnosis", "get", dx.GetName()); got.GetIcd10Code() != "M47.816" || got.GetNotes() != "" {
+		t.Fatalf("the therapist's view of the diagnosis: %v", got)
+	}
+	upd := jsonAs[pb.Diagnosis](t, dr, "diagnosis", "update", dx.GetName(), "--status", "remission", "--etag", dx.GetEtag())
+	if upd.GetClinicalStatus() != pb.ClinicalStatus_CLINICAL_STATUS_REMISSION || upd.GetNotes() != "No radiculopathy." {
+		t.Fatalf("after the update: %v", upd)
+	}
+	if me := jsonAs[pb.GetCallerResponse](t, lmt, "whoami"); me.GetRole() != pb.Role_ROLE_MASSAGE_THERAPIST || me.GetPractitioner() == "" {
+		t.Fatalf("whoami: %v", me)
+	}
 	jsonAs[pb.Clearance](t, dr, "clearance", "issue", "--patient", patient, "--decision", "cleared-with-precautions",
 		"--avoid", "deep-tissue@lumbar", "--limit", "*@cervical/light", "--contraindicated", "hot-stone")
 	risky := as(t, lmt, "session", "start", name, "--treatment", "deep-tissue@lumbar/firm")

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -16,8 +17,11 @@ import (
 func init() {
 	register(
 		command{path: "diagnosis record", summary: "record a diagnosis (physicians)", setup: diagnosisRecord},
+		command{path: "diagnosis get", args: "diagnoses/ID", summary: "show a diagnosis", setup: diagnosisGet},
+		command{path: "diagnosis update", args: "diagnoses/ID", summary: "change a diagnosis's status, severity, notes, red flags or body sites (physicians)", setup: diagnosisUpdate},
 		command{path: "diagnosis list", summary: "list a patient's diagnoses", setup: diagnosisList},
 		command{path: "consent record", summary: "record the patient's consent to massage (the therapist's practice)", setup: consentRecord},
+		command{path: "consent list", summary: "list a patient's consents", setup: consentList},
 		command{path: "clearance request", summary: "ask a physician for clearance", setup: clearanceRequest},
 		command{path: "clearance issue", summary: "issue a clearance (physicians)", setup: clearanceIssue},
 		command{path: "clearance suspend", args: "clearances/ID", summary: "suspend a clearance: a new red flag was found", setup: clearanceSuspend},
@@ -106,6 +110,77 @@ func diagnosisRecord(fs *flag.FlagSet) action {
 	}
 }
 
+func diagnosisGet(fs *flag.FlagSet) action {
+	return func(e *env, args []string) (proto.Message, error) {
+		name, err := oneArg(args, "diagnoses/ID")
+		if err != nil {
+			return nil, err
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Clinical.GetDiagnosis(e.ctx, &pb.GetDiagnosisRequest{Name: name})
+		return resp.GetDiagnosis(), err
+	}
+}
+
+// diagnosisUpdate changes the fields whose flags are given, and only those.
+func diagnosisUpdate(fs *flag.FlagSet) action {
+	display := fs.String("display", "", "the code's display text")
+	status := fs.String("status", "", "active, recurrence, remission or resolved")
+	severity := fs.String("severity", "", "mild, moderate or severe")
+	notes := fs.String("notes", "", "your notes (replace the old ones)")
+	shareable := fs.Bool("notes-shareable", false, "let the treating therapist read the notes")
+	etag := fs.String("etag", "", "the etag you read, to refuse the update if it changed since")
+	var sites, flags stringList
+	fs.Var(&sites, "body-site", "body region, such as lumbar (repeatable; replaces the list)")
+	fs.Var(&flags, "red-flag", "red flag, such as suspected-fracture (repeatable; replaces the list)")
+	return func(e *env, args []string) (proto.Message, error) {
+		name, err := oneArg(args, "diagnoses/ID")
+		if err != nil {
+			return nil, err
+		}
+		st, err := enumValue[pb.ClinicalStatus]("status", *status)
+		if err != nil {
+			return nil, err
+		}
+		sev, err := enumValue[pb.Severity]("severity", *severity)
+		if err != nil {
+			return nil, err
+		}
+		bs, err := enumValues[pb.BodyRegion]("body-site", sites)
+		if err != nil {
+			return nil, err
+		}
+		rf, err := enumValues[pb.RedFlag]("red-flag", flags)
+		if err != nil {
+			return nil, err
+		}
+		paths := map[string]string{"display": "display", "status": "clinical_status", "severity": "severity", "notes": "notes",
+			"notes-shareable": "notes_shareable", "body-site": "body_sites", "red-flag": "red_flags"}
+		var mask []string
+		fs.Visit(func(f *flag.Flag) {
+			if p, ok := paths[f.Name]; ok {
+				mask = append(mask, p)
+			}
+		})
+		if len(mask) == 0 {
+			return nil, usagef("nothing to update")
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Clinical.UpdateDiagnosis(e.ctx, &pb.UpdateDiagnosisRequest{
+			Diagnosis: &pb.Diagnosis{Name: name, Display: *display, ClinicalStatus: st, Severity: sev, Notes: *notes,
+				NotesShareable: *shareable, BodySites: bs, RedFlags: rf, Etag: *etag},
+			UpdateMask: &fieldmaskpb.FieldMask{Paths: mask},
+		})
+		return resp.GetDiagnosis(), err
+	}
+}
+
 func diagnosisList(fs *flag.FlagSet) action {
 	patient := fs.String("patient", "", "patients/ID (required)")
 	return func(e *env, _ []string) (proto.Message, error) {
@@ -114,6 +189,17 @@ func diagnosisList(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		return c.Clinical.ListDiagnoses(e.ctx, &pb.ListDiagnosesRequest{Patient: *patient})
+	}
+}
+
+func consentList(fs *flag.FlagSet) action {
+	patient := fs.String("patient", "", "patients/ID (required)")
+	return func(e *env, _ []string) (proto.Message, error) {
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		return c.Clinical.ListConsents(e.ctx, &pb.ListConsentsRequest{Patient: *patient})
 	}
 }
 

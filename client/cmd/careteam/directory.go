@@ -15,6 +15,7 @@ import (
 func init() {
 	register(
 		command{path: "dev token", summary: "mint a development token from careteamd's dev key (local use only)", setup: devToken},
+		command{path: "whoami", summary: "show who careteamd takes the token's subject for: role, directory entry, organization", setup: whoami},
 		command{path: "org create", summary: "create an organization (bootstrap admin)", setup: orgCreate},
 		command{path: "org get", args: "organizations/ID", summary: "show an organization", setup: orgGet},
 		command{path: "org list", summary: "list organizations", setup: orgList},
@@ -23,6 +24,16 @@ func init() {
 		command{path: "practitioner list", summary: "list practitioners", setup: practitionerList},
 		command{path: "practitioner update", args: "practitioners/ID", summary: "change a practitioner (its organization's admin)", setup: practitionerUpdate},
 	)
+}
+
+func whoami(fs *flag.FlagSet) action {
+	return func(e *env, _ []string) (proto.Message, error) {
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		return c.Directory.GetCaller(e.ctx, &pb.GetCallerRequest{})
+	}
 }
 
 func devToken(fs *flag.FlagSet) action {
