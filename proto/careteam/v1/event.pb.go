@@ -47,7 +47,8 @@ const (
 	EventType_EVENT_TYPE_REFERRAL_CANCELLED EventType = 8
 	// A referral was completed.
 	EventType_EVENT_TYPE_REFERRAL_COMPLETED EventType = 9
-	// A referral expired (recorded when a write first finds it expired).
+	// A referral's validity passed (announced by careteamd's expiry sweep,
+	// within a minute).
 	EventType_EVENT_TYPE_REFERRAL_EXPIRED EventType = 10
 	// A referral went on hold (its clearance was suspended).
 	EventType_EVENT_TYPE_REFERRAL_ON_HOLD EventType = 11

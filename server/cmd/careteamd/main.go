@@ -180,6 +180,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	hub := events.NewHub(service, events.Config{Buffer: cfg.EventBuffer}, log)
 	metrics := telemetry.NewMetrics(pool, hub.Watchers)
 	store.ObserveAudit(metrics.AuditWritten)
+	store.ShedAfter(cfg.DBAcquireWait)
 	// The metrics interceptors go first, so that they time whole calls.
 	serverOpts = append(serverOpts,
 		grpc.ChainUnaryInterceptor(metrics.GRPC.UnaryServerInterceptor()),
@@ -225,6 +226,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go watchDatabase(ctx, pool, healthSrv, log)
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
+	go announceExpiries(hubCtx, service, log)
 
 	select {
 	case err := <-serveErr:
@@ -246,6 +248,41 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		srv.Stop()
 	}
 	return nil
+}
+
+// expirySweep is how often careteamd looks for referrals whose validity
+// has passed, to announce them to watchers; validity ends on a day, so a
+// minute is prompt.
+const expirySweep = time.Minute
+
+// announceExpiries writes the REFERRAL_EXPIRED events until ctx ends, a
+// batch at a time.
+func announceExpiries(ctx context.Context, service *careteam.Service, log *slog.Logger) {
+	const batch = 500
+	t := time.NewTicker(expirySweep)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			n, err := service.AnnounceExpiries(ctx, batch)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Warn("announcing expired referrals", "error", err.Error())
+				}
+				break
+			}
+			if n > 0 {
+				log.Info("expired referrals announced", "count", n)
+			}
+			if n < batch {
+				break
+			}
+		}
+	}
 }
 
 func newLogger(cfg *config.Config) (*slog.Logger, error) {

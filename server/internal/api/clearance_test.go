@@ -121,6 +121,27 @@ func TestDiagnoses(t *testing.T) {
 		_, err := tm.as("dr").Referrals.CreateReferral(tm.ctx, &pb.CreateReferralRequest{Referral: in})
 		fieldViolations(t, err)
 	})
+	t.Run("a practice's unassigned referral shows its therapists the patient, not the diagnoses", func(t *testing.T) {
+		in := tm.newReferral()
+		in.TargetTherapist, in.TargetOrganization = "", tm.spa
+		toPractice := tm.create(in)
+		if _, err := (&clientSet{tm.as("dr"), toPractice.GetName()}).submit(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tm.as("lmt2").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: toPractice.GetName()}); err != nil {
+			t.Fatalf("the practice's therapist reads the unassigned referral: %v", err)
+		}
+		_, err := tm.as("lmt2").Clinical.GetDiagnosis(tm.ctx, &pb.GetDiagnosisRequest{Name: d.GetName()})
+		wantCode(t, err, codes.PermissionDenied)
+		_, err = tm.as("lmt2").Clinical.ListDiagnoses(tm.ctx, &pb.ListDiagnosesRequest{Patient: tm.patient.GetName()})
+		wantCode(t, err, codes.PermissionDenied)
+		if _, err := tm.as("dr").Referrals.AssignReferral(tm.ctx, &pb.AssignReferralRequest{Name: toPractice.GetName(), Therapist: tm.lmt2.GetName()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tm.as("lmt2").Clinical.GetDiagnosis(tm.ctx, &pb.GetDiagnosisRequest{Name: d.GetName()}); err != nil {
+			t.Fatalf("once assigned: %v", err)
+		}
+	})
 	_ = r
 }
 
@@ -356,6 +377,67 @@ func TestSuspensionHoldsTheReferral(t *testing.T) {
 	})
 }
 
+// TestHeldReferralResumesOnTheNextClearance: a referral a suspension put
+// ON_HOLD resumes when the physician clears the patient again, whichever
+// way: after revoking the suspended clearance first, or with a clearance
+// for this referral alone beside the suspended patient-wide one. A
+// NOT_CLEARED decision in between keeps it held.
+func TestHeldReferralResumesOnTheNextClearance(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name                     string
+		revokeFirst, forReferral bool
+	}{
+		{"revoked, then a patient-wide clearance", true, false},
+		{"a clearance for the referral alone", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tm := newTeam(t)
+			r, c := tm.ready()
+			if _, err := tm.start("lmt", r, swedishLumbar); err != nil {
+				t.Fatal(err)
+			}
+			susp, err := tm.as("lmt").Clinical.SuspendClearance(tm.ctx, &pb.SuspendClearanceRequest{Name: c.GetName(),
+				RedFlag: pb.RedFlag_RED_FLAG_SUSPECTED_FRACTURE, Observation: "Point tenderness over L3."})
+			if err != nil {
+				t.Fatal(err)
+			}
+			state := func(when string, want pb.ReferralState) {
+				t.Helper()
+				got, err := tm.as("dr").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: r.GetName()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.GetReferral().GetState() != want {
+					t.Fatalf("%s: referral is %v, want %v", when, got.GetReferral().GetState(), want)
+				}
+			}
+			state("suspended", pb.ReferralState_REFERRAL_STATE_ON_HOLD)
+			if tc.revokeFirst {
+				if _, err := tm.as("dr").Clinical.RevokeClearance(tm.ctx, &pb.RevokeClearanceRequest{Name: c.GetName(),
+					Reason: "Awaiting imaging.", Etag: susp.GetClearance().GetEtag()}); err != nil {
+					t.Fatal(err)
+				}
+				state("revoked", pb.ReferralState_REFERRAL_STATE_ON_HOLD)
+			}
+			scope := func(c *pb.Clearance) *pb.Clearance {
+				if tc.forReferral {
+					c.Referral = r.GetName()
+				}
+				return c
+			}
+			tm.clear(scope(&pb.Clearance{Decision: pb.ClearanceDecision_CLEARANCE_DECISION_NOT_CLEARED}))
+			state("not cleared", pb.ReferralState_REFERRAL_STATE_ON_HOLD)
+			tm.clear(scope(&pb.Clearance{EvaluatedRedFlags: []pb.RedFlag{pb.RedFlag_RED_FLAG_SUSPECTED_FRACTURE}}))
+			state("cleared again", pb.ReferralState_REFERRAL_STATE_IN_PROGRESS)
+			if _, err := tm.start("lmt", r, swedishLumbar); err != nil {
+				t.Fatalf("a session after the new clearance: %v", err)
+			}
+		})
+	}
+}
+
 func TestClearanceRequests(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)
@@ -500,35 +582,53 @@ func (h *harness) awaitLockWait() {
 	h.t.Fatal("no call ever waited for the lock")
 }
 
-// TestConcurrentRevokeAndStart races revocation against session start many
-// times: either the start committed first (a session under the then-active
-// clearance) or it is refused as revoked; it never fails any other way.
+// TestConcurrentRevokeAndStart races revocation, and suspension, against
+// session start many times, through the RPCs: either the start committed
+// first (a session under the then-active clearance) or it is refused for
+// the clearance the other call left; it never fails any other way.
 func TestConcurrentRevokeAndStart(t *testing.T) {
 	t.Parallel()
-	tm := newTeam(t)
-	started, refused := 0, 0
-	for range 15 {
-		r, c := tm.ready()
-		var wg sync.WaitGroup
-		var startErr, revokeErr error
-		wg.Go(func() { _, startErr = tm.start("lmt", r, swedishLumbar) })
-		wg.Go(func() {
-			_, revokeErr = tm.as("dr").Clinical.RevokeClearance(tm.ctx, &pb.RevokeClearanceRequest{Name: c.GetName(), Reason: "New imaging."})
+	for _, tc := range []struct {
+		name string
+		end  func(tm *team, c *pb.Clearance) error
+		want string
+	}{
+		{"revoke", func(tm *team, c *pb.Clearance) error {
+			_, err := tm.as("dr").Clinical.RevokeClearance(tm.ctx, &pb.RevokeClearanceRequest{Name: c.GetName(), Reason: "New imaging."})
+			return err
+		}, "CLEARANCE_REVOKED"},
+		{"suspend", func(tm *team, c *pb.Clearance) error {
+			_, err := tm.as("dr").Clinical.SuspendClearance(tm.ctx, &pb.SuspendClearanceRequest{Name: c.GetName(),
+				RedFlag: pb.RedFlag_RED_FLAG_INFECTION_SIGNS, Observation: "Fever reported."})
+			return err
+		}, "CLEARANCE_SUSPENDED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tm := newTeam(t)
+			started, refused := 0, 0
+			for range 15 {
+				r, c := tm.ready()
+				var wg sync.WaitGroup
+				var startErr, endErr error
+				wg.Go(func() { _, startErr = tm.start("lmt", r, swedishLumbar) })
+				wg.Go(func() { endErr = tc.end(tm, c) })
+				wg.Wait()
+				if endErr != nil {
+					t.Fatalf("%s failed: %v", tc.name, endErr)
+				}
+				if startErr == nil {
+					started++
+				} else if got := preconditionTypes(t, startErr); slices.Contains(got, tc.want) {
+					refused++
+				} else {
+					t.Fatalf("start refused for %v", got)
+				}
+				tm.patient = tm.harness.patient("dr", "")
+			}
+			t.Logf("start first %d times, %s first %d times", started, tc.name, refused)
 		})
-		wg.Wait()
-		if revokeErr != nil {
-			t.Fatalf("revoke failed: %v", revokeErr)
-		}
-		if startErr == nil {
-			started++
-		} else if got := preconditionTypes(t, startErr); slices.Equal(got, []string{"CLEARANCE_REVOKED"}) {
-			refused++
-		} else {
-			t.Fatalf("start refused for %v", got)
-		}
-		tm.patient = tm.harness.patient("dr", "")
 	}
-	t.Logf("start first %d times, revocation first %d times", started, refused)
 }
 
 // TestLastVisitGoesOnce races two starts for the last visit.

@@ -52,6 +52,9 @@ type harness struct {
 	pool   *pgxpool.Pool
 	signer *devtoken.Signer
 	ctx    context.Context
+	// svc is the service behind the server, for the work careteamd does
+	// on its own, outside any call.
+	svc *careteam.Service
 }
 
 // start is a fixed instant in the middle of a working week (a Wednesday),
@@ -123,7 +126,7 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	return &harness{t: t, clock: clk, addr: lis.Addr().String(), pool: pool, signer: signer, ctx: t.Context()}
+	return &harness{t: t, clock: clk, addr: lis.Addr().String(), pool: pool, signer: signer, ctx: t.Context(), svc: svc}
 }
 
 // token mints a token for subject, valid from the harness clock's now.

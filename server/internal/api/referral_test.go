@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -205,6 +206,29 @@ func TestReferralAccess(t *testing.T) {
 			t.Errorf("the referring organization's coordinator cannot cancel: %v", err)
 		}
 	})
+	t.Run("submit, answer, assign and complete refuse the wrong caller", func(t *testing.T) {
+		refused := func(what string, who []string, call func(*clientSet) (*pb.Referral, error), name string) {
+			t.Helper()
+			for _, w := range who {
+				if _, err := call(&clientSet{h.as(w), name}); status.Code(err) != codes.PermissionDenied {
+					t.Errorf("%s by %s: %v, want PERMISSION_DENIED", what, w, err)
+				}
+			}
+		}
+		draft := tm.create(tm.newReferral())
+		refused("submit", []string{"lmt", "spa-coord", "other-dr", "outsider-coord"}, (*clientSet).submit, draft.GetName())
+		asked := tm.referralIn(pb.ReferralState_REFERRAL_STATE_AWAITING_INFO)
+		refused("answer", []string{"lmt", "lmt2", "spa-coord", "other-dr"}, (*clientSet).answer, asked.GetName())
+		accepted := tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
+		refused("complete", []string{"coord", "spa-coord", "lmt2", "other-lmt", "other-dr"}, (*clientSet).complete, accepted.GetName())
+		assign := func(c *clientSet) (*pb.Referral, error) {
+			r, err := c.c.Referrals.AssignReferral(h.ctx, &pb.AssignReferralRequest{Name: c.name, Therapist: tm.lmt2.GetName()})
+			return r.GetReferral(), err
+		}
+		refused("assign", []string{"lmt", "lmt2", "other-dr", "outsider-coord"}, assign, r.GetName())
+		declined := tm.referralIn(pb.ReferralState_REFERRAL_STATE_DECLINED)
+		refused("re-route by the receiving practice", []string{"spa-coord"}, assign, declined.GetName())
+	})
 	t.Run("a coordinator refers for a physician of their organization only", func(t *testing.T) {
 		in := tm.newReferral()
 		in.ReferringPhysician = tm.dr.GetName()
@@ -301,10 +325,18 @@ func TestAssignmentNeedsQualifiedTherapist(t *testing.T) {
 		if _, err := (&clientSet{h.as("dr"), r.GetName()}).submit(); err != nil {
 			t.Fatal(err)
 		}
-		h.clock.Advance(400 * 24 * time.Hour) // past the licence, before... the referral expires too
+		// The licence runs out in ten days; the referral is valid for ninety.
+		lmt := proto.Clone(tm.lmt).(*pb.Practitioner)
+		lmt.Licence.ExpireDate = h.clock.Now().AddDate(0, 0, 10).Format("2006-01-02")
+		if _, err := h.as(rootAdmin).Directory.UpdatePractitioner(h.ctx, &pb.UpdatePractitionerRequest{
+			Practitioner: lmt, UpdateMask: fieldMask("licence"),
+		}); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.Advance(20 * 24 * time.Hour)
 		_, err := (&clientSet{h.as("lmt"), r.GetName()}).accept()
-		if got := preconditionTypes(t, err); !slices.Contains(got, "REFERRAL_EXPIRED") {
-			t.Fatalf("%v", got)
+		if got := preconditionTypes(t, err); !slices.Equal(got, []string{"LICENCE_EXPIRED"}) {
+			t.Fatalf("accepting with a lapsed licence: %v", got)
 		}
 	})
 }

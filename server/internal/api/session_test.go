@@ -622,11 +622,12 @@ func TestCancelSession(t *testing.T) {
 	}
 
 	// Who may cancel: not a therapist other than the session's, whether of
-	// the same practice or another; the treating practice's front desk may.
+	// the same practice or another, nor the referring side; the treating
+	// practice's front desk may.
 	r := tm.acceptedReferral("lmt", func(*pb.Referral) {})
 	s3 := tm.begin(r)
 	etag := s3.GetEtag()
-	for _, as := range []string{"lmt2", "other-lmt"} {
+	for _, as := range []string{"lmt2", "other-lmt", "dr", "coord"} {
 		_, err := tm.cancelSession(as, s3, pb.CancelReason_CANCEL_REASON_THERAPIST_CANCELLED)
 		wantCode(t, err, codes.PermissionDenied)
 	}

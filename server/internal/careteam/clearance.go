@@ -204,7 +204,7 @@ func unevaluatedRedFlags(diagnoses []*Diagnosis, evaluated []RedFlag) []RedFlag 
 // readClearance loads a clearance of a patient the caller may see.
 func (s *Service) readClearance(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Clearance, error) {
 	audit.Touch(ctx, Clearances.Name(id), uuid.Nil)
-	scope, err := patientScope(p, !forUpdate)
+	scope, err := clinicalScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -231,7 +231,7 @@ func (s *Service) GetClearance(ctx context.Context, p Principal, id uuid.UUID) (
 // ListClearances lists the clearances (and open requests) of the patients
 // the caller may see, newest first.
 func (s *Service) ListClearances(ctx context.Context, p Principal, f ClearanceFilter, page Page) ([]*Clearance, uuid.UUID, error) {
-	scope, err := patientScope(p, f.PatientID != uuid.Nil)
+	scope, err := clinicalScope(p, f.PatientID != uuid.Nil)
 	if err != nil {
 		return nil, uuid.Nil, err
 	}
@@ -272,15 +272,15 @@ func (s *Service) RequestClearance(ctx context.Context, p Principal, patient, re
 				if r.PatientID != patient {
 					return nil, uuid.Nil, &InvalidError{Violations: []FieldViolation{{Field: "referral", Description: "not a referral of the patient"}}}
 				}
-				if p.Role == RoleTherapist && r.TargetTherapistID != p.PractitionerID {
-					return nil, uuid.Nil, fmt.Errorf("only the assigned therapist asks for clearance: %w", ErrPermissionDenied)
+				if err := authorizeRequestClearanceFor(p, pt, r); err != nil {
+					return nil, uuid.Nil, err
 				}
 				if physician == uuid.Nil {
 					physician = r.ReferringPhysicianID
 				}
 			} else {
-				if pt.OrganizationID != p.OrganizationID {
-					return nil, uuid.Nil, fmt.Errorf("without a referral, only the registering practice asks for clearance: %w", ErrPermissionDenied)
+				if err := authorizeRequestClearanceFor(p, pt, nil); err != nil {
+					return nil, uuid.Nil, err
 				}
 				if physician == uuid.Nil {
 					return nil, uuid.Nil, &InvalidError{Violations: []FieldViolation{{Field: "physician", Description: "required without a referral"}}}
@@ -315,8 +315,9 @@ func (s *Service) RequestClearance(ctx context.Context, p Principal, patient, re
 // IssueClearance records a physician's decision. It may answer a request
 // (requested != zero), taking patient and referral from it. The patient's
 // row is locked so that decisions for one patient are made one at a time;
-// the new clearance supersedes the one in force for the same scope, which
-// lifts a suspension and returns held referrals to where they were.
+// the new clearance supersedes the one in force for the same scope, and the
+// held referrals it now governs return to where they were, whichever
+// clearance held them (superseded here, or suspended and since revoked).
 func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance, requested uuid.UUID, idem Idempotency) (*Clearance, error) {
 	if err := authorizePhysician(p, "issue clearances"); err != nil {
 		return nil, err
@@ -378,7 +379,7 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 			}
 			c.PhysicianID, c.Status, c.IssueTime, c.UpdateTime = p.PractitionerID, ClearanceActive, now, now
 			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
-			if err := s.supersede(ctx, tx, p, c, now); err != nil {
+			if err := supersede(ctx, tx, c, now); err != nil {
 				return nil, uuid.Nil, err
 			}
 			if requested != uuid.Nil {
@@ -387,6 +388,9 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 				err = tx.InsertClearance(ctx, c)
 			}
 			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := s.resumeHeld(ctx, tx, p, c, now); err != nil {
 				return nil, uuid.Nil, err
 			}
 			if err := s.clearanceEvent(ctx, tx, EventClearanceIssued, c, p.PractitionerID); err != nil {
@@ -398,9 +402,8 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 		func(tx Tx, id uuid.UUID) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
 }
 
-// supersede retires the clearance in force for c's patient and scope. If it
-// was suspended, the referrals it held resume.
-func (s *Service) supersede(ctx context.Context, tx Tx, p Principal, c *Clearance, now time.Time) error {
+// supersede retires the clearance in force for c's patient and scope.
+func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
 	current, err := tx.CurrentClearance(ctx, c.PatientID, c.ReferralID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
@@ -408,17 +411,21 @@ func (s *Service) supersede(ctx context.Context, tx Tx, p Principal, c *Clearanc
 	if err != nil {
 		return err
 	}
-	wasSuspended := current.Status == ClearanceSuspended
 	current.Status, current.SupersededBy = ClearanceSuperseded, c.ID
 	current.Version++
 	current.UpdateTime = now
-	if err := tx.UpdateClearance(ctx, current); err != nil {
-		return err
-	}
-	if !wasSuspended {
+	return tx.UpdateClearance(ctx, current)
+}
+
+// resumeHeld returns the ON_HOLD referrals that the new clearance c governs
+// to the state their hold began in, unless c does not clear the patient. A
+// referral still governed by a suspended clearance of its own is not c's
+// (ReferralsCoveredBy), and stays held.
+func (s *Service) resumeHeld(ctx context.Context, tx Tx, p Principal, c *Clearance, now time.Time) error {
+	if c.Decision == DecisionNotCleared {
 		return nil
 	}
-	held, err := tx.ReferralsCoveredBy(ctx, current, []ReferralState{ReferralOnHold})
+	held, err := tx.ReferralsCoveredBy(ctx, c, []ReferralState{ReferralOnHold})
 	if err != nil {
 		return err
 	}
@@ -534,8 +541,8 @@ func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID
 // RecordConsent records a patient's consent to massage for the caller's
 // practice: a therapist or coordinator who sees the patient.
 func (s *Service) RecordConsent(ctx context.Context, p Principal, c Consent, idem Idempotency) (*Consent, error) {
-	if p.Role != RoleTherapist && p.Role != RoleCoordinator {
-		return nil, fmt.Errorf("consent is recorded by the therapist's practice: %w", ErrPermissionDenied)
+	if err := authorizeRecordConsent(p); err != nil {
+		return nil, err
 	}
 	var f fields
 	if c.PatientID == uuid.Nil {

@@ -118,7 +118,7 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 // for their role.
 func (s *Service) readDiagnosis(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Diagnosis, error) {
 	audit.Touch(ctx, Diagnoses.Name(id), uuid.Nil)
-	scope, err := patientScope(p, !forUpdate)
+	scope, err := clinicalScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +147,12 @@ func (s *Service) ListDiagnoses(ctx context.Context, p Principal, patient uuid.U
 		func(tx Tx, page Page) ([]*Diagnosis, error) {
 			if _, err := s.getPatient(ctx, tx, p, patient, false); err != nil {
 				return nil, err
+			}
+			switch ok, err := seesClinical(ctx, tx, p, patient); {
+			case err != nil:
+				return nil, err
+			case !ok:
+				return nil, fmt.Errorf("%s: diagnoses are shared with a therapist through a referral assigned to them: %w", Patients.Name(patient), ErrPermissionDenied)
 			}
 			return tx.ListDiagnoses(ctx, patient, page)
 		},

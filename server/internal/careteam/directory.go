@@ -202,8 +202,8 @@ func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practi
 	if err := authorizeDirectory(p, pr.OrganizationID); err != nil {
 		return nil, err
 	}
-	if pr.Role == RoleAuditor && !p.Bootstrap {
-		return nil, fmt.Errorf("only the bootstrap administrator creates auditors: %w", ErrPermissionDenied)
+	if err := authorizeCreateRole(p, pr.Role); err != nil {
+		return nil, err
 	}
 	now := s.clock.Now()
 	pr.ID, pr.Version, pr.Active, pr.CreateTime, pr.UpdateTime = newID(), 1, true, now, now

@@ -26,6 +26,7 @@ const (
 	EventReferralInformationProvided EventType = "REFERRAL_INFORMATION_PROVIDED"
 	EventReferralCancelled           EventType = "REFERRAL_CANCELLED"
 	EventReferralCompleted           EventType = "REFERRAL_COMPLETED"
+	EventReferralExpired             EventType = "REFERRAL_EXPIRED"
 	EventReferralOnHold              EventType = "REFERRAL_ON_HOLD"
 	EventReferralResumed             EventType = "REFERRAL_RESUMED"
 	EventDiagnosisRecorded           EventType = "DIAGNOSIS_RECORDED"
@@ -331,6 +332,28 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 // LatestEventCursor returns the newest cursor committed.
 func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
 	return read(ctx, s, func(tx Tx) (int64, error) { return tx.LatestEventCursor(ctx) })
+}
+
+// AnnounceExpiries writes the REFERRAL_EXPIRED event of up to limit
+// referrals whose validity has passed, each once, and returns how many it
+// announced. Expiry itself needs no write: it is derived when a referral is
+// read and enforced when one is changed; this only tells watchers. Replicas
+// may sweep at once: a referral one of them holds waits for a later sweep.
+func (s *Service) AnnounceExpiries(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		now := s.clock.Now()
+		due, err := tx.ClaimExpiredReferrals(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		for _, r := range due {
+			tx.AppendEvent(referralEvent(EventReferralExpired, r, uuid.Nil, now))
+		}
+		n = len(due)
+		return nil
+	})
+	return n, err
 }
 
 // PruneEvents deletes events older than before; watchers whose cursor is

@@ -107,19 +107,6 @@ func (s *Service) ImportServiceRequest(ctx context.Context, p Principal, in Serv
 	return res, relocate(err, in.Locate)
 }
 
-// authorizeRequester lets a physician import only what they requested: a
-// requester the ServiceRequest names must be the caller, by careteam id or
-// by one of the caller's directory identifiers (such as an NPI).
-func authorizeRequester(me *Practitioner, requester ImportRef) error {
-	if !requester.given() || requester.ID == me.ID {
-		return nil
-	}
-	if requester.ID == uuid.Nil && slices.ContainsFunc(requester.Identifiers, func(id Identifier) bool { return slices.Contains(me.Identifiers, id) }) {
-		return nil
-	}
-	return fmt.Errorf("a physician imports the ServiceRequests they requested: %w", ErrPermissionDenied)
-}
-
 // importPlan is what an import resolved before it writes.
 type importPlan struct {
 	patient    *Patient
@@ -398,8 +385,8 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 	if err != nil {
 		return nil, err
 	}
-	if r.ReferringPhysicianID != me.ID {
-		return nil, fmt.Errorf("%s was imported by another physician: %w", Referrals.Name(r.ID), ErrPermissionDenied)
+	if err := authorizeReimport(me, r); err != nil {
+		return nil, err
 	}
 	if r.PatientID != order.PatientID {
 		return nil, &InvalidError{Violations: []FieldViolation{{Field: "referral.patient", Description: "the referral imported under this identifier is of another patient"}}}

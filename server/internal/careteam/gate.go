@@ -1,6 +1,7 @@
 package careteam
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"time"
@@ -95,8 +96,9 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 
 // applicableClearance picks the clearance that governs a session under
 // referral: the latest issued one limited to the referral if there is one,
-// else the latest patient-wide one. The most specific decision wins, so a
-// revoked referral clearance is not rescued by a patient-wide one.
+// else the latest patient-wide one (issued at the same instant: the one
+// created last, by its time-ordered id). The most specific decision wins,
+// so a revoked referral clearance is not rescued by a patient-wide one.
 func applicableClearance(cs []*Clearance, referral uuid.UUID) *Clearance {
 	var scoped, wide *Clearance
 	for _, c := range cs {
@@ -109,7 +111,8 @@ func applicableClearance(cs []*Clearance, referral uuid.UUID) *Clearance {
 		} else if c.ReferralID != uuid.Nil {
 			continue
 		}
-		if *slot == nil || c.IssueTime.After((*slot).IssueTime) {
+		if *slot == nil || c.IssueTime.After((*slot).IssueTime) ||
+			(c.IssueTime.Equal((*slot).IssueTime) && bytes.Compare(c.ID[:], (*slot).ID[:]) > 0) {
 			*slot = c
 		}
 	}

@@ -1,6 +1,8 @@
 package careteam
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -47,6 +49,32 @@ func patientScope(p Principal, emergency bool) (PatientScope, error) {
 		return PatientScope{RegisteredByOrg: p.OrganizationID, Referrals: rs}, err
 	}
 	return PatientScope{}, fmt.Errorf("role %s reads no patient data: %w", p.Role, ErrPermissionDenied)
+}
+
+// clinicalScope returns whose diagnoses and clearances the caller may read.
+// A therapist reads them only through a referral assigned to them, not
+// through their practice's registrations or its unassigned referrals, which
+// show them the patient; everyone else reads them wherever they see the
+// patient.
+func clinicalScope(p Principal, emergency bool) (PatientScope, error) {
+	if p.Role == RoleTherapist {
+		return PatientScope{Referrals: ReferralScope{Therapist: p.PractitionerID}}, nil
+	}
+	return patientScope(p, emergency)
+}
+
+// seesClinical reports whether the caller may read the patient's diagnoses
+// and clearances.
+func seesClinical(ctx context.Context, tx Tx, p Principal, patient uuid.UUID) (bool, error) {
+	scope, err := clinicalScope(p, true)
+	if err != nil {
+		return false, err
+	}
+	_, err = tx.GetPatient(ctx, patient, scope, false)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // referralScope returns the caller's referral scope: a physician sees the
@@ -124,17 +152,92 @@ func authorizeReferral(p Principal, r *Referral, a referralAction) error {
 	case actSubmit, actProvideInfo, actCancel:
 		allowed = referringSide(p, r)
 	case actAssign:
-		allowed = referringSide(p, r) || (p.Role == RoleCoordinator && p.OrganizationID == r.TargetOrgID)
+		// Only the referring side re-routes a declined referral.
+		allowed = referringSide(p, r) ||
+			(p.Role == RoleCoordinator && p.OrganizationID == r.TargetOrgID && r.State != ReferralDeclined)
 	case actAccept, actDecline, actRequestInfo:
 		allowed = receivingTherapist(p, r)
 	case actComplete:
 		allowed = (p.Role == RoleTherapist && p.PractitionerID == r.TargetTherapistID) ||
 			(p.Role == RolePhysician && p.PractitionerID == r.ReferringPhysicianID)
-	case actStart:
-		allowed = p.Role == RoleTherapist && p.PractitionerID == r.TargetTherapistID
 	}
 	if !allowed {
 		return fmt.Errorf("%s may not %s %s: %w", p.Role, a, Referrals.Name(r.ID), ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeAssignTo completes authorizeReferral for AssignReferral once the
+// new target is set on r: a coordinator of the receiving practice assigns
+// within it.
+func authorizeAssignTo(p Principal, r *Referral) error {
+	if !referringSide(p, r) && r.TargetOrgID != p.OrganizationID {
+		return fmt.Errorf("a receiving coordinator assigns within their practice: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeStartSession lets only therapists start sessions; the gate then
+// requires the referral's assigned therapist.
+func authorizeStartSession(p Principal) error {
+	if p.Role != RoleTherapist {
+		return fmt.Errorf("sessions are started by the assigned therapist: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeRecordConsent lets the therapist's practice record consent.
+func authorizeRecordConsent(p Principal) error {
+	if p.Role != RoleTherapist && p.Role != RoleCoordinator {
+		return fmt.Errorf("consent is recorded by the therapist's practice: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeRequestClearanceFor narrows authorizeRequestClearance to the
+// patient and referral asked about: under a referral, a therapist must be
+// its assigned one; without one, the caller's practice must have registered
+// the patient.
+func authorizeRequestClearanceFor(p Principal, pt *Patient, r *Referral) error {
+	if r != nil {
+		if p.Role == RoleTherapist && r.TargetTherapistID != p.PractitionerID {
+			return fmt.Errorf("only the assigned therapist asks for clearance: %w", ErrPermissionDenied)
+		}
+		return nil
+	}
+	if pt.OrganizationID != p.OrganizationID {
+		return fmt.Errorf("without a referral, only the registering practice asks for clearance: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeCreateRole keeps auditors, who read every patient's audit
+// trail, to the bootstrap administrator's appointment.
+func authorizeCreateRole(p Principal, role Role) error {
+	if role == RoleAuditor && !p.Bootstrap {
+		return fmt.Errorf("only the bootstrap administrator creates auditors: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
+// authorizeRequester lets a physician import only what they requested: a
+// requester the ServiceRequest names must be the caller, by careteam id or
+// by one of the caller's directory identifiers (such as an NPI).
+func authorizeRequester(me *Practitioner, requester ImportRef) error {
+	if !requester.given() || requester.ID == me.ID {
+		return nil
+	}
+	if requester.ID == uuid.Nil && slices.ContainsFunc(requester.Identifiers, func(id Identifier) bool { return slices.Contains(me.Identifiers, id) }) {
+		return nil
+	}
+	return fmt.Errorf("a physician imports the ServiceRequests they requested: %w", ErrPermissionDenied)
+}
+
+// authorizeReimport lets only the physician who imported a referral
+// import it again.
+func authorizeReimport(me *Practitioner, r *Referral) error {
+	if r.ReferringPhysicianID != me.ID {
+		return fmt.Errorf("%s was imported by another physician: %w", Referrals.Name(r.ID), ErrPermissionDenied)
 	}
 	return nil
 }

@@ -60,9 +60,15 @@ func (s *Service) GetReferralRecord(ctx context.Context, p Principal, id uuid.UU
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		if rec.Diagnoses, err = every(func(page Page) ([]*Diagnosis, error) { return tx.ListDiagnoses(ctx, r.PatientID, page) },
-			func(d *Diagnosis) uuid.UUID { return d.ID }); err != nil {
+		clinical, err := seesClinical(ctx, tx, p, r.PatientID)
+		if err != nil {
 			return err
+		}
+		if clinical {
+			if rec.Diagnoses, err = every(func(page Page) ([]*Diagnosis, error) { return tx.ListDiagnoses(ctx, r.PatientID, page) },
+				func(d *Diagnosis) uuid.UUID { return d.ID }); err != nil {
+				return err
+			}
 		}
 		for _, d := range rec.Diagnoses {
 			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
@@ -89,7 +95,7 @@ func (s *Service) GetReferralRecord(ctx context.Context, p Principal, id uuid.UU
 // readGoverningClearance picks, among the patient's clearances the reader
 // sees, the one the gate would judge a session under the referral by.
 func (s *Service) readGoverningClearance(ctx context.Context, tx Tx, p Principal, rec *ReferralRecord) error {
-	scope, err := patientScope(p, true)
+	scope, err := clinicalScope(p, true)
 	if err != nil {
 		return err
 	}

@@ -261,15 +261,11 @@ func (s *Service) SubmitReferral(ctx context.Context, p Principal, id uuid.UUID,
 func (s *Service) AssignReferral(ctx context.Context, p Principal, id, therapist uuid.UUID, reason, etag string, idem Idempotency) (*Referral, error) {
 	return s.changeReferral(ctx, p, id, etag, idem, actAssign, func(tx Tx, r *Referral, now time.Time) error {
 		rerouting := r.State == ReferralDeclined
-		if rerouting && !referringSide(p, r) {
-			return fmt.Errorf("only the referring side re-routes a declined referral: %w", ErrPermissionDenied)
-		}
 		if err := s.checkTarget(ctx, tx, r, therapist, uuid.Nil, now); err != nil {
 			return err
 		}
-		// A coordinator of the receiving practice routes within it.
-		if !referringSide(p, r) && r.TargetOrgID != p.OrganizationID {
-			return fmt.Errorf("a receiving coordinator assigns within their practice: %w", ErrPermissionDenied)
+		if err := authorizeAssignTo(p, r); err != nil {
+			return err
 		}
 		to := r.State
 		if rerouting {

@@ -173,8 +173,8 @@ func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, the
 // referral locked, the gate's facts loaded and judged, one visit used, the
 // referral IN_PROGRESS from its first session.
 func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.UUID, plan []Treatment, scheduled time.Time, idem Idempotency) (*Session, error) {
-	if p.Role != RoleTherapist {
-		return nil, fmt.Errorf("sessions are started by the assigned therapist: %w", ErrPermissionDenied)
+	if err := authorizeStartSession(p); err != nil {
+		return nil, err
 	}
 	if len(plan) == 0 {
 		return nil, &InvalidError{Violations: []FieldViolation{{Field: "planned", Description: "plan at least one treatment"}}}

@@ -110,6 +110,10 @@ type Tx interface {
 	PruneEvents(ctx context.Context, before time.Time) (int64, error)
 	// PatientReferrals returns every referral of a patient.
 	PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*Referral, error)
+	// ClaimExpiredReferrals marks up to limit referrals that expired by now
+	// and were not announced yet as announced, and returns them; rows
+	// another transaction holds are left for a later sweep.
+	ClaimExpiredReferrals(ctx context.Context, now time.Time, limit int) ([]*Referral, error)
 
 	// FHIR imports. FindPractitionerByIdentifier and
 	// FindOrganizationsByIdentifier look the directory up by an external

@@ -22,6 +22,7 @@ type Config struct {
 	DatabaseURL     string
 	DBMaxConns      int
 	DBMinConns      int
+	DBAcquireWait   time.Duration
 	JWKSFile        string
 	JWKSURL         string
 	JWTIssuer       string
@@ -101,6 +102,7 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty runs an embedded PostgreSQL in the data directory")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 20, "maximum database connections in the pool")
 	fs.IntVar(&c.DBMinConns, "db-min-conns", 2, "database connections kept open when idle")
+	fs.DurationVar(&c.DBAcquireWait, "db-acquire-wait", time.Second, "how long a call may wait for a free database connection before it is shed as UNAVAILABLE (retryable)")
 	fs.StringVar(&c.JWKSFile, "jwks-file", "", "JWKS file with the token issuer's public keys (reloaded on change)")
 	fs.StringVar(&c.JWKSURL, "jwks-url", "", "JWKS URL of an OIDC provider")
 	fs.StringVar(&c.JWTIssuer, "jwt-issuer", "", "required token issuer (\"iss\"); dev mode: careteam-dev")
@@ -185,8 +187,8 @@ func (c *Config) validate() error {
 	if c.JWKSFile != "" && c.JWKSURL != "" {
 		errs = append(errs, errors.New("give --jwks-file or --jwks-url, not both"))
 	}
-	if c.DBMaxConns < 1 || c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns {
-		errs = append(errs, errors.New("need 0 <= --db-min-conns <= --db-max-conns, and --db-max-conns >= 1"))
+	if c.DBMaxConns < 1 || c.DBMinConns < 0 || c.DBMinConns > c.DBMaxConns || c.DBAcquireWait <= 0 {
+		errs = append(errs, errors.New("need 0 <= --db-min-conns <= --db-max-conns, --db-max-conns >= 1 and a positive --db-acquire-wait"))
 	}
 	if c.RateLimit < 0 || c.RateBurst < 1 || c.DefaultTimeout <= 0 {
 		errs = append(errs, errors.New("need --rate-limit >= 0, --rate-burst >= 1 and a positive --default-timeout"))

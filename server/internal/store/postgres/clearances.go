@@ -227,7 +227,13 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 		b.Queue(`SELECT 1 FROM referrals WHERE id = $1 FOR UPDATE`, referral)
 		forShare = " FOR SHARE"
 	}
-	b.Queue(`SELECT `+referralColumns+` FROM referrals r WHERE r.id = @id AND `+referralVisible(scope, args), args)
+	// A start saves the referral, so it reads it whole; a check only judges
+	// it.
+	columns := referralJudged
+	if lock {
+		columns = referralColumns
+	}
+	b.Queue(`SELECT `+columns+` FROM referrals r WHERE r.id = @id AND `+referralVisible(scope, args), args)
 	b.Queue(`SELECT `+practitionerColumns+` FROM practitioners p WHERE p.id = $1`, therapist)
 	b.Queue(`SELECT `+clearanceColumns+` FROM clearances c
 		WHERE c.patient_id = (SELECT patient_id FROM referrals WHERE id = $1) AND (c.referral_id IS NULL OR c.referral_id = $1)

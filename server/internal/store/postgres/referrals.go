@@ -44,11 +44,18 @@ func referralBranches(s careteam.ReferralScope, args pgx.NamedArgs) []string {
 	return or
 }
 
-const referralColumns = `r.id, r.patient_id, r.referring_physician_id, r.referring_org_id, r.target_therapist_id, r.target_org_id,
+const referralFields = `r.id, r.patient_id, r.referring_physician_id, r.referring_org_id, r.target_therapist_id, r.target_org_id,
 	r.reason_diagnoses, r.reason_codes, r.clinical_notes, r.priority, r.requested_techniques,
 	r.authorized_visits, r.used_visits, r.sessions_started, r.valid_until, r.required_specialties, r.state, r.held_from,
 	r.decline_reason, r.decline_text, r.cancel_reason, r.discharge_summary, r.attention_required,
-	r.submit_time, r.ack_elapsed, r.ack_due, r.version, r.create_time, r.update_time,
+	r.submit_time, r.ack_elapsed, r.ack_due, r.version, r.create_time, r.update_time`
+
+// referralJudged is a referral without its history and questions, for a
+// read that only judges it (the gate's dry run) and never saves it back:
+// saving appends the history entries beyond those read.
+const referralJudged = referralFields + `, '[]'::jsonb, '[]'::jsonb`
+
+const referralColumns = referralFields + `,
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('from', t.from_state, 'to', t.to_state, 'actor', t.actor_id,
 			'time', t.time, 'reason', t.reason) ORDER BY t.seq), '[]')
 	   FROM referral_transitions t WHERE t.referral_id = r.id),
@@ -173,6 +180,24 @@ func (t *tx) saveReferralChildren(ctx context.Context, r *careteam.Referral) err
 			SET answer = excluded.answer, answered_by = excluded.answered_by, answer_time = excluded.answer_time`, r.ID, qj)
 	}
 	return nil
+}
+
+func (t *tx) ClaimExpiredReferrals(ctx context.Context, now time.Time, limit int) ([]*careteam.Referral, error) {
+	// The states are spelled out, as in the predicate of the index
+	// referrals_expiry_due, so that the planner can use it.
+	rows, err := t.query(ctx, `
+		WITH due AS (
+			SELECT id FROM referrals
+			WHERE NOT expiry_announced AND valid_until <= @now
+			  AND state IN ('DRAFT', 'SUBMITTED', 'AWAITING_INFO', 'ACCEPTED', 'DECLINED', 'IN_PROGRESS', 'ON_HOLD')
+			ORDER BY valid_until, id LIMIT @limit
+			FOR UPDATE SKIP LOCKED)
+		UPDATE referrals r SET expiry_announced = true FROM due WHERE r.id = due.id
+		RETURNING `+referralColumns, pgx.NamedArgs{"now": now, "limit": limit})
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanReferral)
 }
 
 func (t *tx) GetReferral(ctx context.Context, id uuid.UUID, scope careteam.ReferralScope, forUpdate bool) (*careteam.Referral, error) {

@@ -110,8 +110,9 @@ func (t *tx) InsertSession(ctx context.Context, s *careteam.Session) error {
 }
 
 // UpdateSession saves the session and appends amendments not yet stored.
-// A signed note's columns are written unchanged; the database refuses any
-// change to them.
+// The note's columns are written only while the stored note is a draft (the
+// signature is their last write): there is no path here that changes a
+// signed note, and the database refuses one too (00004_signed_notes).
 func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 	n := &s.Note
 	var adverseDescription string
@@ -125,18 +126,27 @@ func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 	if sig := n.Signature; sig != nil {
 		signedBy, signTime, hash = &sig.Signer, &sig.Time, sig.ContentSHA256
 	}
+	// The session's columns first: the database refuses any change to a
+	// session whose note is signed, and signing changes its state.
 	err := t.exec(ctx, `
-		UPDATE sessions SET state = $2, cancel_reason = $3, cancel_text = $4, note_status = $5,
-			subjective = $6, objective = $7, assessment = $8, plan = $9, pain_before = $10, pain_after = $11,
-			oswestry_index = $12, neck_disability_index = $13, range_of_motion = $14, treatments = $15,
-			duration_minutes = $16, adverse_description = $17, adverse_severity = $18, deviation_reason = $19,
-			signed_by = $20, sign_time = $21, content_sha256 = $22, version = $23, update_time = $24
+		UPDATE sessions SET state = $2, cancel_reason = $3, cancel_text = $4, version = $5, update_time = $6
 		WHERE id = $1`,
-		s.ID, s.State, s.CancelReason, s.CancelText, n.Status,
+		s.ID, s.State, s.CancelReason, s.CancelText, s.Version, s.UpdateTime)
+	if err != nil {
+		return err
+	}
+	err = t.exec(ctx, `
+		UPDATE sessions SET note_status = $2,
+			subjective = $3, objective = $4, assessment = $5, plan = $6, pain_before = $7, pain_after = $8,
+			oswestry_index = $9, neck_disability_index = $10, range_of_motion = $11, treatments = $12,
+			duration_minutes = $13, adverse_description = $14, adverse_severity = $15, deviation_reason = $16,
+			signed_by = $17, sign_time = $18, content_sha256 = $19
+		WHERE id = $1 AND note_status = 'DRAFT'`,
+		s.ID, n.Status,
 		n.Subjective, n.Objective, n.Assessment, n.Plan, n.PainBefore, n.PainAfter,
 		n.Oswestry, n.NeckDisability, n.RangeOfMotion, nonNil(n.Treatments),
 		n.DurationMinutes, adverseDescription, adverseSeverity, n.DeviationReason,
-		signedBy, signTime, hash, s.Version, s.UpdateTime)
+		signedBy, signTime, hash)
 	if err != nil || len(n.Amendments) == 0 {
 		return err
 	}

@@ -28,10 +28,19 @@ type Store struct {
 	log  *slog.Logger
 	// auditWritten, when set, observes the time of each audit append.
 	auditWritten func(time.Duration)
+	// acquireWait, when set, bounds a call's wait for a connection.
+	acquireWait time.Duration
 }
 
 // ObserveAudit has f told how long each audit append takes.
 func (s *Store) ObserveAudit(f func(time.Duration)) { s.auditWritten = f }
+
+// ShedAfter has a call that waits longer than d for a free connection fail
+// with careteam.ErrUnavailable: a pool that stays dry that long means the
+// database is saturated, and a caller told to retry with backoff (the
+// client does) sheds load, where one left queueing until its deadline
+// only adds to it.
+func (s *Store) ShedAfter(d time.Duration) { s.acquireWait = d }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
@@ -58,7 +67,12 @@ func (s *Store) InTx(ctx context.Context, fn func(careteam.Tx) error) error {
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error) {
-	ptx, err := s.pool.Begin(ctx)
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	ptx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,7 +129,7 @@ type tx struct {
 	events []careteam.Event
 }
 
-// querier is a transaction, or the pool for reads outside one.
+// querier is a transaction, or a connection for reads outside one.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -128,12 +142,31 @@ type querier interface {
 // transaction of its own, which under READ COMMITTED sees what a statement
 // inside a longer one would. fn must not write.
 func (s *Store) Read(ctx context.Context, fn func(careteam.Tx) error) error {
-	t := &tx{tx: s.pool}
-	err := fn(t)
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return mapError(err)
+	}
+	defer conn.Release()
+	t := &tx{tx: conn}
+	err = fn(t)
 	if err == nil && (t.pending.Len() > 0 || len(t.events) > 0) {
 		err = errors.New("store: a write outside a transaction")
 	}
 	return mapError(err)
+}
+
+// acquire takes a connection from the pool, waiting at most acquireWait.
+func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if s.acquireWait <= 0 {
+		return s.pool.Acquire(ctx)
+	}
+	actx, cancel := context.WithTimeout(ctx, s.acquireWait)
+	defer cancel()
+	conn, err := s.pool.Acquire(actx)
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		return nil, fmt.Errorf("no database connection free within %v: %w", s.acquireWait, careteam.ErrUnavailable)
+	}
+	return conn, err
 }
 
 // exec queues a write; its error surfaces when the queue is sent.
