@@ -438,6 +438,32 @@ func TestHeldReferralResumesOnTheNextClearance(t *testing.T) {
 	}
 }
 
+// TestRevokedReferralClearanceKeepsItsHold: a referral whose own clearance
+// was suspended and then revoked stays ON_HOLD when a patient-wide
+// clearance is issued, since the gate still judges it by its own (revoked)
+// clearance: the most specific decision wins.
+func TestRevokedReferralClearanceKeepsItsHold(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	r, _ := tm.ready()
+	own := tm.clear(&pb.Clearance{Referral: r.GetName()})
+	if _, err := tm.as("lmt").Clinical.SuspendClearance(tm.ctx, &pb.SuspendClearanceRequest{Name: own.GetName(),
+		RedFlag: pb.RedFlag_RED_FLAG_SIGNIFICANT_TRAUMA, Observation: "Fell on ice yesterday."}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tm.as("dr").Clinical.RevokeClearance(tm.ctx, &pb.RevokeClearanceRequest{Name: own.GetName(), Reason: "Needs imaging."}); err != nil {
+		t.Fatal(err)
+	}
+	tm.clear(&pb.Clearance{EvaluatedRedFlags: []pb.RedFlag{pb.RedFlag_RED_FLAG_SIGNIFICANT_TRAUMA}})
+	if got := tm.referral(r.GetName()); got.GetState() != pb.ReferralState_REFERRAL_STATE_ON_HOLD {
+		t.Fatalf("referral is %v, want ON_HOLD", got.GetState())
+	}
+	_, err := tm.start("lmt", r, swedishLumbar)
+	if got := preconditionTypes(t, err); !slices.Contains(got, "CLEARANCE_REVOKED") {
+		t.Fatalf("start: %v", got)
+	}
+}
+
 func TestClearanceRequests(t *testing.T) {
 	t.Parallel()
 	tm := newTeam(t)

@@ -419,8 +419,8 @@ func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
 
 // resumeHeld returns the ON_HOLD referrals that the new clearance c governs
 // to the state their hold began in, unless c does not clear the patient. A
-// referral still governed by a suspended clearance of its own is not c's
-// (ReferralsCoveredBy), and stays held.
+// referral the gate still judges by another clearance (one of its own,
+// suspended or revoked) stays held.
 func (s *Service) resumeHeld(ctx context.Context, tx Tx, p Principal, c *Clearance, now time.Time) error {
 	if c.Decision == DecisionNotCleared {
 		return nil
@@ -432,6 +432,13 @@ func (s *Service) resumeHeld(ctx context.Context, tx Tx, p Principal, c *Clearan
 	for _, r := range held {
 		if err := checkTransition(r, actResume, now); err != nil {
 			continue // expired while on hold: nothing to resume
+		}
+		cs, err := tx.GateClearances(ctx, r.PatientID, r.ID)
+		if err != nil {
+			return err
+		}
+		if g := applicableClearance(cs, r.ID); g == nil || g.ID != c.ID {
+			continue
 		}
 		r.transition(r.HeldFrom, p.PractitionerID, now, "new clearance "+Clearances.Name(c.ID), s.cfg.AckWindow, false)
 		r.HeldFrom = ""
