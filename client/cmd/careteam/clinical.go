@@ -69,43 +69,65 @@ func parseTreatments(vs []string) ([]*pb.Treatment, error) {
 	return out, nil
 }
 
+// diagnosisFlags are the flags of a diagnosis's fields, shared by record
+// and update.
+type diagnosisFlags struct {
+	display, status, severity, notes *string
+	shareable                        *bool
+	sites, flags                     stringList
+}
+
+func declareDiagnosis(fs *flag.FlagSet) *diagnosisFlags {
+	d := &diagnosisFlags{
+		display:   fs.String("display", "", "the code's display text (required to record)"),
+		status:    fs.String("status", "", "active (the default when recording), recurrence, remission or resolved"),
+		severity:  fs.String("severity", "", "mild, moderate or severe"),
+		notes:     fs.String("notes", "", "your notes"),
+		shareable: fs.Bool("notes-shareable", false, "let the treating therapist read the notes"),
+	}
+	fs.Var(&d.sites, "body-site", "body region, such as lumbar (repeatable)")
+	fs.Var(&d.flags, "red-flag", "red flag, such as suspected-fracture (repeatable)")
+	return d
+}
+
+// proto returns the diagnosis the flags describe.
+func (d *diagnosisFlags) proto() (*pb.Diagnosis, error) {
+	st, err := enumValue[pb.ClinicalStatus]("status", *d.status)
+	if err != nil {
+		return nil, err
+	}
+	sev, err := enumValue[pb.Severity]("severity", *d.severity)
+	if err != nil {
+		return nil, err
+	}
+	bs, err := enumValues[pb.BodyRegion]("body-site", d.sites)
+	if err != nil {
+		return nil, err
+	}
+	rf, err := enumValues[pb.RedFlag]("red-flag", d.flags)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.Diagnosis{Display: *d.display, ClinicalStatus: st, Severity: sev, BodySites: bs, RedFlags: rf,
+		Notes: *d.notes, NotesShareable: *d.shareable}, nil
+}
+
 func diagnosisRecord(fs *flag.FlagSet) action {
 	patient := fs.String("patient", "", "patients/ID (required)")
 	code := fs.String("code", "", "ICD-10-CM code, such as M54.50 (required)")
-	display := fs.String("display", "", "the code's display text (required)")
 	onset := fs.String("onset", "", "onset date, YYYY-MM-DD")
-	status := fs.String("status", "", "active (default), recurrence, remission or resolved")
-	severity := fs.String("severity", "", "mild, moderate or severe")
-	notes := fs.String("notes", "", "your notes")
-	shareable := fs.Bool("notes-shareable", false, "let the treating therapist read the notes")
-	var sites, flags stringList
-	fs.Var(&sites, "body-site", "body region, such as lumbar (repeatable)")
-	fs.Var(&flags, "red-flag", "red flag, such as suspected-fracture (repeatable)")
+	df := declareDiagnosis(fs)
 	return func(e *env, _ []string) (proto.Message, error) {
-		st, err := enumValue[pb.ClinicalStatus]("status", *status)
+		d, err := df.proto()
 		if err != nil {
 			return nil, err
 		}
-		sev, err := enumValue[pb.Severity]("severity", *severity)
-		if err != nil {
-			return nil, err
-		}
-		bs, err := enumValues[pb.BodyRegion]("body-site", sites)
-		if err != nil {
-			return nil, err
-		}
-		rf, err := enumValues[pb.RedFlag]("red-flag", flags)
-		if err != nil {
-			return nil, err
-		}
+		d.Patient, d.Icd10Code, d.OnsetDate = *patient, *code, *onset
 		c, err := e.dial()
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.Clinical.RecordDiagnosis(e.ctx, &pb.RecordDiagnosisRequest{Diagnosis: &pb.Diagnosis{
-			Patient: *patient, Icd10Code: *code, Display: *display, OnsetDate: *onset, ClinicalStatus: st,
-			Severity: sev, BodySites: bs, RedFlags: rf, Notes: *notes, NotesShareable: *shareable,
-		}})
+		resp, err := c.Clinical.RecordDiagnosis(e.ctx, &pb.RecordDiagnosisRequest{Diagnosis: d})
 		return resp.GetDiagnosis(), err
 	}
 }
@@ -127,36 +149,18 @@ func diagnosisGet(fs *flag.FlagSet) action {
 
 // diagnosisUpdate changes the fields whose flags are given, and only those.
 func diagnosisUpdate(fs *flag.FlagSet) action {
-	display := fs.String("display", "", "the code's display text")
-	status := fs.String("status", "", "active, recurrence, remission or resolved")
-	severity := fs.String("severity", "", "mild, moderate or severe")
-	notes := fs.String("notes", "", "your notes (replace the old ones)")
-	shareable := fs.Bool("notes-shareable", false, "let the treating therapist read the notes")
+	df := declareDiagnosis(fs)
 	etag := fs.String("etag", "", "the etag you read, to refuse the update if it changed since")
-	var sites, flags stringList
-	fs.Var(&sites, "body-site", "body region, such as lumbar (repeatable; replaces the list)")
-	fs.Var(&flags, "red-flag", "red flag, such as suspected-fracture (repeatable; replaces the list)")
 	return func(e *env, args []string) (proto.Message, error) {
 		name, err := oneArg(args, "diagnoses/ID")
 		if err != nil {
 			return nil, err
 		}
-		st, err := enumValue[pb.ClinicalStatus]("status", *status)
+		d, err := df.proto()
 		if err != nil {
 			return nil, err
 		}
-		sev, err := enumValue[pb.Severity]("severity", *severity)
-		if err != nil {
-			return nil, err
-		}
-		bs, err := enumValues[pb.BodyRegion]("body-site", sites)
-		if err != nil {
-			return nil, err
-		}
-		rf, err := enumValues[pb.RedFlag]("red-flag", flags)
-		if err != nil {
-			return nil, err
-		}
+		d.Name, d.Etag = name, *etag
 		paths := map[string]string{"display": "display", "status": "clinical_status", "severity": "severity", "notes": "notes",
 			"notes-shareable": "notes_shareable", "body-site": "body_sites", "red-flag": "red_flags"}
 		var mask []string
@@ -173,9 +177,7 @@ func diagnosisUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		resp, err := c.Clinical.UpdateDiagnosis(e.ctx, &pb.UpdateDiagnosisRequest{
-			Diagnosis: &pb.Diagnosis{Name: name, Display: *display, ClinicalStatus: st, Severity: sev, Notes: *notes,
-				NotesShareable: *shareable, BodySites: bs, RedFlags: rf, Etag: *etag},
-			UpdateMask: &fieldmaskpb.FieldMask{Paths: mask},
+			Diagnosis: d, UpdateMask: &fieldmaskpb.FieldMask{Paths: mask},
 		})
 		return resp.GetDiagnosis(), err
 	}
