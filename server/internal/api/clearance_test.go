@@ -405,12 +405,8 @@ func TestHeldReferralResumesOnTheNextClearance(t *testing.T) {
 			}
 			state := func(when string, want pb.ReferralState) {
 				t.Helper()
-				got, err := tm.as("dr").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: r.GetName()})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got.GetReferral().GetState() != want {
-					t.Fatalf("%s: referral is %v, want %v", when, got.GetReferral().GetState(), want)
+				if got := tm.referral(r.GetName()).GetState(); got != want {
+					t.Fatalf("%s: referral is %v, want %v", when, got, want)
 				}
 			}
 			state("suspended", pb.ReferralState_REFERRAL_STATE_ON_HOLD)
