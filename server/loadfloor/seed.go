@@ -295,14 +295,16 @@ func (g *generator) referralRow(r *seedRef) []any {
 		[]string{"M54.5"}, "Chronic low back pain, no red flags.", "ROUTINE", []string{"SWEDISH"},
 		int32(seedVisits), int32(r.sessions), int32(r.sessions), r.created.Add(seedValidity), []string{}, string(r.state), held,
 		declineReason, declineText, cancelReason, discharge, submit, ackElapsed, ackDue, int64(len(chain)),
-		r.created, g.stepTime(r, len(chain)-1)}
+		r.created, g.stepTime(r, len(chain)-1),
+		// History: a seeded referral that expired before now is not news.
+		!r.created.Add(seedValidity).After(g.now)}
 }
 
 var referralCols = []string{"id", "patient_id", "referring_physician_id", "referring_org_id", "target_therapist_id", "target_org_id",
 	"reason_codes", "clinical_notes", "priority", "requested_techniques",
 	"authorized_visits", "used_visits", "sessions_started", "valid_until", "required_specialties", "state", "held_from",
 	"decline_reason", "decline_text", "cancel_reason", "discharge_summary", "submit_time", "ack_elapsed", "ack_due", "version",
-	"create_time", "update_time"}
+	"create_time", "update_time", "expiry_announced"}
 
 var transitionCols = []string{"referral_id", "seq", "from_state", "to_state", "actor_id", "time", "reason"}
 

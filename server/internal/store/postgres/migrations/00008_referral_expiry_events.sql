@@ -5,6 +5,10 @@
 -- referrals whose expiry an event has announced, so each is announced once.
 ALTER TABLE referrals ADD COLUMN expiry_announced boolean NOT NULL DEFAULT false;
 
+-- Referrals that expired before there were expiry events are history, not
+-- news: the first sweep must not flood watchers with them.
+UPDATE referrals SET expiry_announced = true WHERE valid_until <= now();
+
 -- The sweep's worklist: referrals in a state that expires, not yet
 -- announced, by the end of their validity. The states are the domain's
 -- ExpirableStates.
