@@ -137,10 +137,10 @@ type querier interface {
 	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
-// Read runs fn's reads on the pool without a transaction, saving the
-// BEGIN and COMMIT round trips: each statement, or batch, runs in a
-// transaction of its own, which under READ COMMITTED sees what a statement
-// inside a longer one would. fn must not write.
+// Read runs fn's reads on one pooled connection without a transaction,
+// saving the BEGIN and COMMIT round trips: each statement, or batch, runs
+// in a transaction of its own, which under READ COMMITTED sees what a
+// statement inside a longer one would. fn must not write.
 func (s *Store) Read(ctx context.Context, fn func(careteam.Tx) error) error {
 	conn, err := s.acquire(ctx)
 	if err != nil {
