@@ -424,6 +424,7 @@ func TestRemoteKeySet(t *testing.T) {
 	tokenA := signRaw(t, jose.EdDSA, keyA, "", goodClaims())
 	tokenB := signRaw(t, jose.EdDSA, keyB, "", goodClaims())
 	ghost := signRaw(t, jose.EdDSA, newEdKey(t, "ghost"), "", goodClaims())
+	// wantHits < 0: the fetches are not counted (one may be under way).
 	verify := func(raw string, wantOK bool, wantHits int32) {
 		t.Helper()
 		_, err := v.Verify(t.Context(), raw)
@@ -433,7 +434,7 @@ func TestRemoteKeySet(t *testing.T) {
 		if !wantOK {
 			checkRefused(t, raw, err)
 		}
-		if got := srv.hits.Load(); got != wantHits {
+		if got := srv.hits.Load(); wantHits >= 0 && got != wantHits {
 			t.Fatalf("JWKS fetched %d times, want %d", got, wantHits)
 		}
 	}
@@ -455,7 +456,9 @@ func TestRemoteKeySet(t *testing.T) {
 	verify(ghost, false, 3)  // failure counts against the rate limit
 	clock.Advance(time.Hour) // past the refresh interval
 	srv.set(http.StatusOK, jwksJSON(t, keyB))
-	verify(tokenA, true, 3) // the refresh runs in the background; old keys serve meanwhile
+	// The refresh runs in the background, and may have reached the server
+	// already; the old keys serve meanwhile.
+	verify(tokenA, true, -1)
 	ks.mu.Lock()
 	done := ks.inflight
 	ks.mu.Unlock()
