@@ -289,6 +289,12 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 		if last.outcome != "OK" {
 			t.Errorf("%s: record %+v", key, last)
 		}
+		// Every call that reads or writes patient data names the patients
+		// in its record; the directory and the audit trail hold none.
+		holdsNone := strings.HasPrefix(key, "DirectoryService/") || strings.HasPrefix(key, "AuditService/")
+		if !holdsNone && len(last.patients) == 0 {
+			t.Errorf("%s: its record names no patient: %+v", key, last)
+		}
 	}
 }
 
