@@ -300,6 +300,10 @@ const (
 	ClearanceStatus_CLEARANCE_STATUS_SUPERSEDED ClearanceStatus = 5
 	// Its validity window has passed (derived).
 	ClearanceStatus_CLEARANCE_STATUS_EXPIRED ClearanceStatus = 6
+	// Decided, with a window that opens later: not yet in force. The clearance
+	// of the same scope in force stays in force until the window opens; from
+	// that moment this one reads ACTIVE and that one SUPERSEDED.
+	ClearanceStatus_CLEARANCE_STATUS_SCHEDULED ClearanceStatus = 7
 )
 
 // Enum value maps for ClearanceStatus.
@@ -312,6 +316,7 @@ var (
 		4: "CLEARANCE_STATUS_REVOKED",
 		5: "CLEARANCE_STATUS_SUPERSEDED",
 		6: "CLEARANCE_STATUS_EXPIRED",
+		7: "CLEARANCE_STATUS_SCHEDULED",
 	}
 	ClearanceStatus_value = map[string]int32{
 		"CLEARANCE_STATUS_UNSPECIFIED": 0,
@@ -321,6 +326,7 @@ var (
 		"CLEARANCE_STATUS_REVOKED":     4,
 		"CLEARANCE_STATUS_SUPERSEDED":  5,
 		"CLEARANCE_STATUS_EXPIRED":     6,
+		"CLEARANCE_STATUS_SCHEDULED":   7,
 	}
 )
 
@@ -1575,8 +1581,13 @@ type Clearance struct {
 	Precautions []*Precaution `protobuf:"bytes,9,rep,name=precautions,proto3" json:"precautions,omitempty"`
 	// Techniques that must not be used at all.
 	ContraindicatedTechniques []Technique `protobuf:"varint,10,rep,packed,name=contraindicated_techniques,json=contraindicatedTechniques,proto3,enum=careteam.v1.Technique" json:"contraindicated_techniques,omitempty"`
-	// Red flags of the patient's active diagnoses that the physician attests
-	// were evaluated; every one of them must be listed.
+	// Red flags standing on the patient's record that the physician attests
+	// were evaluated: those of active diagnoses, and those a therapist
+	// reported when suspending a clearance. Every one must be listed for a
+	// CLEARED or CLEARED_WITH_PRECAUTIONS decision (else FAILED_PRECONDITION,
+	// one RED_FLAG_NOT_EVALUATED violation per flag); NOT_CLEARED may always
+	// be decided. A red flag recorded later makes this clearance insufficient
+	// until a physician clears again.
 	EvaluatedRedFlags []RedFlag `protobuf:"varint,11,rep,packed,name=evaluated_red_flags,json=evaluatedRedFlags,proto3,enum=careteam.v1.RedFlag" json:"evaluated_red_flags,omitempty"`
 	// The physician's notes.
 	Notes string `protobuf:"bytes,12,opt,name=notes,proto3" json:"notes,omitempty"`
@@ -1591,14 +1602,17 @@ type Clearance struct {
 	Suspension *Suspension `protobuf:"bytes,16,opt,name=suspension,proto3" json:"suspension,omitempty"`
 	// Set when revoked. Output only.
 	Revocation *Revocation `protobuf:"bytes,17,opt,name=revocation,proto3" json:"revocation,omitempty"`
-	// The clearance that replaced it, when superseded. Output only.
+	// The clearance that replaces it, when superseded, or when a SCHEDULED
+	// successor will supersede it at supersede_time. Output only.
 	SupersededBy string `protobuf:"bytes,18,opt,name=superseded_by,json=supersededBy,proto3" json:"superseded_by,omitempty"`
 	// When it was created (issued or requested). Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When it last changed. Output only.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,20,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Changes whenever the clearance changes.
-	Etag          string `protobuf:"bytes,21,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,21,opt,name=etag,proto3" json:"etag,omitempty"`
+	// When superseded_by replaces it (or replaced it). Output only.
+	SupersedeTime *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=supersede_time,json=supersedeTime,proto3" json:"supersede_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1778,6 +1792,13 @@ func (x *Clearance) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Clearance) GetSupersedeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SupersedeTime
+	}
+	return nil
 }
 
 // Request for RequestClearance.
@@ -2505,7 +2526,10 @@ type CheckClearanceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The referral the session would be under, "referrals/{id}".
 	Referral string `protobuf:"bytes,1,opt,name=referral,proto3" json:"referral,omitempty"`
-	// When the session would start; defaults to now.
+	// Deprecated: the gate judges every condition at the server's clock, as
+	// StartSession does; a check answers whether a session could start now.
+	// Accepted only within five minutes of the server's clock (clock skew),
+	// else INVALID_ARGUMENT.
 	SessionTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=session_time,json=sessionTime,proto3" json:"session_time,omitempty"`
 	// What the session would do.
 	Planned []*Treatment `protobuf:"bytes,3,rep,name=planned,proto3" json:"planned,omitempty"`
@@ -2575,10 +2599,39 @@ func (x *CheckClearanceRequest) GetTherapist() string {
 }
 
 // Violation is one unmet condition of the session gate; FAILED_PRECONDITION
-// errors carry the same as google.rpc.PreconditionFailure violations.
+// errors carry the same as google.rpc.PreconditionFailure violations. The
+// gate judges every condition at the server's clock when the session starts
+// and reports every one unmet, not only the first. Its types:
+//
+//   - REFERRAL_NOT_ACCEPTED: the referral is not ACCEPTED or IN_PROGRESS.
+//   - REFERRAL_EXPIRED: the referral's validity has ended.
+//   - NOT_ASSIGNED_THERAPIST: the therapist is not the one the referral is
+//     assigned to.
+//   - VISITS_EXHAUSTED: every authorized visit has been used.
+//   - CLEARANCE_MISSING: no decided clearance covers the patient and
+//     referral.
+//   - CLEARANCE_NOT_CLEARED: the clearance that governs is NOT_CLEARED.
+//   - CLEARANCE_EXPIRED: its window has passed.
+//   - CLEARANCE_NOT_YET_VALID: its window has not opened (a SCHEDULED
+//     clearance, and none in force).
+//   - CLEARANCE_REVOKED: a physician revoked it.
+//   - CLEARANCE_SUSPENDED: a therapist suspended it on a red flag.
+//   - RED_FLAG_NOT_EVALUATED: a red flag stands on the patient's record (an
+//     active diagnosis carries it, or a therapist reported it) that the
+//     clearance does not attest was evaluated, such as one recorded after
+//     it was issued. The subject is the diagnosis or the suspended
+//     clearance; a physician must clear again, listing the flag in
+//     evaluated_red_flags.
+//   - PRECAUTION_VIOLATED: a planned treatment breaks a precaution (a body
+//     site to avoid, a pressure or duration limit).
+//   - CONTRAINDICATED_TECHNIQUE: a planned technique is contraindicated.
+//   - CONSENT_MISSING: the therapist's practice holds no treatment consent of
+//     the patient signed by today.
+//   - LICENCE_EXPIRED: the therapist's licence is not active today.
+//   - NOT_QUALIFIED: the therapist lacks a specialty the referral requires.
 type Violation struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The condition, such as CLEARANCE_EXPIRED or PRECAUTION_VIOLATED.
+	// The condition: one of the types listed above.
 	Type string `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
 	// The resource it concerns, such as "clearances/{id}".
 	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
@@ -2805,7 +2858,7 @@ const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"Revocation\x12\x14\n" +
 	"\x05actor\x18\x01 \x01(\tR\x05actor\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
-	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x88\t\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xcb\t\n" +
 	"\tClearance\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\apatient\x18\x02 \x01(\tB\x1a\xbaH\x17r\x152\x13^(patients/[^/]+)?$R\apatient\x127\n" +
@@ -2838,7 +2891,8 @@ const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x14 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\x15 \x01(\tR\x04etag\"\x98\x02\n" +
+	"\x04etag\x18\x15 \x01(\tR\x04etag\x12A\n" +
+	"\x0esupersede_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\rsupersedeTime\"\x98\x02\n" +
 	"\x17RequestClearanceRequest\x121\n" +
 	"\apatient\x18\x01 \x01(\tB\x17\xbaH\x14r\x122\x10^patients/[^/]+$R\apatient\x127\n" +
 	"\breferral\x18\x02 \x01(\tB\x1b\xbaH\x18r\x162\x14^(referrals/[^/]+)?$R\breferral\x12=\n" +
@@ -2935,7 +2989,7 @@ const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"\x1eCLEARANCE_DECISION_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLEARANCE_DECISION_CLEARED\x10\x01\x12/\n" +
 	"+CLEARANCE_DECISION_CLEARED_WITH_PRECAUTIONS\x10\x02\x12\"\n" +
-	"\x1eCLEARANCE_DECISION_NOT_CLEARED\x10\x03*\xed\x01\n" +
+	"\x1eCLEARANCE_DECISION_NOT_CLEARED\x10\x03*\x8d\x02\n" +
 	"\x0fClearanceStatus\x12 \n" +
 	"\x1cCLEARANCE_STATUS_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aCLEARANCE_STATUS_REQUESTED\x10\x01\x12\x1b\n" +
@@ -2943,7 +2997,8 @@ const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"\x1aCLEARANCE_STATUS_SUSPENDED\x10\x03\x12\x1c\n" +
 	"\x18CLEARANCE_STATUS_REVOKED\x10\x04\x12\x1f\n" +
 	"\x1bCLEARANCE_STATUS_SUPERSEDED\x10\x05\x12\x1c\n" +
-	"\x18CLEARANCE_STATUS_EXPIRED\x10\x06*x\n" +
+	"\x18CLEARANCE_STATUS_EXPIRED\x10\x06\x12\x1e\n" +
+	"\x1aCLEARANCE_STATUS_SCHEDULED\x10\a*x\n" +
 	"\x10PrecautionAction\x12!\n" +
 	"\x1dPRECAUTION_ACTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17PRECAUTION_ACTION_AVOID\x10\x01\x12$\n" +
@@ -3063,49 +3118,50 @@ var file_careteam_v1_clinical_proto_depIdxs = []int32{
 	22, // 34: careteam.v1.Clearance.revocation:type_name -> careteam.v1.Revocation
 	41, // 35: careteam.v1.Clearance.create_time:type_name -> google.protobuf.Timestamp
 	41, // 36: careteam.v1.Clearance.update_time:type_name -> google.protobuf.Timestamp
-	23, // 37: careteam.v1.RequestClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 38: careteam.v1.IssueClearanceRequest.clearance:type_name -> careteam.v1.Clearance
-	23, // 39: careteam.v1.IssueClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	1,  // 40: careteam.v1.SuspendClearanceRequest.red_flag:type_name -> careteam.v1.RedFlag
-	23, // 41: careteam.v1.SuspendClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 42: careteam.v1.RevokeClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 43: careteam.v1.GetClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	4,  // 44: careteam.v1.ListClearancesRequest.status:type_name -> careteam.v1.ClearanceStatus
-	23, // 45: careteam.v1.ListClearancesResponse.clearances:type_name -> careteam.v1.Clearance
-	41, // 46: careteam.v1.CheckClearanceRequest.session_time:type_name -> google.protobuf.Timestamp
-	45, // 47: careteam.v1.CheckClearanceRequest.planned:type_name -> careteam.v1.Treatment
-	37, // 48: careteam.v1.CheckClearanceResponse.violations:type_name -> careteam.v1.Violation
-	7,  // 49: careteam.v1.ClinicalService.RecordDiagnosis:input_type -> careteam.v1.RecordDiagnosisRequest
-	9,  // 50: careteam.v1.ClinicalService.GetDiagnosis:input_type -> careteam.v1.GetDiagnosisRequest
-	11, // 51: careteam.v1.ClinicalService.ListDiagnoses:input_type -> careteam.v1.ListDiagnosesRequest
-	13, // 52: careteam.v1.ClinicalService.UpdateDiagnosis:input_type -> careteam.v1.UpdateDiagnosisRequest
-	16, // 53: careteam.v1.ClinicalService.RecordConsent:input_type -> careteam.v1.RecordConsentRequest
-	18, // 54: careteam.v1.ClinicalService.ListConsents:input_type -> careteam.v1.ListConsentsRequest
-	24, // 55: careteam.v1.ClinicalService.RequestClearance:input_type -> careteam.v1.RequestClearanceRequest
-	26, // 56: careteam.v1.ClinicalService.IssueClearance:input_type -> careteam.v1.IssueClearanceRequest
-	28, // 57: careteam.v1.ClinicalService.SuspendClearance:input_type -> careteam.v1.SuspendClearanceRequest
-	30, // 58: careteam.v1.ClinicalService.RevokeClearance:input_type -> careteam.v1.RevokeClearanceRequest
-	32, // 59: careteam.v1.ClinicalService.GetClearance:input_type -> careteam.v1.GetClearanceRequest
-	34, // 60: careteam.v1.ClinicalService.ListClearances:input_type -> careteam.v1.ListClearancesRequest
-	36, // 61: careteam.v1.ClinicalService.CheckClearance:input_type -> careteam.v1.CheckClearanceRequest
-	8,  // 62: careteam.v1.ClinicalService.RecordDiagnosis:output_type -> careteam.v1.RecordDiagnosisResponse
-	10, // 63: careteam.v1.ClinicalService.GetDiagnosis:output_type -> careteam.v1.GetDiagnosisResponse
-	12, // 64: careteam.v1.ClinicalService.ListDiagnoses:output_type -> careteam.v1.ListDiagnosesResponse
-	14, // 65: careteam.v1.ClinicalService.UpdateDiagnosis:output_type -> careteam.v1.UpdateDiagnosisResponse
-	17, // 66: careteam.v1.ClinicalService.RecordConsent:output_type -> careteam.v1.RecordConsentResponse
-	19, // 67: careteam.v1.ClinicalService.ListConsents:output_type -> careteam.v1.ListConsentsResponse
-	25, // 68: careteam.v1.ClinicalService.RequestClearance:output_type -> careteam.v1.RequestClearanceResponse
-	27, // 69: careteam.v1.ClinicalService.IssueClearance:output_type -> careteam.v1.IssueClearanceResponse
-	29, // 70: careteam.v1.ClinicalService.SuspendClearance:output_type -> careteam.v1.SuspendClearanceResponse
-	31, // 71: careteam.v1.ClinicalService.RevokeClearance:output_type -> careteam.v1.RevokeClearanceResponse
-	33, // 72: careteam.v1.ClinicalService.GetClearance:output_type -> careteam.v1.GetClearanceResponse
-	35, // 73: careteam.v1.ClinicalService.ListClearances:output_type -> careteam.v1.ListClearancesResponse
-	38, // 74: careteam.v1.ClinicalService.CheckClearance:output_type -> careteam.v1.CheckClearanceResponse
-	62, // [62:75] is the sub-list for method output_type
-	49, // [49:62] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	41, // 37: careteam.v1.Clearance.supersede_time:type_name -> google.protobuf.Timestamp
+	23, // 38: careteam.v1.RequestClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 39: careteam.v1.IssueClearanceRequest.clearance:type_name -> careteam.v1.Clearance
+	23, // 40: careteam.v1.IssueClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	1,  // 41: careteam.v1.SuspendClearanceRequest.red_flag:type_name -> careteam.v1.RedFlag
+	23, // 42: careteam.v1.SuspendClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 43: careteam.v1.RevokeClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 44: careteam.v1.GetClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	4,  // 45: careteam.v1.ListClearancesRequest.status:type_name -> careteam.v1.ClearanceStatus
+	23, // 46: careteam.v1.ListClearancesResponse.clearances:type_name -> careteam.v1.Clearance
+	41, // 47: careteam.v1.CheckClearanceRequest.session_time:type_name -> google.protobuf.Timestamp
+	45, // 48: careteam.v1.CheckClearanceRequest.planned:type_name -> careteam.v1.Treatment
+	37, // 49: careteam.v1.CheckClearanceResponse.violations:type_name -> careteam.v1.Violation
+	7,  // 50: careteam.v1.ClinicalService.RecordDiagnosis:input_type -> careteam.v1.RecordDiagnosisRequest
+	9,  // 51: careteam.v1.ClinicalService.GetDiagnosis:input_type -> careteam.v1.GetDiagnosisRequest
+	11, // 52: careteam.v1.ClinicalService.ListDiagnoses:input_type -> careteam.v1.ListDiagnosesRequest
+	13, // 53: careteam.v1.ClinicalService.UpdateDiagnosis:input_type -> careteam.v1.UpdateDiagnosisRequest
+	16, // 54: careteam.v1.ClinicalService.RecordConsent:input_type -> careteam.v1.RecordConsentRequest
+	18, // 55: careteam.v1.ClinicalService.ListConsents:input_type -> careteam.v1.ListConsentsRequest
+	24, // 56: careteam.v1.ClinicalService.RequestClearance:input_type -> careteam.v1.RequestClearanceRequest
+	26, // 57: careteam.v1.ClinicalService.IssueClearance:input_type -> careteam.v1.IssueClearanceRequest
+	28, // 58: careteam.v1.ClinicalService.SuspendClearance:input_type -> careteam.v1.SuspendClearanceRequest
+	30, // 59: careteam.v1.ClinicalService.RevokeClearance:input_type -> careteam.v1.RevokeClearanceRequest
+	32, // 60: careteam.v1.ClinicalService.GetClearance:input_type -> careteam.v1.GetClearanceRequest
+	34, // 61: careteam.v1.ClinicalService.ListClearances:input_type -> careteam.v1.ListClearancesRequest
+	36, // 62: careteam.v1.ClinicalService.CheckClearance:input_type -> careteam.v1.CheckClearanceRequest
+	8,  // 63: careteam.v1.ClinicalService.RecordDiagnosis:output_type -> careteam.v1.RecordDiagnosisResponse
+	10, // 64: careteam.v1.ClinicalService.GetDiagnosis:output_type -> careteam.v1.GetDiagnosisResponse
+	12, // 65: careteam.v1.ClinicalService.ListDiagnoses:output_type -> careteam.v1.ListDiagnosesResponse
+	14, // 66: careteam.v1.ClinicalService.UpdateDiagnosis:output_type -> careteam.v1.UpdateDiagnosisResponse
+	17, // 67: careteam.v1.ClinicalService.RecordConsent:output_type -> careteam.v1.RecordConsentResponse
+	19, // 68: careteam.v1.ClinicalService.ListConsents:output_type -> careteam.v1.ListConsentsResponse
+	25, // 69: careteam.v1.ClinicalService.RequestClearance:output_type -> careteam.v1.RequestClearanceResponse
+	27, // 70: careteam.v1.ClinicalService.IssueClearance:output_type -> careteam.v1.IssueClearanceResponse
+	29, // 71: careteam.v1.ClinicalService.SuspendClearance:output_type -> careteam.v1.SuspendClearanceResponse
+	31, // 72: careteam.v1.ClinicalService.RevokeClearance:output_type -> careteam.v1.RevokeClearanceResponse
+	33, // 73: careteam.v1.ClinicalService.GetClearance:output_type -> careteam.v1.GetClearanceResponse
+	35, // 74: careteam.v1.ClinicalService.ListClearances:output_type -> careteam.v1.ListClearancesResponse
+	38, // 75: careteam.v1.ClinicalService.CheckClearance:output_type -> careteam.v1.CheckClearanceResponse
+	63, // [63:76] is the sub-list for method output_type
+	50, // [50:63] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_clinical_proto_init() }

@@ -80,6 +80,11 @@ const (
 	EventType_EVENT_TYPE_ADVERSE_EVENT_REPORTED EventType = 24
 	// A note was signed with a documented deviation from the clearance.
 	EventType_EVENT_TYPE_DEVIATION_REPORTED EventType = 25
+	// A scheduled clearance came into force: its window opened.
+	EventType_EVENT_TYPE_CLEARANCE_IN_FORCE EventType = 26
+	// A red flag was recorded that a clearance in force did not evaluate: no
+	// session starts under it until a physician clears again.
+	EventType_EVENT_TYPE_CLEARANCE_INSUFFICIENT EventType = 27
 )
 
 // Enum value maps for EventType.
@@ -111,6 +116,8 @@ var (
 		23: "EVENT_TYPE_NOTE_AMENDED",
 		24: "EVENT_TYPE_ADVERSE_EVENT_REPORTED",
 		25: "EVENT_TYPE_DEVIATION_REPORTED",
+		26: "EVENT_TYPE_CLEARANCE_IN_FORCE",
+		27: "EVENT_TYPE_CLEARANCE_INSUFFICIENT",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":                    0,
@@ -139,6 +146,8 @@ var (
 		"EVENT_TYPE_NOTE_AMENDED":                   23,
 		"EVENT_TYPE_ADVERSE_EVENT_REPORTED":         24,
 		"EVENT_TYPE_DEVIATION_REPORTED":             25,
+		"EVENT_TYPE_CLEARANCE_IN_FORCE":             26,
+		"EVENT_TYPE_CLEARANCE_INSUFFICIENT":         27,
 	}
 )
 
@@ -796,7 +805,7 @@ const file_careteam_v1_event_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"h\n" +
 	"\x12ListEventsResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.careteam.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8d\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd7\a\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bEVENT_TYPE_REFERRAL_CREATED\x10\x01\x12!\n" +
@@ -824,7 +833,9 @@ const file_careteam_v1_event_proto_rawDesc = "" +
 	"\x16EVENT_TYPE_NOTE_SIGNED\x10\x16\x12\x1b\n" +
 	"\x17EVENT_TYPE_NOTE_AMENDED\x10\x17\x12%\n" +
 	"!EVENT_TYPE_ADVERSE_EVENT_REPORTED\x10\x18\x12!\n" +
-	"\x1dEVENT_TYPE_DEVIATION_REPORTED\x10\x192\xb1\x01\n" +
+	"\x1dEVENT_TYPE_DEVIATION_REPORTED\x10\x19\x12!\n" +
+	"\x1dEVENT_TYPE_CLEARANCE_IN_FORCE\x10\x1a\x12%\n" +
+	"!EVENT_TYPE_CLEARANCE_INSUFFICIENT\x10\x1b2\xb1\x01\n" +
 	"\fEventService\x12R\n" +
 	"\vWatchEvents\x12\x1f.careteam.v1.WatchEventsRequest\x1a .careteam.v1.WatchEventsResponse0\x01\x12M\n" +
 	"\n" +

@@ -766,8 +766,12 @@ type StartSessionRequest struct {
 	Referral string `protobuf:"bytes,1,opt,name=referral,proto3" json:"referral,omitempty"`
 	// What the session will do.
 	Planned []*Treatment `protobuf:"bytes,2,rep,name=planned,proto3" json:"planned,omitempty"`
-	// When it is scheduled to start; defaults to now. The gate checks the
-	// clearance covers this time.
+	// When it was scheduled to start, for the chart; defaults to now. It never
+	// moves what the gate judges: clearance, licence, consent, referral and
+	// precautions are judged at the server's clock when the session starts.
+	// Accepted from twelve hours before the server's clock (a late start) to
+	// five minutes after it (clock skew), else INVALID_ARGUMENT: a session is
+	// never started ahead of time.
 	ScheduledStartTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=scheduled_start_time,json=scheduledStartTime,proto3" json:"scheduled_start_time,omitempty"`
 	// Idempotency key (AIP-155): a retried start uses one visit. A UUID.
 	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`

@@ -205,6 +205,7 @@ func clearanceToProto(c *careteam.Clearance) *pb.Clearance {
 		Question:                  c.Question,
 		IssueTime:                 timestamp(c.IssueTime),
 		SupersededBy:              careteam.Clearances.NameOrEmpty(c.SupersededBy),
+		SupersedeTime:             timestamp(c.SupersedeTime),
 		CreateTime:                timestamp(c.CreateTime),
 		UpdateTime:                timestamp(c.UpdateTime),
 		Etag:                      careteam.Etag(c.Version),

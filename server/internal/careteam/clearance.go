@@ -26,9 +26,12 @@ const (
 // ClearanceStatus is where a clearance stands.
 type ClearanceStatus string
 
-// The statuses; EXPIRED is derived from the window, never stored.
+// The statuses. EXPIRED is derived from the window, never stored; a
+// SCHEDULED clearance reads as ACTIVE from the moment its window opens, and
+// the one it replaces as SUPERSEDED, before any write says so.
 const (
 	ClearanceRequested  ClearanceStatus = "REQUESTED"
+	ClearanceScheduled  ClearanceStatus = "SCHEDULED"
 	ClearanceActive     ClearanceStatus = "ACTIVE"
 	ClearanceSuspended  ClearanceStatus = "SUSPENDED"
 	ClearanceRevoked    ClearanceStatus = "REVOKED"
@@ -90,12 +93,16 @@ type Clearance struct {
 	IssueTime         time.Time
 	Suspension        *Suspension
 	Revocation        *Revocation
-	SupersededBy      uuid.UUID
-	Version           int64
-	CreateTime        time.Time
-	UpdateTime        time.Time
+	// SupersededBy is the clearance that replaces this one, from
+	// SupersedeTime: the moment it was issued, or for a scheduled successor
+	// the opening of its window.
+	SupersededBy  uuid.UUID
+	SupersedeTime time.Time
+	Version       int64
+	CreateTime    time.Time
+	UpdateTime    time.Time
 
-	// EffectiveStatus is Status with expiry applied, set at read time.
+	// EffectiveStatus is the status at read time (see statusAt).
 	EffectiveStatus ClearanceStatus
 }
 
@@ -114,12 +121,28 @@ type Revocation struct {
 	Time   time.Time
 }
 
-func (c *Clearance) derive(now time.Time) {
-	c.EffectiveStatus = c.Status
-	if c.Status == ClearanceActive && !now.Before(c.ValidUntil) {
-		c.EffectiveStatus = ClearanceExpired
+// statusAt is the clearance's status at now: a scheduled clearance is
+// ACTIVE once its window opens, the clearance it replaces SUPERSEDED from
+// that moment, and an active one EXPIRED once its window has passed.
+func (c *Clearance) statusAt(now time.Time) ClearanceStatus {
+	st := c.Status
+	switch st {
+	case ClearanceScheduled:
+		if !now.Before(c.ValidFrom) {
+			st = ClearanceActive
+		}
+	case ClearanceActive, ClearanceSuspended:
+		if c.SupersededBy != uuid.Nil && !now.Before(c.SupersedeTime) {
+			return ClearanceSuperseded
+		}
 	}
+	if st == ClearanceActive && !now.Before(c.ValidUntil) {
+		return ClearanceExpired
+	}
+	return st
 }
+
+func (c *Clearance) derive(now time.Time) { c.EffectiveStatus = c.statusAt(now) }
 
 // ClearanceFilter narrows ListClearances.
 type ClearanceFilter struct {
@@ -181,24 +204,6 @@ func validateDecision(c *Clearance, now time.Time) error {
 	slices.Sort(c.EvaluatedRedFlags)
 	c.EvaluatedRedFlags = slices.Compact(c.EvaluatedRedFlags)
 	return f.err()
-}
-
-// unevaluatedRedFlags returns the red flags of the patient's active
-// diagnoses that the clearance does not attest were evaluated.
-func unevaluatedRedFlags(diagnoses []*Diagnosis, evaluated []RedFlag) []RedFlag {
-	var missing []RedFlag
-	for _, d := range diagnoses {
-		if !d.Active() {
-			continue
-		}
-		for _, rf := range d.RedFlags {
-			if !slices.Contains(evaluated, rf) && !slices.Contains(missing, rf) {
-				missing = append(missing, rf)
-			}
-		}
-	}
-	slices.Sort(missing)
-	return missing
 }
 
 // readClearance loads a clearance of a patient the caller may see.
@@ -314,10 +319,13 @@ func (s *Service) RequestClearance(ctx context.Context, p Principal, patient, re
 
 // IssueClearance records a physician's decision. It may answer a request
 // (requested != zero), taking patient and referral from it. The patient's
-// row is locked so that decisions for one patient are made one at a time;
-// the new clearance supersedes the one in force for the same scope, and the
-// held referrals it now governs return to where they were, whichever
-// clearance held them (superseded here, or suspended and since revoked).
+// row is locked so that decisions for one patient are made one at a time.
+// Every red flag standing on the patient's record must be attested as
+// evaluated, except for a NOT_CLEARED decision, which may always be made.
+// A decision in force at once supersedes the clearances in force or
+// scheduled for its scope, and the held referrals it now governs return to
+// where they were; a decision whose window opens later is SCHEDULED and
+// takes over then (settleClearances), leaving the current one in force.
 func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance, requested uuid.UUID, idem Idempotency) (*Clearance, error) {
 	if err := authorizePhysician(p, "issue clearances"); err != nil {
 		return nil, err
@@ -337,9 +345,7 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 			if c.PatientID == uuid.Nil {
 				return nil, uuid.Nil, &InvalidError{Violations: []FieldViolation{{Field: "clearance.patient", Description: "required"}}}
 			}
-			// Decisions for one patient are made one at a time; lock order
-			// everywhere: patient, referrals, clearances.
-			if _, err := s.getPatient(ctx, tx, p, c.PatientID, true); err != nil {
+			if err := s.lockPatientRecord(ctx, tx, p, c.PatientID, now); err != nil {
 				return nil, uuid.Nil, err
 			}
 			if requested != uuid.Nil {
@@ -365,19 +371,19 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 					return nil, uuid.Nil, &InvalidError{Violations: []FieldViolation{{Field: "clearance.referral", Description: "not a referral of the patient"}}}
 				}
 			}
-			diagnoses, err := tx.ListDiagnoses(ctx, c.PatientID, Page{Size: maxPageSize})
+			findings, err := tx.OpenRedFlagFindings(ctx, c.PatientID)
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			if missing := unevaluatedRedFlags(diagnoses, c.EvaluatedRedFlags); len(missing) > 0 {
-				names := make([]string, len(missing))
-				for i, m := range missing {
-					names[i] = string(m)
+			if c.Decision != DecisionNotCleared {
+				if v := unattestedFindings(findings, c.EvaluatedRedFlags); len(v) > 0 {
+					return nil, uuid.Nil, &PreconditionError{Violations: v}
 				}
-				return nil, uuid.Nil, precondition("RED_FLAGS_NOT_EVALUATED", Patients.Name(c.PatientID),
-					"the patient has active diagnoses with red flags the clearance must attest were evaluated: %s", strings.Join(names, ", "))
 			}
 			c.PhysicianID, c.Status, c.IssueTime, c.UpdateTime = p.PractitionerID, ClearanceActive, now, now
+			if c.ValidFrom.After(now) {
+				c.Status = ClearanceScheduled
+			}
 			audit.Touch(ctx, Clearances.Name(c.ID), c.PatientID)
 			if err := supersede(ctx, tx, c, now); err != nil {
 				return nil, uuid.Nil, err
@@ -390,8 +396,13 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			if err := s.resumeHeld(ctx, tx, p, c, now); err != nil {
+			if err := evaluateFindings(ctx, tx, c, findings, now); err != nil {
 				return nil, uuid.Nil, err
+			}
+			if c.Status == ClearanceActive {
+				if err := s.resumeHeld(ctx, tx, p.PractitionerID, c, now); err != nil {
+					return nil, uuid.Nil, err
+				}
 			}
 			if err := s.clearanceEvent(ctx, tx, EventClearanceIssued, c, p.PractitionerID); err != nil {
 				return nil, uuid.Nil, err
@@ -402,27 +413,157 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 		func(tx Tx, id uuid.UUID) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
 }
 
-// supersede retires the clearance in force for c's patient and scope.
-func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
-	current, err := tx.CurrentClearance(ctx, c.PatientID, c.ReferralID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
+// unattestedFindings returns, one violation each, the standing findings
+// whose red flag a decision does not list as evaluated.
+func unattestedFindings(findings []*RedFlagFinding, evaluated []RedFlag) []Violation {
+	var v []Violation
+	for _, f := range findings {
+		if !slices.Contains(evaluated, f.Flag) {
+			v = append(v, Violation{Type: ViolationRedFlagNotEvaluated, Subject: f.source(),
+				Description: fmt.Sprintf("red flag %s, recorded %s, must be listed in evaluated_red_flags once evaluated", f.Flag, f.RecordTime.UTC().Format(time.RFC3339))})
+		}
 	}
+	return v
+}
+
+// evaluateFindings records that clearance c attests the standing findings
+// whose red flag it lists. A therapist's report is answered by it and
+// stands no longer; a diagnosis' red flag stands while the diagnosis
+// carries it, so each later decision attests it again.
+func evaluateFindings(ctx context.Context, tx Tx, c *Clearance, findings []*RedFlagFinding, now time.Time) error {
+	var evaluated, answered []uuid.UUID
+	for _, f := range findings {
+		if !slices.Contains(c.EvaluatedRedFlags, f.Flag) {
+			continue
+		}
+		evaluated = append(evaluated, f.ID)
+		if f.DiagnosisID == uuid.Nil {
+			answered = append(answered, f.ID)
+		}
+	}
+	if err := tx.EvaluateRedFlagFindings(ctx, c.ID, evaluated); err != nil {
+		return err
+	}
+	return tx.CloseRedFlagFindings(ctx, answered, now)
+}
+
+// supersede retires what c replaces in its patient's scope: a decision in
+// force at once retires the clearance in force and any scheduled one; a
+// scheduled decision retires any other scheduled one and marks the one in
+// force to be superseded when its own window opens.
+func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
+	scope, err := tx.ScopeClearances(ctx, c.PatientID, c.ReferralID)
 	if err != nil {
 		return err
 	}
-	current.Status, current.SupersededBy = ClearanceSuperseded, c.ID
-	current.Version++
-	current.UpdateTime = now
-	return tx.UpdateClearance(ctx, current)
+	for _, cur := range scope {
+		if cur.ID == c.ID {
+			continue
+		}
+		if c.Status == ClearanceScheduled && cur.Status != ClearanceScheduled {
+			cur.SupersededBy, cur.SupersedeTime = c.ID, c.ValidFrom
+		} else {
+			cur.Status, cur.SupersededBy, cur.SupersedeTime = ClearanceSuperseded, c.ID, now
+		}
+		cur.Version++
+		cur.UpdateTime = now
+		if err := tx.UpdateClearance(ctx, cur); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// resumeHeld returns the ON_HOLD referrals that the new clearance c governs
-// to the state their hold began in, unless c does not clear the patient. A
-// referral the gate still judges by another clearance (one of its own,
-// suspended or revoked) stays held.
-func (s *Service) resumeHeld(ctx context.Context, tx Tx, p Principal, c *Clearance, now time.Time) error {
+// lockPatientRecord locks a patient's row for a change to their clinical
+// record, then brings their scheduled clearances whose window has opened
+// into force, so that the change sees stored statuses as they stand at now.
+// Lock order everywhere: patient, referrals, clearances.
+func (s *Service) lockPatientRecord(ctx context.Context, tx Tx, p Principal, patient uuid.UUID, now time.Time) error {
+	if _, err := s.getPatient(ctx, tx, p, patient, true); err != nil {
+		return err
+	}
+	return s.settleClearances(ctx, tx, p.PractitionerID, patient, now)
+}
+
+// settleClearances brings into force the patient's scheduled clearances
+// whose window has opened by now: each supersedes the clearance of its
+// scope still in force, is announced (CLEARANCE_IN_FORCE) and resumes the
+// held referrals it now governs. The gate does not wait for this: it judges
+// every window at the moment of the start. The patient's row must be
+// locked.
+func (s *Service) settleClearances(ctx context.Context, tx Tx, actor, patient uuid.UUID, now time.Time) error {
+	cs, err := tx.ClearancesInForce(ctx, patient)
+	if err != nil {
+		return err
+	}
+	for _, next := range cs {
+		if next.Status != ClearanceScheduled || now.Before(next.ValidFrom) {
+			continue
+		}
+		for _, cur := range cs {
+			if cur.ReferralID != next.ReferralID || (cur.Status != ClearanceActive && cur.Status != ClearanceSuspended) {
+				continue
+			}
+			cur.Status, cur.SupersededBy, cur.SupersedeTime = ClearanceSuperseded, next.ID, next.ValidFrom
+			cur.Version++
+			cur.UpdateTime = now
+			if err := tx.UpdateClearance(ctx, cur); err != nil {
+				return err
+			}
+		}
+		next.Status = ClearanceActive
+		next.Version++
+		next.UpdateTime = now
+		if err := tx.UpdateClearance(ctx, next); err != nil {
+			return err
+		}
+		if err := s.resumeHeld(ctx, tx, actor, next, now); err != nil {
+			return err
+		}
+		if err := s.clearanceEvent(ctx, tx, EventClearanceInForce, next, actor); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SettleScheduledClearances brings into force the scheduled clearances
+// whose window has opened, for up to limit patients, and returns how many
+// patients it settled. Patients another transaction holds wait for a later
+// sweep; replicas may sweep at once.
+func (s *Service) SettleScheduledClearances(ctx context.Context, limit int) (int, error) {
+	var n int
+	err := s.store.InTx(ctx, func(tx Tx) error {
+		now := s.clock.Now()
+		patients, err := tx.ClaimScheduledPatients(ctx, now, limit)
+		if err != nil {
+			return err
+		}
+		for _, pt := range patients {
+			if err := s.settleClearances(ctx, tx, uuid.Nil, pt, now); err != nil {
+				return err
+			}
+		}
+		n = len(patients)
+		return nil
+	})
+	return n, err
+}
+
+// resumeHeld returns the ON_HOLD referrals that the clearance c, now in
+// force, governs to the state their hold began in, unless c does not clear
+// the patient or leaves a standing red flag unevaluated. A referral the gate
+// still judges by another clearance (one of its own, suspended or revoked)
+// stays held.
+func (s *Service) resumeHeld(ctx context.Context, tx Tx, actor uuid.UUID, c *Clearance, now time.Time) error {
 	if c.Decision == DecisionNotCleared {
+		return nil
+	}
+	findings, err := tx.OpenRedFlagFindings(ctx, c.PatientID)
+	if err != nil {
+		return err
+	}
+	if len(unevaluatedFindings(findings, c)) > 0 {
 		return nil
 	}
 	held, err := tx.ReferralsCoveredBy(ctx, c, []ReferralState{ReferralOnHold})
@@ -437,23 +578,25 @@ func (s *Service) resumeHeld(ctx context.Context, tx Tx, p Principal, c *Clearan
 		if err != nil {
 			return err
 		}
-		if g := applicableClearance(cs, r.ID); g == nil || g.ID != c.ID {
+		if g := applicableClearance(cs, r.ID, now); g == nil || g.ID != c.ID {
 			continue
 		}
-		r.transition(r.HeldFrom, p.PractitionerID, now, "new clearance "+Clearances.Name(c.ID), s.cfg.AckWindow, false)
+		r.transition(r.HeldFrom, actor, now, "new clearance "+Clearances.Name(c.ID), s.cfg.AckWindow, false)
 		r.HeldFrom = ""
 		if err := saveReferral(ctx, tx, r, now); err != nil {
 			return err
 		}
-		tx.AppendEvent(referralEvent(EventReferralResumed, r, p.PractitionerID, now))
+		tx.AppendEvent(referralEvent(EventReferralResumed, r, actor, now))
 	}
 	return nil
 }
 
 // SuspendClearance suspends a clearance in force because a red flag was
-// found: no session can start, the referrals it covers go ON_HOLD and are
-// marked for the physician's attention. The assigned therapist of a covered
-// referral, or a physician who sees the patient.
+// found: the red flag stands on the patient's record until a clearance
+// attests it was evaluated, so no session of the patient starts under any
+// clearance issued before it; the referrals being treated go ON_HOLD and are
+// marked for the physician's attention. The assigned therapist of a
+// referral the clearance covers, or a physician who sees the patient.
 func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUID, flag RedFlag, observation, etag string, idem Idempotency) (*Clearance, error) {
 	return mutate(ctx, s, p, "SuspendClearance", idem,
 		func(tx Tx) (*Clearance, uuid.UUID, error) {
@@ -461,12 +604,20 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			// Lock order everywhere: patient, referrals, clearance.
+			now := s.clock.Now()
 			if _, err := tx.GetPatient(ctx, peek.PatientID, PatientScope{Any: true}, true); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := s.settleClearances(ctx, tx, p.PractitionerID, peek.PatientID, now); err != nil {
 				return nil, uuid.Nil, err
 			}
 			covered, err := tx.ReferralsCoveredBy(ctx, peek, []ReferralState{ReferralAccepted, ReferralInProgress})
 			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			// Every referral being treated is held below: lock them before
+			// the clearance.
+			if _, err := tx.LockPatientReferrals(ctx, peek.PatientID, []ReferralState{ReferralAccepted, ReferralInProgress}); err != nil {
 				return nil, uuid.Nil, err
 			}
 			c, err := s.readClearance(ctx, tx, p, id, true)
@@ -479,8 +630,7 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 			if err := checkEtag(etag, c.Version); err != nil {
 				return nil, uuid.Nil, err
 			}
-			now := s.clock.Now()
-			if c.Status != ClearanceActive || c.EffectiveStatus == ClearanceExpired {
+			if c.EffectiveStatus != ClearanceActive {
 				return nil, uuid.Nil, precondition("CLEARANCE_STATE", Clearances.Name(c.ID), "only an active clearance can be suspended; it is %s", c.EffectiveStatus)
 			}
 			c.Status = ClearanceSuspended
@@ -493,17 +643,9 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 			if err := s.clearanceEvent(ctx, tx, EventClearanceSuspended, c, p.PractitionerID); err != nil {
 				return nil, uuid.Nil, err
 			}
-			for _, r := range covered {
-				if checkTransition(r, actHold, now) != nil {
-					continue
-				}
-				r.HeldFrom = r.State
-				r.AttentionRequired = true
-				r.transition(ReferralOnHold, p.PractitionerID, now, "clearance suspended: "+string(flag), s.cfg.AckWindow, false)
-				if err := saveReferral(ctx, tx, r, now); err != nil {
-					return nil, uuid.Nil, err
-				}
-				tx.AppendEvent(referralEvent(EventReferralOnHold, r, p.PractitionerID, now))
+			report := &RedFlagFinding{ID: newID(), PatientID: c.PatientID, Flag: flag, ClearanceID: c.ID, ReportedBy: p.PractitionerID, RecordTime: now}
+			if err := s.raiseFindings(ctx, tx, p, c.PatientID, []*RedFlagFinding{report}, c.ID, now); err != nil {
+				return nil, uuid.Nil, err
 			}
 			c.derive(now)
 			return c, c.ID, nil
@@ -511,13 +653,22 @@ func (s *Service) SuspendClearance(ctx context.Context, p Principal, id uuid.UUI
 		func(tx Tx, id uuid.UUID) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
 }
 
-// RevokeClearance ends a clearance; a physician who sees the patient.
+// RevokeClearance ends a clearance in force, or one scheduled, which then
+// never takes over; a physician who sees the patient.
 func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID, reason, etag string, idem Idempotency) (*Clearance, error) {
 	if err := authorizePhysician(p, "revoke clearances"); err != nil {
 		return nil, err
 	}
 	return mutate(ctx, s, p, "RevokeClearance", idem,
 		func(tx Tx) (*Clearance, uuid.UUID, error) {
+			peek, err := s.readClearance(ctx, tx, p, id, false)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			now := s.clock.Now()
+			if err := s.lockPatientRecord(ctx, tx, p, peek.PatientID, now); err != nil {
+				return nil, uuid.Nil, err
+			}
 			c, err := s.readClearance(ctx, tx, p, id, true)
 			if err != nil {
 				return nil, uuid.Nil, err
@@ -525,12 +676,20 @@ func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID
 			if err := checkEtag(etag, c.Version); err != nil {
 				return nil, uuid.Nil, err
 			}
-			if c.Status != ClearanceActive && c.Status != ClearanceSuspended {
-				return nil, uuid.Nil, precondition("CLEARANCE_STATE", Clearances.Name(c.ID), "only a clearance in force can be revoked; it is %s", c.EffectiveStatus)
+			switch c.EffectiveStatus {
+			case ClearanceActive, ClearanceSuspended, ClearanceScheduled:
+			default:
+				return nil, uuid.Nil, precondition("CLEARANCE_STATE", Clearances.Name(c.ID), "only a clearance in force or scheduled can be revoked; it is %s", c.EffectiveStatus)
 			}
-			now := s.clock.Now()
+			if c.Status == ClearanceScheduled {
+				// The clearance it was to replace stays in force.
+				if err := unlinkSuccessor(ctx, tx, c, now); err != nil {
+					return nil, uuid.Nil, err
+				}
+			}
 			c.Status = ClearanceRevoked
 			c.Revocation = &Revocation{Actor: p.PractitionerID, Reason: reason, Time: now}
+			c.SupersededBy, c.SupersedeTime = uuid.Nil, time.Time{}
 			c.Version++
 			c.UpdateTime = now
 			if err := tx.UpdateClearance(ctx, c); err != nil {
@@ -543,6 +702,27 @@ func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID
 			return c, c.ID, nil
 		},
 		func(tx Tx, id uuid.UUID) (*Clearance, error) { return s.readClearance(ctx, tx, p, id, false) })
+}
+
+// unlinkSuccessor clears the pending supersession that the scheduled
+// clearance next put on the clearance in force of its scope.
+func unlinkSuccessor(ctx context.Context, tx Tx, next *Clearance, now time.Time) error {
+	scope, err := tx.ScopeClearances(ctx, next.PatientID, next.ReferralID)
+	if err != nil {
+		return err
+	}
+	for _, cur := range scope {
+		if cur.SupersededBy != next.ID || cur.Status == ClearanceSuperseded {
+			continue
+		}
+		cur.SupersededBy, cur.SupersedeTime = uuid.Nil, time.Time{}
+		cur.Version++
+		cur.UpdateTime = now
+		if err := tx.UpdateClearance(ctx, cur); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // RecordConsent records a patient's consent to massage for the caller's

@@ -28,10 +28,6 @@ const (
 // Severity grades a diagnosis or an adverse event.
 type Severity string
 
-// RedFlag is a sign that back pain may hide a serious condition, or a
-// condition that makes massage risky.
-type RedFlag string
-
 // BodyRegion is a region of the body.
 type BodyRegion string
 
@@ -82,6 +78,9 @@ func (s *Service) validateDiagnosis(f *fields, d *Diagnosis) {
 	if d.ClinicalStatus == "" {
 		d.ClinicalStatus = StatusActive
 	}
+	// The code's own red flags, whatever the caller ticked: they can be
+	// neither forgotten nor removed.
+	d.RedFlags = append(d.RedFlags, CodeRedFlags(d.ICD10Code)...)
 	slices.Sort(d.RedFlags)
 	d.RedFlags = slices.Compact(d.RedFlags)
 	slices.Sort(d.BodySites)
@@ -98,18 +97,15 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 	if err := f.err(); err != nil {
 		return nil, err
 	}
-	now := s.clock.Now()
-	d.ID, d.PhysicianID, d.Version, d.CreateTime, d.UpdateTime = newID(), p.PractitionerID, 1, now, now
+	d.ID, d.PhysicianID, d.Version = newID(), p.PractitionerID, 1
 	return mutate(ctx, s, p, "RecordDiagnosis", idem,
 		func(tx Tx) (*Diagnosis, uuid.UUID, error) {
-			if _, err := s.getPatient(ctx, tx, p, d.PatientID, false); err != nil {
+			now := s.clock.Now()
+			if err := s.lockPatientRecord(ctx, tx, p, d.PatientID, now); err != nil {
 				return nil, uuid.Nil, err
 			}
-			audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
-			if err := tx.InsertDiagnosis(ctx, &d); err != nil {
-				return nil, uuid.Nil, err
-			}
-			return &d, d.ID, s.diagnosisEvent(ctx, tx, EventDiagnosisRecorded, &d, p.PractitionerID)
+			d.CreateTime, d.UpdateTime = now, now
+			return &d, d.ID, s.saveDiagnosis(ctx, tx, p, nil, &d, now)
 		},
 		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
 }
@@ -174,6 +170,14 @@ func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis
 	}
 	return mutate(ctx, s, p, "UpdateDiagnosis", idem,
 		func(tx Tx) (*Diagnosis, uuid.UUID, error) {
+			peek, err := s.readDiagnosis(ctx, tx, p, in.ID, false)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			now := s.clock.Now()
+			if err := s.lockPatientRecord(ctx, tx, p, peek.PatientID, now); err != nil {
+				return nil, uuid.Nil, err
+			}
 			d, err := s.readDiagnosis(ctx, tx, p, in.ID, true)
 			if err != nil {
 				return nil, uuid.Nil, err
@@ -181,6 +185,7 @@ func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis
 			if err := checkEtag(etag, d.Version); err != nil {
 				return nil, uuid.Nil, err
 			}
+			prev := *d
 			if mask.ClinicalStatus {
 				d.ClinicalStatus = in.ClinicalStatus
 			}
@@ -208,13 +213,33 @@ func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis
 				return nil, uuid.Nil, err
 			}
 			d.Version++
-			d.UpdateTime = s.clock.Now()
-			if err := tx.UpdateDiagnosis(ctx, d); err != nil {
-				return nil, uuid.Nil, err
-			}
-			return d, d.ID, s.diagnosisEvent(ctx, tx, EventDiagnosisUpdated, d, p.PractitionerID)
+			d.UpdateTime = now
+			return d, d.ID, s.saveDiagnosis(ctx, tx, p, &prev, d, now)
 		},
 		func(tx Tx, id uuid.UUID) (*Diagnosis, error) { return s.readDiagnosis(ctx, tx, p, id, false) })
+}
+
+// saveDiagnosis writes a diagnosis, recorded (prev nil) or changed from
+// prev, announces it, and keeps the patient's red-flag findings in step:
+// every path that records a diagnosis goes through here. The patient's row
+// must be locked (lockPatientRecord).
+func (s *Service) saveDiagnosis(ctx context.Context, tx Tx, p Principal, prev, d *Diagnosis, now time.Time) error {
+	audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
+	event := EventDiagnosisRecorded
+	if prev == nil {
+		if err := tx.InsertDiagnosis(ctx, d); err != nil {
+			return err
+		}
+	} else {
+		if err := tx.UpdateDiagnosis(ctx, d); err != nil {
+			return err
+		}
+		event = EventDiagnosisUpdated
+	}
+	if err := s.diagnosisEvent(ctx, tx, event, d, p.PractitionerID); err != nil {
+		return err
+	}
+	return s.recordDiagnosisFindings(ctx, tx, p, prev, d, now)
 }
 
 // checkReasonDiagnoses requires a referral's reason diagnoses to be

@@ -36,6 +36,8 @@ const (
 	EventClearanceIssued             EventType = "CLEARANCE_ISSUED"
 	EventClearanceSuspended          EventType = "CLEARANCE_SUSPENDED"
 	EventClearanceRevoked            EventType = "CLEARANCE_REVOKED"
+	EventClearanceInForce            EventType = "CLEARANCE_IN_FORCE"
+	EventClearanceInsufficient       EventType = "CLEARANCE_INSUFFICIENT"
 	EventSessionStarted              EventType = "SESSION_STARTED"
 	EventSessionCancelled            EventType = "SESSION_CANCELLED"
 	EventNoteSigned                  EventType = "NOTE_SIGNED"

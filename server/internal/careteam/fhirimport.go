@@ -112,8 +112,10 @@ type importPlan struct {
 	patient    *Patient
 	newPatient bool
 	diagnoses  []*Diagnosis
-	// isNew and changed are parallel to diagnoses.
+	// isNew, changed and prev (what a found diagnosis was) are parallel to
+	// diagnoses.
 	isNew, changed []bool
+	prev           []*Diagnosis
 	therapist, org uuid.UUID
 }
 
@@ -187,6 +189,9 @@ func (s *Service) resolveImport(ctx context.Context, tx Tx, p Principal, in *Ser
 	switch {
 	case found != nil:
 		plan.patient = found
+		if err := s.lockPatientRecord(ctx, tx, p, found.ID, now); err != nil {
+			return nil, err
+		}
 	case in.PatientFindOnly:
 		f.add("referral.patient", "no patient you can see has this identifier")
 		return plan, nil
@@ -282,7 +287,9 @@ func (s *Service) resolveDiagnoses(ctx context.Context, tx Tx, p Principal, in *
 		case cur == nil:
 			d.ID, d.PhysicianID, d.Version, d.CreateTime, d.UpdateTime = newID(), p.PractitionerID, 1, now, now
 			plan.diagnoses, plan.isNew, plan.changed = append(plan.diagnoses, &d), append(plan.isNew, true), append(plan.changed, false)
+			plan.prev = append(plan.prev, nil)
 		default:
+			plan.prev = append(plan.prev, cur)
 			changed := cur.Display != d.Display || cur.ClinicalStatus != d.ClinicalStatus || cur.Severity != d.Severity ||
 				!slices.Equal(cur.RedFlags, d.RedFlags) || !slices.Equal(cur.BodySites, d.BodySites) || cur.Notes != d.Notes
 			if changed {
@@ -363,7 +370,7 @@ func (s *Service) createImported(ctx context.Context, tx Tx, p Principal, me *Pr
 		return nil, err
 	}
 	tx.AppendEvent(referralEvent(EventReferralCreated, &r, me.ID, now))
-	if err := s.saveImportedDiagnoses(ctx, tx, me, plan, now); err != nil {
+	if err := s.saveImportedDiagnoses(ctx, tx, p, plan, now); err != nil {
 		return nil, err
 	}
 	if in.Submit {
@@ -445,7 +452,7 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 	if r.State == ReferralSubmitted {
 		tx.AppendEvent(referralEvent(EventReferralSubmitted, r, me.ID, now))
 	}
-	if err := s.saveImportedDiagnoses(ctx, tx, me, plan, now); err != nil {
+	if err := s.saveImportedDiagnoses(ctx, tx, p, plan, now); err != nil {
 		return nil, err
 	}
 	r.derive(now)
@@ -466,29 +473,19 @@ func orderChanged(r, order *Referral) bool {
 }
 
 // saveImportedDiagnoses records the new diagnoses and saves the changed
-// ones, each with its event.
-func (s *Service) saveImportedDiagnoses(ctx context.Context, tx Tx, me *Practitioner, plan *importPlan, now time.Time) error {
+// ones, as RecordDiagnosis and UpdateDiagnosis do.
+func (s *Service) saveImportedDiagnoses(ctx context.Context, tx Tx, p Principal, plan *importPlan, now time.Time) error {
 	saved := map[uuid.UUID]bool{}
 	for i, d := range plan.diagnoses {
 		if saved[d.ID] || (!plan.isNew[i] && !plan.changed[i]) {
 			continue
 		}
 		saved[d.ID] = true
-		audit.Touch(ctx, Diagnoses.Name(d.ID), d.PatientID)
-		event := EventDiagnosisRecorded
-		if plan.isNew[i] {
-			if err := tx.InsertDiagnosis(ctx, d); err != nil {
-				return err
-			}
-		} else {
+		if !plan.isNew[i] {
 			d.Version++
 			d.UpdateTime = now
-			if err := tx.UpdateDiagnosis(ctx, d); err != nil {
-				return err
-			}
-			event = EventDiagnosisUpdated
 		}
-		if err := s.diagnosisEvent(ctx, tx, event, d, me.ID); err != nil {
+		if err := s.saveDiagnosis(ctx, tx, p, plan.prev[i], d, now); err != nil {
 			return err
 		}
 	}

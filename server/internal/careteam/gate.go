@@ -26,20 +26,24 @@ const (
 	ViolationContraindicated      = "CONTRAINDICATED_TECHNIQUE"
 	ViolationLicenceExpired       = "LICENCE_EXPIRED"
 	ViolationNotQualified         = "NOT_QUALIFIED"
+	ViolationRedFlagNotEvaluated  = "RED_FLAG_NOT_EVALUATED"
 )
 
 // GateFacts is everything the gate decides on, loaded in the transaction
-// that would start the session (with the referral and clearances locked).
+// that would start the session (with the patient, the referral and the
+// clearances locked). Every condition is judged at Now, the server's clock
+// when the session starts: no time a caller sends enters the facts.
 type GateFacts struct {
 	Referral  *Referral
 	Therapist *Practitioner
 	// Clearances are the patient's clearances that may apply: patient-wide
 	// or limited to this referral, in any status but REQUESTED.
 	Clearances []*Clearance
+	// Findings are the red flags standing on the patient's record.
+	Findings []*RedFlagFinding
 	// ConsentOnFile: the therapist's practice holds the patient's consent,
-	// signed on or before the session's day.
+	// signed on or before Now's day.
 	ConsentOnFile bool
-	SessionTime   time.Time
 	Plan          []Treatment
 	Now           time.Time
 }
@@ -55,7 +59,7 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 	}
 
 	state := r.StateAt(f.Now)
-	if state == ReferralExpired || (slices.Contains(ExpirableStates, r.State) && !f.SessionTime.Before(r.ValidUntil)) {
+	if state == ReferralExpired {
 		add(ViolationReferralExpired, rname, "the referral's validity ends %s", r.ValidUntil.Format(time.RFC3339))
 	}
 	if state != ReferralExpired && state != ReferralAccepted && state != ReferralInProgress {
@@ -69,18 +73,19 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 		add(ViolationVisitsExhausted, rname, "all %d authorized visits are used", r.AuthorizedVisits)
 	}
 
-	c := applicableClearance(f.Clearances, r.ID)
+	c := applicableClearance(f.Clearances, r.ID, f.Now)
 	if c == nil {
 		add(ViolationClearanceMissing, Patients.Name(r.PatientID), "no clearance covers this patient and referral")
 	} else {
-		v = append(v, clearanceViolations(c, f.SessionTime)...)
+		v = append(v, clearanceViolations(c, f.Now)...)
 		v = append(v, planViolations(c, f.Plan)...)
+		v = append(v, unevaluatedFindings(f.Findings, c)...)
 	}
 	if !f.ConsentOnFile {
 		add(ViolationConsentMissing, Patients.Name(r.PatientID), "the practice holds no treatment consent of the patient")
 	}
-	if !f.Therapist.Licence.ActiveOn(f.SessionTime) {
-		add(ViolationLicenceExpired, tname, "the therapist's licence is not active on the session's day")
+	if !f.Therapist.Licence.ActiveOn(f.Now) {
+		add(ViolationLicenceExpired, tname, "the therapist's licence is not active today")
 	}
 	var missing []Specialty
 	for _, s := range r.RequiredSpecialties {
@@ -95,39 +100,52 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 }
 
 // applicableClearance picks the clearance that governs a session under
-// referral: the latest issued one limited to the referral if there is one,
-// else the latest patient-wide one (issued at the same instant: the one
-// created last, by its time-ordered id). The most specific decision wins,
-// so a revoked referral clearance is not rescued by a patient-wide one.
-func applicableClearance(cs []*Clearance, referral uuid.UUID) *Clearance {
-	var scoped, wide *Clearance
+// referral at now: among those whose window has opened and that nothing
+// has superseded by now, the latest issued one limited to the referral if
+// there is one, else the latest patient-wide one (issued at the same
+// instant: the one created last, by its time-ordered id). The most specific
+// decision wins, so a revoked referral clearance is not rescued by a
+// patient-wide one. When no window has opened, the one that opens first
+// is returned, so that the gate says it is not yet valid.
+func applicableClearance(cs []*Clearance, referral uuid.UUID, now time.Time) *Clearance {
+	var scoped, wide, early *Clearance
 	for _, c := range cs {
-		if c.Status == ClearanceRequested || c.Status == ClearanceSuperseded {
+		if st := c.statusAt(now); st == ClearanceRequested || st == ClearanceSuperseded {
+			continue
+		}
+		if c.ReferralID != uuid.Nil && c.ReferralID != referral {
+			continue
+		}
+		if now.Before(c.ValidFrom) {
+			if early == nil || c.ValidFrom.Before(early.ValidFrom) {
+				early = c
+			}
 			continue
 		}
 		slot := &wide
 		if c.ReferralID == referral {
 			slot = &scoped
-		} else if c.ReferralID != uuid.Nil {
-			continue
 		}
 		if *slot == nil || c.IssueTime.After((*slot).IssueTime) ||
 			(c.IssueTime.Equal((*slot).IssueTime) && bytes.Compare(c.ID[:], (*slot).ID[:]) > 0) {
 			*slot = c
 		}
 	}
-	if scoped != nil {
+	switch {
+	case scoped != nil:
 		return scoped
+	case wide != nil:
+		return wide
 	}
-	return wide
+	return early
 }
 
 // clearanceViolations judges the clearance's status, decision and window at
-// the session's time.
-func clearanceViolations(c *Clearance, at time.Time) []Violation {
+// now.
+func clearanceViolations(c *Clearance, now time.Time) []Violation {
 	name := Clearances.Name(c.ID)
 	var v []Violation
-	switch c.Status {
+	switch c.statusAt(now) {
 	case ClearanceSuspended:
 		v = append(v, Violation{Type: ViolationClearanceSuspended, Subject: name, Description: "the clearance is suspended: a red flag was reported"})
 	case ClearanceRevoked:
@@ -136,10 +154,10 @@ func clearanceViolations(c *Clearance, at time.Time) []Violation {
 	if c.Decision == DecisionNotCleared {
 		v = append(v, Violation{Type: ViolationClearanceNotCleared, Subject: name, Description: "the physician did not clear the patient for massage"})
 	}
-	if at.Before(c.ValidFrom) {
+	if now.Before(c.ValidFrom) {
 		v = append(v, Violation{Type: ViolationClearanceNotYetValid, Subject: name, Description: fmt.Sprintf("the clearance is valid from %s", c.ValidFrom.Format(time.RFC3339))})
 	}
-	if !at.Before(c.ValidUntil) {
+	if !now.Before(c.ValidUntil) {
 		v = append(v, Violation{Type: ViolationClearanceExpired, Subject: name, Description: fmt.Sprintf("the clearance expired %s", c.ValidUntil.Format(time.RFC3339))})
 	}
 	return v

@@ -17,8 +17,9 @@ var (
 	gateOther     = uuid.MustParse("00000000-0000-4000-8000-000000000005")
 
 	// A Wednesday, so that day arithmetic around it stays in one week.
-	gateNow     = time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
-	gateSession = gateNow.Add(time.Hour)
+	// The gate judges every condition at Now, the moment the session
+	// starts.
+	gateNow = time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
 )
 
 // passingFacts returns facts that satisfy every condition of the gate;
@@ -39,7 +40,7 @@ func passingFacts() GateFacts {
 			ID:          gateTherapist,
 			Role:        RoleTherapist,
 			Active:      true,
-			Licence:     &Licence{Number: "MT-1", Jurisdiction: "ON", ExpireDate: dateOf(gateSession).AddDate(1, 0, 0)},
+			Licence:     &Licence{Number: "MT-1", Jurisdiction: "ON", ExpireDate: dateOf(gateNow).AddDate(1, 0, 0)},
 			Specialties: []Specialty{SpecialtyArthritis, SpecialtySports},
 		},
 		Clearances: []*Clearance{{
@@ -52,7 +53,6 @@ func passingFacts() GateFacts {
 			IssueTime:  gateNow.AddDate(0, 0, -7),
 		}},
 		ConsentOnFile: true,
-		SessionTime:   gateSession,
 		Plan: []Treatment{
 			{Region: "LUMBAR", Technique: "SWEDISH", Pressure: PressureMedium},
 			{Region: "NECK", Technique: "MYOFASCIAL", Pressure: PressureLight},
@@ -101,9 +101,7 @@ func TestGate(t *testing.T) {
 		{"referral validity ended before now", func(f *GateFacts) { f.Referral.ValidUntil = gateNow.Add(-time.Minute) }, ViolationReferralExpired + " " + referral},
 		{"referral validity ends exactly now", func(f *GateFacts) { f.Referral.ValidUntil = gateNow }, ViolationReferralExpired + " " + referral},
 		{"referral stored as expired", func(f *GateFacts) { f.Referral.State = ReferralExpired }, ViolationReferralExpired + " " + referral},
-		{"session after referral validity", func(f *GateFacts) { f.Referral.ValidUntil = gateSession.Add(-time.Minute) }, ViolationReferralExpired + " " + referral},
-		{"session exactly at referral validity end", func(f *GateFacts) { f.Referral.ValidUntil = gateSession }, ViolationReferralExpired + " " + referral},
-		{"session just before referral validity end", func(f *GateFacts) { f.Referral.ValidUntil = gateSession.Add(time.Nanosecond) }, ""},
+		{"referral validity ends just after now", func(f *GateFacts) { f.Referral.ValidUntil = gateNow.Add(time.Nanosecond) }, ""},
 
 		{"referral assigned to another therapist", func(f *GateFacts) { f.Referral.TargetTherapistID = gateOther }, ViolationNotAssigned + " " + referral},
 		{"referral assigned to no therapist", func(f *GateFacts) { f.Referral.TargetTherapistID = uuid.Nil }, ViolationNotAssigned + " " + referral},
@@ -120,11 +118,37 @@ func TestGate(t *testing.T) {
 
 		{"not cleared", func(f *GateFacts) { f.Clearances[0].Decision = DecisionNotCleared }, ViolationClearanceNotCleared + " " + clearance},
 
-		{"clearance ended before the session", func(f *GateFacts) { f.Clearances[0].ValidUntil = gateSession.Add(-time.Minute) }, ViolationClearanceExpired + " " + clearance},
-		{"clearance ends exactly at the session", func(f *GateFacts) { f.Clearances[0].ValidUntil = gateSession }, ViolationClearanceExpired + " " + clearance},
+		{"clearance ended before now", func(f *GateFacts) { f.Clearances[0].ValidUntil = gateNow.Add(-time.Minute) }, ViolationClearanceExpired + " " + clearance},
+		{"clearance ends exactly now", func(f *GateFacts) { f.Clearances[0].ValidUntil = gateNow }, ViolationClearanceExpired + " " + clearance},
+		{"clearance ends just after now", func(f *GateFacts) { f.Clearances[0].ValidUntil = gateNow.Add(time.Nanosecond) }, ""},
 
-		{"clearance starts after the session", func(f *GateFacts) { f.Clearances[0].ValidFrom = gateSession.Add(time.Minute) }, ViolationClearanceNotYetValid + " " + clearance},
-		{"clearance starts exactly at the session", func(f *GateFacts) { f.Clearances[0].ValidFrom = gateSession }, ""},
+		{"clearance starts after now", func(f *GateFacts) { f.Clearances[0].ValidFrom = gateNow.Add(time.Minute) }, ViolationClearanceNotYetValid + " " + clearance},
+		{"clearance starts exactly now", func(f *GateFacts) { f.Clearances[0].ValidFrom = gateNow }, ""},
+		{"scheduled clearance not yet open", func(f *GateFacts) {
+			f.Clearances[0].Status, f.Clearances[0].ValidFrom = ClearanceScheduled, gateNow.Add(time.Minute)
+		}, ViolationClearanceNotYetValid + " " + clearance},
+		{"scheduled clearance whose window opened", func(f *GateFacts) {
+			f.Clearances[0].Status, f.Clearances[0].ValidFrom = ClearanceScheduled, gateNow
+		}, ""},
+		{"clearance superseded from now", func(f *GateFacts) {
+			f.Clearances[0].SupersededBy, f.Clearances[0].SupersedeTime = gateOther, gateNow
+		}, ViolationClearanceMissing + " " + patient},
+		{"clearance superseded from later", func(f *GateFacts) {
+			f.Clearances[0].SupersededBy, f.Clearances[0].SupersedeTime = gateOther, gateNow.Add(time.Minute)
+		}, ""},
+
+		{"red flag the clearance did not evaluate", func(f *GateFacts) {
+			f.Findings = []*RedFlagFinding{{ID: gateOther, Flag: "SUSPECTED_FRACTURE", DiagnosisID: gateOther, RecordTime: gateNow}}
+		}, ViolationRedFlagNotEvaluated + " " + Diagnoses.Name(gateOther)},
+		{"red flag another clearance evaluated", func(f *GateFacts) {
+			f.Findings = []*RedFlagFinding{{ID: gateOther, Flag: "SUSPECTED_FRACTURE", DiagnosisID: gateOther, EvaluatedBy: []uuid.UUID{gateOther}}}
+		}, ViolationRedFlagNotEvaluated + " " + Diagnoses.Name(gateOther)},
+		{"red flag a therapist reported", func(f *GateFacts) {
+			f.Findings = []*RedFlagFinding{{ID: gateOther, Flag: "INFECTION_SIGNS", ClearanceID: gateOther}}
+		}, ViolationRedFlagNotEvaluated + " " + Clearances.Name(gateOther)},
+		{"red flag the clearance evaluated", func(f *GateFacts) {
+			f.Findings = []*RedFlagFinding{{ID: gateOther, Flag: "SUSPECTED_FRACTURE", DiagnosisID: gateOther, EvaluatedBy: []uuid.UUID{gateOther, gateClearance}}}
+		}, ""},
 
 		{"clearance revoked", func(f *GateFacts) { f.Clearances[0].Status = ClearanceRevoked }, ViolationClearanceRevoked + " " + clearance},
 		{"clearance suspended", func(f *GateFacts) { f.Clearances[0].Status = ClearanceSuspended }, ViolationClearanceSuspended + " " + clearance},
@@ -148,11 +172,11 @@ func TestGate(t *testing.T) {
 		{"contraindicated technique", func(f *GateFacts) { f.Clearances[0].Contraindicated = []Technique{"CUPPING", "MYOFASCIAL"} }, ViolationContraindicated + " " + clearance},
 		{"contraindicated technique not planned", func(f *GateFacts) { f.Clearances[0].Contraindicated = []Technique{"CUPPING"} }, ""},
 
-		{"licence expired the day before the session", func(f *GateFacts) { f.Therapist.Licence.ExpireDate = dateOf(gateSession).AddDate(0, 0, -1) }, ViolationLicenceExpired + " " + therapist},
-		{"licence ends on the session day", func(f *GateFacts) { f.Therapist.Licence.ExpireDate = dateOf(gateSession) }, ""},
-		{"licence ends on the day of a late session", func(f *GateFacts) {
-			f.Therapist.Licence.ExpireDate = dateOf(gateSession)
-			f.SessionTime = dateOf(gateSession).Add(24*time.Hour - time.Nanosecond)
+		{"licence expired the day before", func(f *GateFacts) { f.Therapist.Licence.ExpireDate = dateOf(gateNow).AddDate(0, 0, -1) }, ViolationLicenceExpired + " " + therapist},
+		{"licence ends today", func(f *GateFacts) { f.Therapist.Licence.ExpireDate = dateOf(gateNow) }, ""},
+		{"licence ends today, late in the day", func(f *GateFacts) {
+			f.Therapist.Licence.ExpireDate = dateOf(gateNow)
+			f.Now = dateOf(gateNow).Add(24*time.Hour - time.Nanosecond)
 		}, ""},
 		{"no licence", func(f *GateFacts) { f.Therapist.Licence = nil }, ViolationLicenceExpired + " " + therapist},
 
@@ -242,12 +266,12 @@ func TestGateReportsEveryViolation(t *testing.T) {
 		f.Referral.UsedVisits = f.Referral.AuthorizedVisits
 		f.Clearances[0].Status = ClearanceSuspended
 		f.Clearances[0].Decision = DecisionNotCleared
-		f.Clearances[0].ValidUntil = gateSession.Add(-time.Minute)
+		f.Clearances[0].ValidUntil = gateNow.Add(-time.Minute)
 		f.Clearances[0].Precautions = hits
 		f.Clearances[0].Contraindicated = []Technique{"MYOFASCIAL"}
 		f.Plan[1].Pressure = PressureFirm
 		f.ConsentOnFile = false
-		f.Therapist.Licence.ExpireDate = dateOf(gateSession).AddDate(0, 0, -1)
+		f.Therapist.Licence.ExpireDate = dateOf(gateNow).AddDate(0, 0, -1)
 		f.Therapist.Specialties = nil
 		want := []string{
 			ViolationReferralExpired + " " + referral,
@@ -280,6 +304,14 @@ func TestApplicableClearance(t *testing.T) {
 			Decision: DecisionCleared, Status: status,
 			ValidFrom: day(-30), ValidUntil: day(30), IssueTime: issued,
 		}
+	}
+	superseded := func(c *Clearance, by byte, at time.Time) *Clearance {
+		c.SupersededBy, c.SupersedeTime = uuid.UUID{15: by}, at
+		return c
+	}
+	opens := func(c *Clearance, at time.Time) *Clearance {
+		c.ValidFrom = at
+		return c
 	}
 	tests := []struct {
 		name string
@@ -318,6 +350,18 @@ func TestApplicableClearance(t *testing.T) {
 			clr(2, uuid.Nil, ClearanceRevoked, day(-9)),
 		}, 2},
 		{"none", []*Clearance{clr(1, gateOther, ClearanceActive, day(-1))}, 0},
+		{"a scheduled successor takes over when its window opens", []*Clearance{
+			superseded(clr(1, uuid.Nil, ClearanceActive, day(-9)), 2, day(-1)),
+			opens(clr(2, uuid.Nil, ClearanceScheduled, day(-3)), day(-1)),
+		}, 2},
+		{"the current clearance governs until its successor's window opens", []*Clearance{
+			superseded(clr(1, uuid.Nil, ClearanceActive, day(-9)), 2, day(1)),
+			opens(clr(2, uuid.Nil, ClearanceScheduled, day(-3)), day(1)),
+		}, 1},
+		{"a clearance not yet open is chosen only when nothing is in force", []*Clearance{
+			opens(clr(1, uuid.Nil, ClearanceScheduled, day(-3)), day(2)),
+			opens(clr(2, gateReferral, ClearanceScheduled, day(-3)), day(1)),
+		}, 2},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -327,7 +371,7 @@ func TestApplicableClearance(t *testing.T) {
 			slices.Reverse(reversed)
 			for _, cs := range [][]*Clearance{tc.cs, reversed} {
 				var got byte
-				if c := applicableClearance(cs, gateReferral); c != nil {
+				if c := applicableClearance(cs, gateReferral, gateNow); c != nil {
 					got = c.ID[15]
 				}
 				if got != tc.want {

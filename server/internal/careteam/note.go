@@ -205,7 +205,7 @@ func (s *Service) SignSessionNote(ctx context.Context, p Principal, id uuid.UUID
 			if err != nil {
 				return nil, err
 			}
-			c := applicableClearance(clearances, r.ID)
+			c := applicableClearance(clearances, r.ID, now)
 			if c == nil {
 				// Retired since the start: judge by the one the session
 				// started under.

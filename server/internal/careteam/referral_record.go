@@ -105,7 +105,7 @@ func (s *Service) readGoverningClearance(ctx context.Context, tx Tx, p Principal
 	if err != nil {
 		return err
 	}
-	c := applicableClearance(cs, rec.Referral.ID)
+	c := applicableClearance(cs, rec.Referral.ID, rec.Time)
 	if c == nil {
 		return nil
 	}

@@ -113,20 +113,43 @@ type GateSnapshot struct {
 	Referral      *Referral
 	Therapist     *Practitioner
 	Clearances    []*Clearance
+	Findings      []*RedFlagFinding
 	ConsentOnFile bool
 }
 
-// gateFacts loads what the gate decides on inside tx, in one round trip:
-// for a start (lock), the referral locked so that visits are counted one
-// start at a time and the clearances locked for share so that a concurrent
-// revocation or suspension orders itself before or after, never between.
-func (s *Service) gateFacts(ctx context.Context, tx Tx, p Principal, referral, therapist uuid.UUID, at time.Time, plan []Treatment, lock bool) (GateFacts, error) {
+// The times a caller may send beside the gate's question. The gate judges
+// the server's clock; a caller's time is a charting fact at most, allowed
+// this far ahead of the server's clock (clock skew), and for a scheduled
+// start this far behind it (a session that starts late the same day).
+const (
+	maxClockSkew = 5 * time.Minute
+	maxLateStart = 12 * time.Hour
+)
+
+// checkCallerTime refuses a time that lies outside [now-behind, now+skew].
+func checkCallerTime(f *fields, field string, t, now time.Time, behind time.Duration) {
+	switch {
+	case t.IsZero():
+	case t.After(now.Add(maxClockSkew)):
+		f.add(field, "a session starts now, on the server's clock; %s is %s ahead of it", t.UTC().Format(time.RFC3339), t.Sub(now).Round(time.Second))
+	case t.Before(now.Add(-behind)):
+		f.add(field, "%s is %s before the server's clock; at most %s is allowed", t.UTC().Format(time.RFC3339), now.Sub(t).Round(time.Second), behind)
+	}
+}
+
+// gateFacts loads what the gate decides on inside tx, in one round trip,
+// as of the server's clock: for a start (lock), the referral locked so that
+// visits are counted one start at a time and the patient and clearances
+// locked for share so that a concurrent revocation, suspension or red flag
+// orders itself before or after, never between.
+func (s *Service) gateFacts(ctx context.Context, tx Tx, p Principal, referral, therapist uuid.UUID, plan []Treatment, lock bool) (GateFacts, error) {
 	audit.Touch(ctx, Referrals.Name(referral), uuid.Nil)
 	scope, err := referralScope(p)
 	if err != nil {
 		return GateFacts{}, err
 	}
-	snap, err := tx.GateSnapshot(ctx, referral, scope, therapist, dateOf(at), lock)
+	now := s.clock.Now()
+	snap, err := tx.GateSnapshot(ctx, referral, scope, therapist, dateOf(now), lock)
 	if errors.Is(err, ErrNotFound) {
 		return GateFacts{}, fmt.Errorf("%s: %w", Referrals.Name(referral), ErrPermissionDenied)
 	}
@@ -135,24 +158,27 @@ func (s *Service) gateFacts(ctx context.Context, tx Tx, p Principal, referral, t
 	}
 	audit.Touch(ctx, "", snap.Referral.PatientID)
 	return GateFacts{
-		Referral: snap.Referral, Therapist: snap.Therapist, Clearances: snap.Clearances, ConsentOnFile: snap.ConsentOnFile,
-		SessionTime: at, Plan: plan, Now: s.clock.Now(),
+		Referral: snap.Referral, Therapist: snap.Therapist, Clearances: snap.Clearances, Findings: snap.Findings,
+		ConsentOnFile: snap.ConsentOnFile, Plan: plan, Now: now,
 	}, nil
 }
 
 // CheckClearance answers, without side effects, whether a session could
-// start: the caller's own (a therapist), or, for a coordinator or the
-// referring physician, a named therapist's.
+// start now: the caller's own (a therapist), or, for a coordinator or the
+// referring physician, a named therapist's. at, when set, must be the
+// present within clock skew: the gate judges no other moment.
 func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, therapist uuid.UUID, at time.Time, plan []Treatment) (*CheckResult, error) {
+	var f fields
+	checkCallerTime(&f, "session_time", at, s.clock.Now(), maxClockSkew)
+	if err := f.err(); err != nil {
+		return nil, err
+	}
 	if therapist == uuid.Nil {
 		therapist = p.PractitionerID
 	}
-	if at.IsZero() {
-		at = s.clock.Now()
-	}
 	var res *CheckResult
 	err := s.store.Read(ctx, func(tx Tx) error {
-		facts, err := s.gateFacts(ctx, tx, p, referral, therapist, at, plan, false)
+		facts, err := s.gateFacts(ctx, tx, p, referral, therapist, plan, false)
 		if err != nil {
 			return err
 		}
@@ -170,26 +196,29 @@ func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, the
 }
 
 // StartSession starts a session under the gate, in one transaction: the
-// referral locked, the gate's facts loaded and judged, one visit used, the
-// referral IN_PROGRESS from its first session.
+// referral locked, the gate's facts loaded and judged at the server's
+// clock, one visit used, the referral IN_PROGRESS from its first session.
+// scheduled is the appointment's time as the practice charted it: kept on
+// the session, bounded, and never judged.
 func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.UUID, plan []Treatment, scheduled time.Time, idem Idempotency) (*Session, error) {
 	if err := authorizeStartSession(p); err != nil {
 		return nil, err
 	}
+	var f fields
 	if len(plan) == 0 {
-		return nil, &InvalidError{Violations: []FieldViolation{{Field: "planned", Description: "plan at least one treatment"}}}
+		f.add("planned", "plan at least one treatment")
+	}
+	checkCallerTime(&f, "scheduled_start_time", scheduled, s.clock.Now(), maxLateStart)
+	if err := f.err(); err != nil {
+		return nil, err
 	}
 	return mutate(ctx, s, p, "StartSession", idem,
 		func(tx Tx) (*Session, uuid.UUID, error) {
-			now := s.clock.Now()
-			at := scheduled
-			if at.IsZero() {
-				at = now
-			}
-			facts, err := s.gateFacts(ctx, tx, p, referral, p.PractitionerID, at, plan, true)
+			facts, err := s.gateFacts(ctx, tx, p, referral, p.PractitionerID, plan, true)
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
+			now := facts.Now
 			r := facts.Referral
 			c, v := Gate(facts)
 			if len(v) > 0 {
@@ -204,6 +233,10 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 			r.UpdateTime = now
 			if err := tx.UpdateReferral(ctx, r); err != nil {
 				return nil, uuid.Nil, err
+			}
+			at := scheduled
+			if at.IsZero() {
+				at = now
 			}
 			ss := &Session{
 				ID: newID(), ReferralID: r.ID, PatientID: r.PatientID, TherapistID: p.PractitionerID, ClearanceID: c.ID,

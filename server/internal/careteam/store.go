@@ -61,23 +61,37 @@ type Tx interface {
 	// DiagnosesOfPatient returns those of ids that are diagnoses of patient.
 	DiagnosesOfPatient(ctx context.Context, patient uuid.UUID, ids []uuid.UUID) ([]uuid.UUID, error)
 
-	// Clearances. CurrentClearance locks and returns the clearance in force
-	// (ACTIVE or SUSPENDED) for a patient and scope (zero referral: every
-	// referral). ReferralsCoveredBy locks and returns the patient's
-	// referrals in the given states that the clearance governs.
+	// Clearances. ScopeClearances locks and returns the clearances in
+	// force (ACTIVE or SUSPENDED) or SCHEDULED for a patient and scope
+	// (zero referral: every referral); ClearancesInForce those of every
+	// scope of the patient. ReferralsCoveredBy locks and returns the
+	// patient's referrals in the given states that the clearance governs.
 	// GateClearances returns the clearances that may govern a session
-	// under a referral.
+	// under a referral. ClaimScheduledPatients locks up to limit patients
+	// with a SCHEDULED clearance whose window opened by now, skipping those
+	// another transaction holds.
 	InsertClearance(ctx context.Context, c *Clearance) error
 	GetClearance(ctx context.Context, id uuid.UUID, scope PatientScope, forUpdate bool) (*Clearance, error)
 	ListClearances(ctx context.Context, scope PatientScope, f ClearanceFilter, page Page) ([]*Clearance, error)
 	UpdateClearance(ctx context.Context, c *Clearance) error
-	CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*Clearance, error)
+	ScopeClearances(ctx context.Context, patient, referral uuid.UUID) ([]*Clearance, error)
+	ClearancesInForce(ctx context.Context, patient uuid.UUID) ([]*Clearance, error)
 	ReferralsCoveredBy(ctx context.Context, c *Clearance, states []ReferralState) ([]*Referral, error)
 	GateClearances(ctx context.Context, patient, referral uuid.UUID) ([]*Clearance, error)
+	ClaimScheduledPatients(ctx context.Context, now time.Time, limit int) ([]uuid.UUID, error)
 	// GateSnapshot loads in one round trip what the session gate decides
-	// on for a referral the scope lets the caller see, locking the referral
-	// and the clearances when lock is set.
+	// on for a referral the scope lets the caller see, locking the
+	// patient, the referral and the clearances when lock is set.
 	GateSnapshot(ctx context.Context, referral uuid.UUID, scope ReferralScope, therapist uuid.UUID, day time.Time, lock bool) (*GateSnapshot, error)
+
+	// Red-flag findings. OpenRedFlagFindings returns the findings standing
+	// on a patient's record, each with the clearances that evaluated it.
+	// EvaluateRedFlagFindings records that a clearance evaluated findings;
+	// CloseRedFlagFindings ends them.
+	InsertRedFlagFindings(ctx context.Context, fs []*RedFlagFinding) error
+	OpenRedFlagFindings(ctx context.Context, patient uuid.UUID) ([]*RedFlagFinding, error)
+	EvaluateRedFlagFindings(ctx context.Context, clearance uuid.UUID, findings []uuid.UUID) error
+	CloseRedFlagFindings(ctx context.Context, findings []uuid.UUID, now time.Time) error
 
 	// Consents.
 	InsertConsent(ctx context.Context, c *Consent) error
@@ -108,8 +122,10 @@ type Tx interface {
 	OldestEventCursor(ctx context.Context) (int64, error)
 	LatestEventCursor(ctx context.Context) (int64, error)
 	PruneEvents(ctx context.Context, before time.Time) (int64, error)
-	// PatientReferrals returns every referral of a patient.
+	// PatientReferrals returns every referral of a patient;
+	// LockPatientReferrals locks and returns those in the given states.
 	PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*Referral, error)
+	LockPatientReferrals(ctx context.Context, patient uuid.UUID, states []ReferralState) ([]*Referral, error)
 	// ClaimExpiredReferrals marks up to limit referrals that expired by now
 	// and were not announced yet as announced, and returns them; rows
 	// another transaction holds are left for a later sweep.

@@ -14,23 +14,23 @@ import (
 const clearanceColumns = `c.id, c.patient_id, c.referral_id, c.physician_id, c.decision, c.status, c.valid_from, c.valid_until,
 	c.precautions, c.contraindicated, c.evaluated_red_flags, c.notes, c.requested_by, c.question, c.issue_time,
 	c.suspended_by, c.suspension_red_flag, c.suspension_observation, c.suspend_time,
-	c.revoked_by, c.revoke_reason, c.revoke_time, c.superseded_by, c.version, c.create_time, c.update_time`
+	c.revoked_by, c.revoke_reason, c.revoke_time, c.superseded_by, c.supersede_time, c.version, c.create_time, c.update_time`
 
 func scanClearance(row pgx.Row) (*careteam.Clearance, error) {
 	var c careteam.Clearance
 	var referral, requestedBy, suspendedBy, revokedBy, supersededBy *uuid.UUID
-	var validFrom, validUntil, issue, suspendTime, revokeTime *time.Time
+	var validFrom, validUntil, issue, suspendTime, revokeTime, supersedeTime *time.Time
 	var flag careteam.RedFlag
 	var observation, revokeReason string
 	err := row.Scan(&c.ID, &c.PatientID, &referral, &c.PhysicianID, &c.Decision, &c.Status, &validFrom, &validUntil,
 		&c.Precautions, &c.Contraindicated, &c.EvaluatedRedFlags, &c.Notes, &requestedBy, &c.Question, &issue,
 		&suspendedBy, &flag, &observation, &suspendTime,
-		&revokedBy, &revokeReason, &revokeTime, &supersededBy, &c.Version, &c.CreateTime, &c.UpdateTime)
+		&revokedBy, &revokeReason, &revokeTime, &supersededBy, &supersedeTime, &c.Version, &c.CreateTime, &c.UpdateTime)
 	if err != nil {
 		return nil, err
 	}
 	c.ReferralID, c.RequestedBy, c.SupersededBy = deref(referral), deref(requestedBy), deref(supersededBy)
-	c.ValidFrom, c.ValidUntil, c.IssueTime = deref(validFrom), deref(validUntil), deref(issue)
+	c.ValidFrom, c.ValidUntil, c.IssueTime, c.SupersedeTime = deref(validFrom), deref(validUntil), deref(issue), deref(supersedeTime)
 	if suspendedBy != nil {
 		c.Suspension = &careteam.Suspension{Actor: *suspendedBy, RedFlag: flag, Observation: observation, Time: deref(suspendTime)}
 	}
@@ -56,7 +56,7 @@ func clearanceArgs(c *careteam.Clearance) []any {
 		nullTime(c.ValidFrom), nullTime(c.ValidUntil), nonNil(c.Precautions), nonNil(c.Contraindicated), nonNil(c.EvaluatedRedFlags),
 		c.Notes, nullID(c.RequestedBy), c.Question, nullTime(c.IssueTime),
 		suspendedBy, flag, observation, suspendTime, revokedBy, revokeReason, revokeTime,
-		nullID(c.SupersededBy), c.Version, c.CreateTime, c.UpdateTime}
+		nullID(c.SupersededBy), nullTime(c.SupersedeTime), c.Version, c.CreateTime, c.UpdateTime}
 }
 
 func (t *tx) InsertClearance(ctx context.Context, c *careteam.Clearance) error {
@@ -64,8 +64,8 @@ func (t *tx) InsertClearance(ctx context.Context, c *careteam.Clearance) error {
 		INSERT INTO clearances (id, patient_id, referral_id, physician_id, decision, status, valid_from, valid_until,
 			precautions, contraindicated, evaluated_red_flags, notes, requested_by, question, issue_time,
 			suspended_by, suspension_red_flag, suspension_observation, suspend_time,
-			revoked_by, revoke_reason, revoke_time, superseded_by, version, create_time, update_time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)`,
+			revoked_by, revoke_reason, revoke_time, superseded_by, supersede_time, version, create_time, update_time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)`,
 		clearanceArgs(c)...)
 	return err
 }
@@ -76,8 +76,8 @@ func (t *tx) UpdateClearance(ctx context.Context, c *careteam.Clearance) error {
 			valid_from = $7, valid_until = $8, precautions = $9, contraindicated = $10, evaluated_red_flags = $11,
 			notes = $12, requested_by = $13, question = $14, issue_time = $15,
 			suspended_by = $16, suspension_red_flag = $17, suspension_observation = $18, suspend_time = $19,
-			revoked_by = $20, revoke_reason = $21, revoke_time = $22, superseded_by = $23,
-			version = $24, create_time = $25, update_time = $26
+			revoked_by = $20, revoke_reason = $21, revoke_time = $22, superseded_by = $23, supersede_time = $24,
+			version = $25, create_time = $26, update_time = $27
 		WHERE id = $1`, clearanceArgs(c)...)
 	return err
 }
@@ -111,12 +111,25 @@ func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f 
 		args["referral"] = f.ReferralID
 		where = append(where, `c.referral_id = @referral`)
 	}
+	// The derived statuses, as the domain's statusAt reads them.
+	const (
+		opened     = `(c.status = 'SCHEDULED' AND c.valid_from <= @now)`
+		replaced   = `(c.superseded_by IS NOT NULL AND c.supersede_time <= @now)`
+		inWindow   = `c.valid_until > @now`
+		notReplace = `NOT ` + replaced
+	)
 	switch f.Status {
 	case "":
 	case careteam.ClearanceExpired:
-		where = append(where, `c.status = 'ACTIVE' AND c.valid_until <= @now`)
+		where = append(where, `(c.status = 'ACTIVE' OR `+opened+`) AND NOT `+inWindow+` AND `+notReplace)
 	case careteam.ClearanceActive:
-		where = append(where, `c.status = 'ACTIVE' AND c.valid_until > @now`)
+		where = append(where, `(c.status = 'ACTIVE' OR `+opened+`) AND `+inWindow+` AND `+notReplace)
+	case careteam.ClearanceScheduled:
+		where = append(where, `c.status = 'SCHEDULED' AND c.valid_from > @now`)
+	case careteam.ClearanceSuperseded:
+		where = append(where, `(c.status = 'SUPERSEDED' OR (c.status IN ('ACTIVE', 'SUSPENDED') AND `+replaced+`))`)
+	case careteam.ClearanceSuspended:
+		where = append(where, `c.status = 'SUSPENDED' AND `+notReplace)
 	default:
 		args["status"] = f.Status
 		where = append(where, `c.status = @status`)
@@ -129,15 +142,39 @@ func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f 
 	return collect(rows, scanClearance)
 }
 
-func (t *tx) CurrentClearance(ctx context.Context, patient, referral uuid.UUID) (*careteam.Clearance, error) {
-	c, err := scanClearance(t.queryRow(ctx, `
-		SELECT `+clearanceColumns+` FROM clearances c
-		WHERE c.patient_id = $1 AND c.referral_id IS NOT DISTINCT FROM $2 AND c.status IN ('ACTIVE', 'SUSPENDED')
-		FOR UPDATE`, patient, nullID(referral)))
-	if err == pgx.ErrNoRows {
-		return nil, careteam.ErrNotFound
+// ScopeClearances and ClearancesInForce lock what they return in id order,
+// as every caller that locks several clearances does.
+func (t *tx) ScopeClearances(ctx context.Context, patient, referral uuid.UUID) ([]*careteam.Clearance, error) {
+	return t.lockClearances(ctx, `c.patient_id = $1 AND c.referral_id IS NOT DISTINCT FROM $2`, patient, nullID(referral))
+}
+
+func (t *tx) ClearancesInForce(ctx context.Context, patient uuid.UUID) ([]*careteam.Clearance, error) {
+	return t.lockClearances(ctx, `c.patient_id = $1`, patient)
+}
+
+// lockClearances locks, then reads, the clearances in force or scheduled
+// that match where (see lockAndGet for why in two statements).
+func (t *tx) lockClearances(ctx context.Context, where string, args ...any) ([]*careteam.Clearance, error) {
+	where += ` AND c.status IN ('ACTIVE', 'SUSPENDED', 'SCHEDULED')`
+	if err := t.exec(ctx, `SELECT 1 FROM clearances c WHERE `+where+` ORDER BY c.id FOR UPDATE`, args...); err != nil {
+		return nil, err
 	}
-	return c, err
+	rows, err := t.query(ctx, `SELECT `+clearanceColumns+` FROM clearances c WHERE `+where+` ORDER BY c.id`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanClearance)
+}
+
+func (t *tx) ClaimScheduledPatients(ctx context.Context, now time.Time, limit int) ([]uuid.UUID, error) {
+	rows, err := t.query(ctx, `
+		SELECT p.id FROM patients p
+		WHERE p.id IN (SELECT c.patient_id FROM clearances c WHERE c.status = 'SCHEDULED' AND c.valid_from <= $1)
+		ORDER BY p.id LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
 func (t *tx) ReferralsCoveredBy(ctx context.Context, c *careteam.Clearance, states []careteam.ReferralState) ([]*careteam.Referral, error) {
@@ -168,7 +205,7 @@ func (t *tx) GateClearances(ctx context.Context, patient, referral uuid.UUID) ([
 	rows, err := t.query(ctx, `
 		SELECT `+clearanceColumns+` FROM clearances c
 		WHERE c.patient_id = $1 AND (c.referral_id IS NULL OR c.referral_id = $2)
-		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')`, patient, referral)
+		  AND c.status IN ('SCHEDULED', 'ACTIVE', 'SUSPENDED', 'REVOKED')`, patient, referral)
 	if err != nil {
 		return nil, err
 	}
@@ -208,8 +245,9 @@ func (t *tx) ListConsents(ctx context.Context, patient uuid.UUID, page careteam.
 // the referral (locked FOR UPDATE when lock is set, so that visits are
 // counted one start at a time), the therapist, the clearances that may
 // govern (locked FOR SHARE, so that a concurrent revocation or suspension
-// orders itself before or after the start, never in between), and whether
-// the therapist's practice holds the patient's consent signed by day. Each
+// orders itself before or after the start, never in between), the red
+// flags standing on the patient's record, and whether the therapist's
+// practice holds the patient's consent signed by day. Each
 // statement after the lock takes a fresh snapshot, so all see what the
 // previous lock holder committed.
 func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope careteam.ReferralScope, therapist uuid.UUID, day time.Time, lock bool) (*careteam.GateSnapshot, error) {
@@ -237,7 +275,8 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 	b.Queue(`SELECT `+practitionerColumns+` FROM practitioners p WHERE p.id = $1`, therapist)
 	b.Queue(`SELECT `+clearanceColumns+` FROM clearances c
 		WHERE c.patient_id = (SELECT patient_id FROM referrals WHERE id = $1) AND (c.referral_id IS NULL OR c.referral_id = $1)
-		  AND c.status IN ('ACTIVE', 'SUSPENDED', 'REVOKED')`+forShare, referral)
+		  AND c.status IN ('SCHEDULED', 'ACTIVE', 'SUSPENDED', 'REVOKED')`+forShare, referral)
+	b.Queue(findingsSQL+` WHERE f.patient_id = (SELECT patient_id FROM referrals WHERE id = $1) AND f.close_time IS NULL`+findingsGroup, referral)
 	b.Queue(`SELECT EXISTS (SELECT 1 FROM consents
 		WHERE patient_id = (SELECT patient_id FROM referrals WHERE id = $1)
 		  AND organization_id = (SELECT organization_id FROM practitioners WHERE id = $2) AND signed_date <= $3)`,
@@ -265,6 +304,12 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 		return nil, err
 	}
 	if snap.Clearances, err = collect(rows, scanClearance); err != nil {
+		return nil, err
+	}
+	if rows, err = br.Query(); err != nil {
+		return nil, err
+	}
+	if snap.Findings, err = collect(rows, scanFinding); err != nil {
 		return nil, err
 	}
 	if err := br.QueryRow().Scan(&snap.ConsentOnFile); err != nil {

@@ -129,6 +129,18 @@ func (t *tx) PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*carete
 	return collect(rows, scanReferral)
 }
 
+func (t *tx) LockPatientReferrals(ctx context.Context, patient uuid.UUID, states []careteam.ReferralState) ([]*careteam.Referral, error) {
+	// Lock first, then read in a statement of its own (see lockAndGet).
+	if err := t.exec(ctx, `SELECT 1 FROM referrals WHERE patient_id = $1 AND state = ANY($2) ORDER BY id FOR UPDATE`, patient, states); err != nil {
+		return nil, err
+	}
+	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.patient_id = $1 AND r.state = ANY($2) ORDER BY r.id`, patient, states)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanReferral)
+}
+
 // Listen calls wake whenever a commit on any replica wrote events, until
 // ctx ends. It holds a connection of its own and reconnects after losing
 // it; a notification lost meanwhile only delays delivery, because the
