@@ -220,7 +220,7 @@ func TestBundleRoundTrips(t *testing.T) {
 		t.Errorf("order %+v", o)
 	}
 	if len(in.Diagnoses) != 2 || in.Diagnoses[0].Diagnosis.ID != rec.Diagnoses[0].ID || !in.Diagnoses[0].Reason || in.Diagnoses[1].Reason ||
-		!slices.Equal(in.Diagnoses[1].Diagnosis.RedFlags, []careteam.RedFlag{"OSTEOPOROSIS", "OSTEOPOROSIS"}) {
+		!slices.Equal(in.Diagnoses[1].Diagnosis.RedFlags, []careteam.RedFlag{"OSTEOPOROSIS"}) {
 		t.Errorf("diagnoses %+v", in.Diagnoses)
 	}
 

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/careteam"
 )
 
 // contractCodes lists an enum's values as the domain spells them.
@@ -34,35 +35,11 @@ func TestCodeListsMatchTheContract(t *testing.T) {
 	for name, pair := range map[string][2][]string{
 		"technique":   {asStrings(techniques), contractCodes(pb.Technique(0).Descriptor())},
 		"body region": {asStrings(bodyRegions), contractCodes(pb.BodyRegion(0).Descriptor())},
-		"red flag":    {asStrings(redFlags), contractCodes(pb.RedFlag(0).Descriptor())},
+		"red flag":    {asStrings(careteam.RedFlags), contractCodes(pb.RedFlag(0).Descriptor())},
 		"specialty":   {asStrings(specialties), contractCodes(pb.Specialty(0).Descriptor())},
 	} {
 		if !slices.Equal(pair[0], pair[1]) {
 			t.Errorf("%s codes %v, the contract's %v", name, pair[0], pair[1])
-		}
-	}
-	for _, rc := range redFlagCodes {
-		for _, f := range rc.flags {
-			if !slices.Contains(redFlags, f) {
-				t.Errorf("%s lists an unknown red flag %s", rc.prefix, f)
-			}
-		}
-	}
-}
-
-func TestListedRedFlags(t *testing.T) {
-	for code, want := range map[string][]string{
-		"M81.0":    {"OSTEOPOROSIS"},
-		"M80.08XA": {"OSTEOPOROSIS", "SUSPECTED_FRACTURE"},
-		"G83.4":    {"CAUDA_EQUINA_SYMPTOMS"},
-		"C79.51":   {"MALIGNANCY_HISTORY"},
-		"Z79.01":   {"ANTICOAGULANT_THERAPY"},
-		"Z79.02":   nil,
-		"M54.50":   nil,
-		"M810":     nil, // not normalized: the caller normalizes first
-	} {
-		if got := asStrings(listedRedFlags(code)); !slices.Equal(got, want) {
-			t.Errorf("%s: %v, want %v", code, got, want)
 		}
 	}
 }

@@ -93,48 +93,9 @@ var (
 		"SPORTS", "STRETCHING", "HOT_STONE", "LYMPHATIC_DRAINAGE"}
 	bodyRegions = []careteam.BodyRegion{"CERVICAL", "THORACIC", "LUMBAR", "SACRAL", "SHOULDER", "HIP", "LOWER_LIMB",
 		"UPPER_LIMB", "ABDOMEN", "HEAD"}
-	redFlags = []careteam.RedFlag{"CAUDA_EQUINA_SYMPTOMS", "SUSPECTED_FRACTURE", "MALIGNANCY_HISTORY", "INFECTION_SIGNS",
-		"UNEXPLAINED_WEIGHT_LOSS", "PROGRESSIVE_NEUROLOGICAL_DEFICIT", "SIGNIFICANT_TRAUMA", "ANTICOAGULANT_THERAPY",
-		"OSTEOPOROSIS", "DEEP_VEIN_THROMBOSIS"}
 	specialties = []careteam.Specialty{careteam.SpecialtyArthritis, careteam.SpecialtyFibromyalgia,
 		careteam.SpecialtyOrthopedic, careteam.SpecialtySports, careteam.SpecialtyPrenatal, careteam.SpecialtyOncology}
 )
-
-// redFlagCodes lists ICD-10-CM codes (a code and every code under it)
-// whose diagnosis carries a red flag without the extension saying so.
-var redFlagCodes = []struct {
-	prefix string
-	flags  []careteam.RedFlag
-}{
-	{"G83.4", []careteam.RedFlag{"CAUDA_EQUINA_SYMPTOMS"}},                    // cauda equina syndrome
-	{"M80", []careteam.RedFlag{"OSTEOPOROSIS", "SUSPECTED_FRACTURE"}},         // osteoporosis with current pathological fracture
-	{"M81", []careteam.RedFlag{"OSTEOPOROSIS"}},                               // osteoporosis without current pathological fracture
-	{"M48.5", []careteam.RedFlag{"SUSPECTED_FRACTURE"}},                       // collapsed vertebra
-	{"S12", []careteam.RedFlag{"SUSPECTED_FRACTURE", "SIGNIFICANT_TRAUMA"}},   // fracture of cervical vertebra
-	{"S22.0", []careteam.RedFlag{"SUSPECTED_FRACTURE", "SIGNIFICANT_TRAUMA"}}, // fracture of thoracic vertebra
-	{"S32.0", []careteam.RedFlag{"SUSPECTED_FRACTURE", "SIGNIFICANT_TRAUMA"}}, // fracture of lumbar vertebra
-	{"C41.2", []careteam.RedFlag{"MALIGNANCY_HISTORY"}},                       // malignant neoplasm of vertebral column
-	{"C79.5", []careteam.RedFlag{"MALIGNANCY_HISTORY"}},                       // secondary malignant neoplasm of bone
-	{"Z85", []careteam.RedFlag{"MALIGNANCY_HISTORY"}},                         // personal history of malignant neoplasm
-	{"M46.2", []careteam.RedFlag{"INFECTION_SIGNS"}},                          // osteomyelitis of vertebra
-	{"M46.3", []careteam.RedFlag{"INFECTION_SIGNS"}},                          // infection of intervertebral disc (pyogenic)
-	{"M46.4", []careteam.RedFlag{"INFECTION_SIGNS"}},                          // discitis
-	{"R63.4", []careteam.RedFlag{"UNEXPLAINED_WEIGHT_LOSS"}},                  // abnormal weight loss
-	{"I82.4", []careteam.RedFlag{"DEEP_VEIN_THROMBOSIS"}},                     // DVT of deep veins of lower extremity
-	{"Z79.01", []careteam.RedFlag{"ANTICOAGULANT_THERAPY"}},                   // long-term use of anticoagulants
-}
-
-// listedRedFlags returns the red flags an ICD-10-CM code (normalized, with
-// its dot) carries by the list.
-func listedRedFlags(code string) []careteam.RedFlag {
-	var out []careteam.RedFlag
-	for _, rc := range redFlagCodes {
-		if code == rc.prefix || strings.HasPrefix(code, rc.prefix+".") || (strings.Contains(rc.prefix, ".") && strings.HasPrefix(code, rc.prefix)) {
-			out = append(out, rc.flags...)
-		}
-	}
-	return out
-}
 
 func newUnmarshaller() *jsonformat.Unmarshaller {
 	u, err := jsonformat.NewUnmarshaller("UTC", fhirversion.R4)

@@ -568,15 +568,13 @@ func (ps *parser) condition(n *node, i int, subject *node) careteam.Diagnosis {
 		if cd := v.GetCoding(); cd != nil && cd.GetSystem().GetValue() == systemRedFlag {
 			code = cd.GetCode().GetValue()
 		}
-		if flag := careteam.RedFlag(code); slices.Contains(redFlags, flag) {
+		if flag := careteam.RedFlag(code); slices.Contains(careteam.RedFlags, flag) {
 			d.RedFlags = append(d.RedFlags, flag)
 		} else {
 			ps.bad(at(fmt.Sprintf("extension[%d]", j)), "needs a valueCoding from %s or a valueCode naming a red flag", systemRedFlag)
 		}
 	}
-	if norm, ok := careteam.NormalizeICD10(d.ICD10Code); ok {
-		d.RedFlags = append(d.RedFlags, listedRedFlags(norm)...)
-	}
+	// The code's own red flags are the domain's to add.
 	return d
 }
 
