@@ -226,7 +226,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go watchDatabase(ctx, pool, healthSrv, log)
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
-	go announceExpiries(hubCtx, service, log)
+	go sweep(hubCtx, service, log)
 
 	select {
 	case err := <-serveErr:
@@ -250,16 +250,16 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	return nil
 }
 
-// expirySweep is how often careteamd looks for referrals whose validity
-// has passed, to announce them to watchers; validity ends on a day, so a
-// minute is prompt.
-const expirySweep = time.Minute
+// sweepEvery is how often careteamd writes what time alone changes:
+// referrals whose validity has passed are announced to watchers, and
+// scheduled clearances whose window has opened come into force. The gate
+// never waits for the sweep (it judges every window when a session
+// starts), so a minute is prompt.
+const sweepEvery = time.Minute
 
-// announceExpiries writes the REFERRAL_EXPIRED events until ctx ends, a
-// batch at a time.
-func announceExpiries(ctx context.Context, service *careteam.Service, log *slog.Logger) {
-	const batch = 500
-	t := time.NewTicker(expirySweep)
+// sweep runs the time-driven work until ctx ends, a batch at a time.
+func sweep(ctx context.Context, service *careteam.Service, log *slog.Logger) {
+	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -267,20 +267,28 @@ func announceExpiries(ctx context.Context, service *careteam.Service, log *slog.
 			return
 		case <-t.C:
 		}
-		for {
-			n, err := service.AnnounceExpiries(ctx, batch)
-			if err != nil {
-				if ctx.Err() == nil {
-					log.Warn("announcing expired referrals", "error", err.Error())
-				}
-				break
+		drain(ctx, log, "expired referrals announced", service.AnnounceExpiries)
+		drain(ctx, log, "scheduled clearances in force", service.SettleScheduledClearances)
+	}
+}
+
+// drain calls step with a batch size until it returns a short batch or
+// fails.
+func drain(ctx context.Context, log *slog.Logger, done string, step func(context.Context, int) (int, error)) {
+	const batch = 500
+	for {
+		n, err := step(ctx, batch)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("sweep failed", "step", done, "error", err.Error())
 			}
-			if n > 0 {
-				log.Info("expired referrals announced", "count", n)
-			}
-			if n < batch {
-				break
-			}
+			return
+		}
+		if n > 0 {
+			log.Info(done, "count", n)
+		}
+		if n < batch {
+			return
 		}
 	}
 }

@@ -57,9 +57,11 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 	if _, err := lmt.Sessions.SignSessionNote(ctx, &pb.SignSessionNoteRequest{Name: signed.GetName(), Etag: noted.GetSession().GetEtag()}); err != nil {
 		t.Fatal(err)
 	}
-	// Clearances of referrals of their own, so that holding or ending them
-	// leaves the other cases' referrals alone.
-	toSuspend := tm.clear(&pb.Clearance{Referral: tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED).GetName()})
+	// A clearance of another patient, and one of a referral of its own,
+	// so that holding or ending them leaves the other cases' referrals
+	// alone: a red flag reported on a suspension holds every referral of
+	// its patient.
+	toSuspend := tm.clear(&pb.Clearance{Patient: h.patient("dr", "MRN-SUSPEND").GetName()})
 	toRevoke := tm.clear(&pb.Clearance{Referral: tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED).GetName()})
 
 	cases := map[string]func() error{

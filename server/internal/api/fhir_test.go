@@ -243,7 +243,7 @@ func TestImportServiceRequest(t *testing.T) {
 		_, err := tm.as("dr").Clinical.IssueClearance(tm.ctx, &pb.IssueClearanceRequest{Clearance: &pb.Clearance{
 			Patient: resp.GetPatient().GetName(), Decision: pb.ClearanceDecision_CLEARANCE_DECISION_CLEARED,
 		}})
-		if got := preconditionTypes(t, err); !slices.Contains(got, "RED_FLAGS_NOT_EVALUATED") {
+		if got := preconditionTypes(t, err); !slices.Contains(got, "RED_FLAG_NOT_EVALUATED") {
 			t.Errorf("violations %v", got)
 		}
 	})
