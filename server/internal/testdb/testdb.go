@@ -119,12 +119,27 @@ func NewURL(t testing.TB) string {
 	if template == "" {
 		t.Fatal("testdb: the package's TestMain must call testdb.Main")
 	}
+	return newDatabase(t, ` TEMPLATE `+pgx.Identifier{template}.Sanitize())
+}
+
+// NewEmptyURL returns the URL of a fresh database with no schema, dropped
+// when the test ends: for tests of the migrations themselves.
+func NewEmptyURL(t testing.TB) string {
+	t.Helper()
+	if serverURL == "" {
+		t.Fatal("testdb: the package's TestMain must call testdb.Main")
+	}
+	return newDatabase(t, "")
+}
+
+func newDatabase(t testing.TB, options string) string {
+	t.Helper()
 	name := "careteam_test_" + randomSuffix()
 	ctx := context.Background()
 	// Cloning copies the template's files; one clone at a time keeps
 	// PostgreSQL from refusing a template that another clone is reading.
 	cloneMu.Lock()
-	err := exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+` TEMPLATE `+pgx.Identifier{template}.Sanitize())
+	err := exec(ctx, `CREATE DATABASE `+pgx.Identifier{name}.Sanitize()+options)
 	cloneMu.Unlock()
 	if err != nil {
 		t.Fatalf("testdb: %v", err)

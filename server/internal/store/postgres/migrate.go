@@ -20,21 +20,11 @@ var migrations embed.FS
 // session-level advisory lock makes replicas starting at once apply each
 // migration exactly once. It returns the schema version.
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int64, error) {
-	dir, err := fs.Sub(migrations, "migrations")
+	provider, closeDB, err := migrationProvider(pool)
 	if err != nil {
 		return 0, err
 	}
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
-		return 0, fmt.Errorf("migration lock: %w", err)
-	}
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, dir,
-		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return 0, fmt.Errorf("migrations: %w", err)
-	}
+	defer closeDB()
 	results, err := provider.Up(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("apply migrations: %w", err)
@@ -47,4 +37,25 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int64, 
 		return 0, fmt.Errorf("schema version: %w", err)
 	}
 	return version, nil
+}
+
+// migrationProvider runs the embedded migrations on pool under the
+// advisory lock; closeDB releases what it holds.
+func migrationProvider(pool *pgxpool.Pool) (p *goose.Provider, closeDB func() error, err error) {
+	dir, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, nil, err
+	}
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, nil, fmt.Errorf("migration lock: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(pool)
+	p, err = goose.NewProvider(goose.DialectPostgres, db, dir,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		db.Close()
+		return nil, nil, fmt.Errorf("migrations: %w", err)
+	}
+	return p, db.Close, nil
 }

@@ -33,20 +33,22 @@ ALTER TABLE clearances ADD CONSTRAINT clearances_status_check
 ALTER TABLE clearances ADD COLUMN supersede_time timestamptz;
 UPDATE clearances SET supersede_time = update_time WHERE status = 'SUPERSEDED';
 
--- Clearances issued before this migration with a window still to open
--- were put in force at once; they are scheduled now, and the one each
--- superseded is in force again until the window opens.
-UPDATE clearances o SET status = 'ACTIVE', supersede_time = n.valid_from
-    FROM clearances n
-    WHERE o.superseded_by = n.id AND o.status = 'SUPERSEDED'
-      AND n.status = 'ACTIVE' AND n.valid_from > now() AND o.valid_until > now();
-UPDATE clearances SET status = 'SCHEDULED' WHERE status = 'ACTIVE' AND valid_from > now();
-
 -- At most one scheduled clearance per scope; the sweep finds those whose
 -- window opened.
 CREATE UNIQUE INDEX clearances_scheduled ON clearances (patient_id, coalesce(referral_id, '00000000-0000-0000-0000-000000000000'))
     WHERE status = 'SCHEDULED';
 CREATE INDEX clearances_opening ON clearances (valid_from) WHERE status = 'SCHEDULED';
+
+-- Clearances issued before this migration with a window still to open
+-- were put in force at once; they are scheduled now, and the one each
+-- superseded is in force again (suspended, if it was) until the window
+-- opens.
+UPDATE clearances SET status = 'SCHEDULED' WHERE status = 'ACTIVE' AND valid_from > now();
+UPDATE clearances o
+    SET status = CASE WHEN o.suspended_by IS NULL THEN 'ACTIVE' ELSE 'SUSPENDED' END, supersede_time = n.valid_from
+    FROM clearances n
+    WHERE o.superseded_by = n.id AND o.status = 'SUPERSEDED' AND n.status = 'SCHEDULED'
+      AND o.valid_from <= now() AND o.valid_until > now();
 
 -- Diagnoses recorded before there was one table of coded red flags carry
 -- them now. The list is this table as it stood at this migration.

@@ -1,0 +1,33 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// MigrateTo applies the migrations up to version, so that a test can
+// load data as a released version stored it and migrate forward from it.
+func MigrateTo(ctx context.Context, pool *pgxpool.Pool, version int64) error {
+	provider, closeDB, err := migrationProvider(pool)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	_, err = provider.UpTo(ctx, version)
+	return err
+}
+
+// MigrationVersions lists the embedded migrations' versions, in order.
+func MigrationVersions(pool *pgxpool.Pool) ([]int64, error) {
+	provider, closeDB, err := migrationProvider(pool)
+	if err != nil {
+		return nil, err
+	}
+	defer closeDB()
+	var out []int64
+	for _, s := range provider.ListSources() {
+		out = append(out, s.Version)
+	}
+	return out, nil
+}

@@ -1,0 +1,146 @@
+package postgres_test
+
+import (
+	"io"
+	"log/slog"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/store/postgres"
+	"github.com/careteam/careteam/server/internal/testdb"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestMigrationsForwardFromEveryVersion: a database at any released
+// version migrates to the latest at start-up.
+func TestMigrationsForwardFromEveryVersion(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	versions, err := postgres.MigrationVersions(newPool(t, testdb.NewEmptyURL(t), nil, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := versions[len(versions)-1]
+	for _, from := range append([]int64{0}, versions[:len(versions)-1]...) {
+		pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+		if from > 0 { // 0: an empty database, the first start
+			if err := postgres.MigrateTo(ctx, pool, from); err != nil {
+				t.Fatalf("to %d: %v", from, err)
+			}
+		}
+		if got, err := postgres.Migrate(ctx, pool, quiet); err != nil || got != latest {
+			t.Fatalf("from %d: version %d, %v", from, got, err)
+		}
+	}
+}
+
+// TestMigration9 loads data as version 8 stored it and checks what version
+// 9 makes of it: coded red flags on old diagnoses, the red flags standing
+// on each record with the clearances that evaluated them, renewals put in
+// force early by version 8 scheduled again, and clinical roles outside
+// their kind of practice deactivated.
+func TestMigration9(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+	if err := postgres.MigrateTo(ctx, pool, 8); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	id := func() uuid.UUID { return uuid.Must(uuid.NewV7()) }
+	clinic, spa := id(), id()
+	dr, fakeDr, lmt := id(), id(), id()
+	pt, pt2 := id(), id()
+	cauda, resolved := id(), id()
+	old, early, suspended := id(), id(), id()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec(`INSERT INTO organizations (id, display_name, kind, version, create_time, update_time) VALUES
+		($1, 'Clinic', 'PHYSICIAN_PRACTICE', 1, $3, $3), ($2, 'Spa', 'MASSAGE_PRACTICE', 1, $3, $3)`, clinic, spa, now)
+	exec(`INSERT INTO practitioners (id, organization_id, display_name, role, subject, licence_expire_date, active, version, create_time, update_time) VALUES
+		($1, $4, 'Dr', 'PHYSICIAN', 'dr', NULL, true, 1, $6, $6),
+		($2, $5, 'Fake', 'PHYSICIAN', 'fake', NULL, true, 1, $6, $6),
+		($3, $5, 'LMT', 'MASSAGE_THERAPIST', 'lmt', '2030-01-01', true, 1, $6, $6)`, dr, fakeDr, lmt, clinic, spa, now)
+	exec(`INSERT INTO patients (id, organization_id, registered_by, given_name, family_name, birth_date, gender, version, create_time, update_time) VALUES
+		($1, $3, $4, 'A', 'B', '1970-01-01', 'UNKNOWN', 1, $5, $5), ($2, $3, $4, 'C', 'D', '1970-01-01', 'UNKNOWN', 1, $5, $5)`, pt, pt2, clinic, dr, now)
+	recorded := now.Add(-48 * time.Hour)
+	exec(`INSERT INTO diagnoses (id, patient_id, physician_id, icd10_code, display, clinical_status, red_flags, version, create_time, update_time) VALUES
+		($1, $3, $4, 'G83.4', 'x', 'ACTIVE', '{}', 1, $5, $5),
+		($2, $3, $4, 'M54.50', 'x', 'RESOLVED', '{SIGNIFICANT_TRAUMA}', 1, $5, $5)`, cauda, resolved, pt, dr, recorded)
+	// old was in force; version 8 let early, whose window opens in a week,
+	// supersede it at once.
+	exec(`INSERT INTO clearances (id, patient_id, physician_id, decision, status, valid_from, valid_until, evaluated_red_flags,
+			issue_time, superseded_by, version, create_time, update_time) VALUES
+		($1, $3, $4, 'CLEARED', 'SUPERSEDED', $5, $6, '{CAUDA_EQUINA_SYMPTOMS}', $5, $2, 2, $5, $7),
+		($2, $3, $4, 'CLEARED', 'ACTIVE', $8, $9, '{}', $7, NULL, 1, $7, $7)`,
+		old, early, pt, dr, now.Add(-24*time.Hour), now.AddDate(0, 1, 0), now.Add(-time.Hour), now.AddDate(0, 0, 7), now.AddDate(0, 2, 0))
+	exec(`INSERT INTO clearances (id, patient_id, physician_id, decision, status, valid_from, valid_until, issue_time,
+			suspended_by, suspension_red_flag, suspension_observation, suspend_time, version, create_time, update_time) VALUES
+		($1, $2, $3, 'CLEARED', 'SUSPENDED', $5, $6, $5, $4, 'INFECTION_SIGNS', 'Fever.', $7, 2, $5, $7)`,
+		suspended, pt2, dr, lmt, now.Add(-24*time.Hour), now.AddDate(0, 1, 0), now.Add(-time.Hour))
+
+	if v, err := postgres.Migrate(ctx, pool, quiet); err != nil || v < 9 {
+		t.Fatalf("version %d: %v", v, err)
+	}
+
+	var flags []string
+	if err := pool.QueryRow(ctx, `SELECT red_flags FROM diagnoses WHERE id = $1`, cauda).Scan(&flags); err != nil || !slices.Equal(flags, []string{"CAUDA_EQUINA_SYMPTOMS"}) {
+		t.Errorf("G83.4 carries %v (%v)", flags, err)
+	}
+	store := postgres.New(pool, quiet)
+	findings := func(patient uuid.UUID) []*careteam.RedFlagFinding {
+		var fs []*careteam.RedFlagFinding
+		if err := store.InTx(ctx, func(tx careteam.Tx) (err error) {
+			fs, err = tx.OpenRedFlagFindings(ctx, patient)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	// The old clearance evaluated the cauda equina flag, being issued after
+	// the diagnosis and listing it; the resolved diagnosis stands no more.
+	if fs := findings(pt); len(fs) != 1 || fs[0].Flag != "CAUDA_EQUINA_SYMPTOMS" || fs[0].DiagnosisID != cauda ||
+		!slices.Equal(fs[0].EvaluatedBy, []uuid.UUID{old}) || !fs[0].RecordTime.Equal(recorded) {
+		t.Errorf("patient's findings %+v", fs)
+	}
+	if fs := findings(pt2); len(fs) != 1 || fs[0].Flag != "INFECTION_SIGNS" || fs[0].ClearanceID != suspended || len(fs[0].EvaluatedBy) != 0 {
+		t.Errorf("the therapist's report %+v", fs)
+	}
+
+	var oldStatus, earlyStatus string
+	var supersedeTime time.Time
+	if err := pool.QueryRow(ctx, `SELECT o.status, o.supersede_time, e.status FROM clearances o, clearances e WHERE o.id = $1 AND e.id = $2`,
+		old, early).Scan(&oldStatus, &supersedeTime, &earlyStatus); err != nil {
+		t.Fatal(err)
+	}
+	if oldStatus != "ACTIVE" || earlyStatus != "SCHEDULED" || !supersedeTime.Equal(now.AddDate(0, 0, 7)) {
+		t.Errorf("old %s until %s, early %s", oldStatus, supersedeTime, earlyStatus)
+	}
+
+	var active []string
+	rows, err := pool.Query(ctx, `SELECT subject FROM practitioners WHERE active ORDER BY subject`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		active = append(active, s)
+	}
+	if !slices.Equal(active, []string{"dr", "lmt"}) {
+		t.Errorf("active practitioners %v: a physician of a massage practice no longer acts", active)
+	}
+}
+
