@@ -184,7 +184,7 @@ func TestStartIsJudgedAtTheServerClock(t *testing.T) {
 func TestRedFlagAfterClearance(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name   string
+		name string
 		// record records the red flag and returns the diagnosis' name;
 		// earlier is a diagnosis without one, recorded before the clearance.
 		record func(tm *team, earlier string) string

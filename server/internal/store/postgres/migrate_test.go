@@ -143,4 +143,3 @@ func TestMigration9(t *testing.T) {
 		t.Errorf("active practitioners %v: a physician of a massage practice no longer acts", active)
 	}
 }
-
