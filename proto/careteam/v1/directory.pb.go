@@ -156,16 +156,23 @@ type Organization struct {
 	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// What the organization does.
 	Kind OrganizationKind `protobuf:"varint,3,opt,name=kind,proto3,enum=careteam.v1.OrganizationKind" json:"kind,omitempty"`
-	// External identifiers, such as an NPI of the organization.
+	// External identifiers, such as an NPI of the organization (system
+	// "http://hl7.org/fhir/sid/us-npi": ten digits ending in the NPI check
+	// digit).
 	Identifiers []*Identifier `protobuf:"bytes,4,rep,name=identifiers,proto3" json:"identifiers,omitempty"`
 	// When it was created. Output only.
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	// When it last changed. Output only.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	// Changes whenever the organization changes. Output only.
-	Etag          string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Changes whenever the organization changes; send it back on update to
+	// detect concurrent changes.
+	Etag string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Whether the organization's administrators create and change its own
+	// physicians or massage therapists. False by default: the bootstrap
+	// administrator does, having checked their credentials.
+	CredentialsClinicians bool `protobuf:"varint,8,opt,name=credentials_clinicians,json=credentialsClinicians,proto3" json:"credentials_clinicians,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Organization) Reset() {
@@ -247,14 +254,23 @@ func (x *Organization) GetEtag() string {
 	return ""
 }
 
+func (x *Organization) GetCredentialsClinicians() bool {
+	if x != nil {
+		return x.CredentialsClinicians
+	}
+	return false
+}
+
 // Licence is a massage therapist's licence to practise.
 type Licence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Licence number.
+	// Licence number: 1 to 40 letters, digits, spaces, dots, slashes or
+	// hyphens, starting and ending with a letter or digit.
 	Number string `protobuf:"bytes,1,opt,name=number,proto3" json:"number,omitempty"`
-	// Issuing jurisdiction, such as "US-WA".
+	// Issuing jurisdiction, an ISO 3166 code such as "US" or "US-WA".
 	Jurisdiction string `protobuf:"bytes,2,opt,name=jurisdiction,proto3" json:"jurisdiction,omitempty"`
-	// Last day the licence is valid, "YYYY-MM-DD".
+	// Last day the licence is valid, "YYYY-MM-DD". When recorded, not past
+	// and at most ten years ahead.
 	ExpireDate    string `protobuf:"bytes,3,opt,name=expire_date,json=expireDate,proto3" json:"expire_date,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -326,7 +342,8 @@ type Practitioner struct {
 	// The subject ("sub" claim) of the tokens they present, from the server's
 	// configured issuer. Unique across the directory.
 	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
-	// External identifiers such as an NPI; each unique across the directory.
+	// External identifiers such as an NPI (checked as for an organization);
+	// each unique across the directory.
 	Identifiers []*Identifier `protobuf:"bytes,6,rep,name=identifiers,proto3" json:"identifiers,omitempty"`
 	// Licence to practise; required for massage therapists.
 	Licence *Licence `protobuf:"bytes,7,opt,name=licence,proto3" json:"licence,omitempty"`
@@ -773,6 +790,118 @@ func (x *ListOrganizationsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Request for UpdateOrganization.
+type UpdateOrganizationRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The organization with its name, the new values and, to guard against
+	// concurrent changes, the etag it was read with.
+	Organization *Organization `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	// Which fields to change: display_name, identifiers,
+	// credentials_clinicians. Kind cannot change.
+	UpdateMask *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	// Idempotency key (AIP-155). A UUID.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateOrganizationRequest) Reset() {
+	*x = UpdateOrganizationRequest{}
+	mi := &file_careteam_v1_directory_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateOrganizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateOrganizationRequest) ProtoMessage() {}
+
+func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_directory_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateOrganizationRequest) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UpdateOrganizationRequest) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+func (x *UpdateOrganizationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *UpdateOrganizationRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+// Response for UpdateOrganization.
+type UpdateOrganizationResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The updated organization.
+	Organization  *Organization `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateOrganizationResponse) Reset() {
+	*x = UpdateOrganizationResponse{}
+	mi := &file_careteam_v1_directory_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateOrganizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateOrganizationResponse) ProtoMessage() {}
+
+func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_directory_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateOrganizationResponse) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *UpdateOrganizationResponse) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
 // Request for CreatePractitioner.
 type CreatePractitionerRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -787,7 +916,7 @@ type CreatePractitionerRequest struct {
 
 func (x *CreatePractitionerRequest) Reset() {
 	*x = CreatePractitionerRequest{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[9]
+	mi := &file_careteam_v1_directory_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +928,7 @@ func (x *CreatePractitionerRequest) String() string {
 func (*CreatePractitionerRequest) ProtoMessage() {}
 
 func (x *CreatePractitionerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[9]
+	mi := &file_careteam_v1_directory_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +941,7 @@ func (x *CreatePractitionerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePractitionerRequest.ProtoReflect.Descriptor instead.
 func (*CreatePractitionerRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{9}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CreatePractitionerRequest) GetPractitioner() *Practitioner {
@@ -840,7 +969,7 @@ type CreatePractitionerResponse struct {
 
 func (x *CreatePractitionerResponse) Reset() {
 	*x = CreatePractitionerResponse{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[10]
+	mi := &file_careteam_v1_directory_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +981,7 @@ func (x *CreatePractitionerResponse) String() string {
 func (*CreatePractitionerResponse) ProtoMessage() {}
 
 func (x *CreatePractitionerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[10]
+	mi := &file_careteam_v1_directory_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +994,7 @@ func (x *CreatePractitionerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreatePractitionerResponse.ProtoReflect.Descriptor instead.
 func (*CreatePractitionerResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{10}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CreatePractitionerResponse) GetPractitioner() *Practitioner {
@@ -886,7 +1015,7 @@ type GetPractitionerRequest struct {
 
 func (x *GetPractitionerRequest) Reset() {
 	*x = GetPractitionerRequest{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[11]
+	mi := &file_careteam_v1_directory_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1027,7 @@ func (x *GetPractitionerRequest) String() string {
 func (*GetPractitionerRequest) ProtoMessage() {}
 
 func (x *GetPractitionerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[11]
+	mi := &file_careteam_v1_directory_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1040,7 @@ func (x *GetPractitionerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPractitionerRequest.ProtoReflect.Descriptor instead.
 func (*GetPractitionerRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{11}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPractitionerRequest) GetName() string {
@@ -932,7 +1061,7 @@ type GetPractitionerResponse struct {
 
 func (x *GetPractitionerResponse) Reset() {
 	*x = GetPractitionerResponse{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[12]
+	mi := &file_careteam_v1_directory_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1073,7 @@ func (x *GetPractitionerResponse) String() string {
 func (*GetPractitionerResponse) ProtoMessage() {}
 
 func (x *GetPractitionerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[12]
+	mi := &file_careteam_v1_directory_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1086,7 @@ func (x *GetPractitionerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPractitionerResponse.ProtoReflect.Descriptor instead.
 func (*GetPractitionerResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{12}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetPractitionerResponse) GetPractitioner() *Practitioner {
@@ -988,7 +1117,7 @@ type ListPractitionersRequest struct {
 
 func (x *ListPractitionersRequest) Reset() {
 	*x = ListPractitionersRequest{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[13]
+	mi := &file_careteam_v1_directory_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1129,7 @@ func (x *ListPractitionersRequest) String() string {
 func (*ListPractitionersRequest) ProtoMessage() {}
 
 func (x *ListPractitionersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[13]
+	mi := &file_careteam_v1_directory_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1142,7 @@ func (x *ListPractitionersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPractitionersRequest.ProtoReflect.Descriptor instead.
 func (*ListPractitionersRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{13}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPractitionersRequest) GetPageSize() int32 {
@@ -1071,7 +1200,7 @@ type ListPractitionersResponse struct {
 
 func (x *ListPractitionersResponse) Reset() {
 	*x = ListPractitionersResponse{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[14]
+	mi := &file_careteam_v1_directory_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1212,7 @@ func (x *ListPractitionersResponse) String() string {
 func (*ListPractitionersResponse) ProtoMessage() {}
 
 func (x *ListPractitionersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[14]
+	mi := &file_careteam_v1_directory_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1225,7 @@ func (x *ListPractitionersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPractitionersResponse.ProtoReflect.Descriptor instead.
 func (*ListPractitionersResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{14}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPractitionersResponse) GetPractitioners() []*Practitioner {
@@ -1130,7 +1259,7 @@ type UpdatePractitionerRequest struct {
 
 func (x *UpdatePractitionerRequest) Reset() {
 	*x = UpdatePractitionerRequest{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[15]
+	mi := &file_careteam_v1_directory_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1271,7 @@ func (x *UpdatePractitionerRequest) String() string {
 func (*UpdatePractitionerRequest) ProtoMessage() {}
 
 func (x *UpdatePractitionerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[15]
+	mi := &file_careteam_v1_directory_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1284,7 @@ func (x *UpdatePractitionerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePractitionerRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePractitionerRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{15}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *UpdatePractitionerRequest) GetPractitioner() *Practitioner {
@@ -1190,7 +1319,7 @@ type UpdatePractitionerResponse struct {
 
 func (x *UpdatePractitionerResponse) Reset() {
 	*x = UpdatePractitionerResponse{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[16]
+	mi := &file_careteam_v1_directory_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1202,7 +1331,7 @@ func (x *UpdatePractitionerResponse) String() string {
 func (*UpdatePractitionerResponse) ProtoMessage() {}
 
 func (x *UpdatePractitionerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[16]
+	mi := &file_careteam_v1_directory_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1215,7 +1344,7 @@ func (x *UpdatePractitionerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePractitionerResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePractitionerResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{16}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdatePractitionerResponse) GetPractitioner() *Practitioner {
@@ -1234,7 +1363,7 @@ type GetCallerRequest struct {
 
 func (x *GetCallerRequest) Reset() {
 	*x = GetCallerRequest{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[17]
+	mi := &file_careteam_v1_directory_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1375,7 @@ func (x *GetCallerRequest) String() string {
 func (*GetCallerRequest) ProtoMessage() {}
 
 func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[17]
+	mi := &file_careteam_v1_directory_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1388,7 @@ func (x *GetCallerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCallerRequest.ProtoReflect.Descriptor instead.
 func (*GetCallerRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{17}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{19}
 }
 
 // Response for GetCaller.
@@ -1281,7 +1410,7 @@ type GetCallerResponse struct {
 
 func (x *GetCallerResponse) Reset() {
 	*x = GetCallerResponse{}
-	mi := &file_careteam_v1_directory_proto_msgTypes[18]
+	mi := &file_careteam_v1_directory_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1422,7 @@ func (x *GetCallerResponse) String() string {
 func (*GetCallerResponse) ProtoMessage() {}
 
 func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_directory_proto_msgTypes[18]
+	mi := &file_careteam_v1_directory_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1435,7 @@ func (x *GetCallerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCallerResponse.ProtoReflect.Descriptor instead.
 func (*GetCallerResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{18}
+	return file_careteam_v1_directory_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetCallerResponse) GetSubject() string {
@@ -1341,7 +1470,7 @@ var File_careteam_v1_directory_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\n" +
-	"\x1bcareteam/v1/directory.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x02\n" +
+	"\x1bcareteam/v1/directory.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x03\n" +
 	"\fOrganization\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12;\n" +
@@ -1352,7 +1481,8 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\a \x01(\tR\x04etag\"\xa1\x01\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x125\n" +
+	"\x16credentials_clinicians\x18\b \x01(\bR\x15credentialsClinicians\"\xa1\x01\n" +
 	"\aLicence\x12!\n" +
 	"\x06number\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06number\x12-\n" +
 	"\fjurisdiction\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fjurisdiction\x12D\n" +
@@ -1393,7 +1523,15 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x04kind\x18\x03 \x01(\x0e2\x1d.careteam.v1.OrganizationKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04kind\"\x84\x01\n" +
 	"\x19ListOrganizationsResponse\x12?\n" +
 	"\rorganizations\x18\x01 \x03(\v2\x19.careteam.v1.OrganizationR\rorganizations\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd3\x01\n" +
+	"\x19UpdateOrganizationRequest\x12E\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.careteam.v1.OrganizationB\x06\xbaH\x03\xc8\x01\x01R\forganization\x12C\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskB\x06\xbaH\x03\xc8\x01\x01R\n" +
+	"updateMask\x12*\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"[\n" +
+	"\x1aUpdateOrganizationResponse\x12=\n" +
+	"\forganization\x18\x01 \x01(\v2\x19.careteam.v1.OrganizationR\forganization\"\x8e\x01\n" +
 	"\x19CreatePractitionerRequest\x12E\n" +
 	"\fpractitioner\x18\x01 \x01(\v2\x19.careteam.v1.PractitionerB\x06\xbaH\x03\xc8\x01\x01R\fpractitioner\x12*\n" +
 	"\n" +
@@ -1441,11 +1579,12 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x10ROLE_COORDINATOR\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_AUDITOR\x10\x052\x97\x06\n" +
+	"\fROLE_AUDITOR\x10\x052\xfe\x06\n" +
 	"\x10DirectoryService\x12e\n" +
 	"\x12CreateOrganization\x12&.careteam.v1.CreateOrganizationRequest\x1a'.careteam.v1.CreateOrganizationResponse\x12\\\n" +
 	"\x0fGetOrganization\x12#.careteam.v1.GetOrganizationRequest\x1a$.careteam.v1.GetOrganizationResponse\x12b\n" +
 	"\x11ListOrganizations\x12%.careteam.v1.ListOrganizationsRequest\x1a&.careteam.v1.ListOrganizationsResponse\x12e\n" +
+	"\x12UpdateOrganization\x12&.careteam.v1.UpdateOrganizationRequest\x1a'.careteam.v1.UpdateOrganizationResponse\x12e\n" +
 	"\x12CreatePractitioner\x12&.careteam.v1.CreatePractitionerRequest\x1a'.careteam.v1.CreatePractitionerResponse\x12\\\n" +
 	"\x0fGetPractitioner\x12#.careteam.v1.GetPractitionerRequest\x1a$.careteam.v1.GetPractitionerResponse\x12b\n" +
 	"\x11ListPractitioners\x12%.careteam.v1.ListPractitionersRequest\x1a&.careteam.v1.ListPractitionersResponse\x12e\n" +
@@ -1465,7 +1604,7 @@ func file_careteam_v1_directory_proto_rawDescGZIP() []byte {
 }
 
 var file_careteam_v1_directory_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_careteam_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_careteam_v1_directory_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_careteam_v1_directory_proto_goTypes = []any{
 	(OrganizationKind)(0),              // 0: careteam.v1.OrganizationKind
 	(Role)(0),                          // 1: careteam.v1.Role
@@ -1478,68 +1617,75 @@ var file_careteam_v1_directory_proto_goTypes = []any{
 	(*GetOrganizationResponse)(nil),    // 8: careteam.v1.GetOrganizationResponse
 	(*ListOrganizationsRequest)(nil),   // 9: careteam.v1.ListOrganizationsRequest
 	(*ListOrganizationsResponse)(nil),  // 10: careteam.v1.ListOrganizationsResponse
-	(*CreatePractitionerRequest)(nil),  // 11: careteam.v1.CreatePractitionerRequest
-	(*CreatePractitionerResponse)(nil), // 12: careteam.v1.CreatePractitionerResponse
-	(*GetPractitionerRequest)(nil),     // 13: careteam.v1.GetPractitionerRequest
-	(*GetPractitionerResponse)(nil),    // 14: careteam.v1.GetPractitionerResponse
-	(*ListPractitionersRequest)(nil),   // 15: careteam.v1.ListPractitionersRequest
-	(*ListPractitionersResponse)(nil),  // 16: careteam.v1.ListPractitionersResponse
-	(*UpdatePractitionerRequest)(nil),  // 17: careteam.v1.UpdatePractitionerRequest
-	(*UpdatePractitionerResponse)(nil), // 18: careteam.v1.UpdatePractitionerResponse
-	(*GetCallerRequest)(nil),           // 19: careteam.v1.GetCallerRequest
-	(*GetCallerResponse)(nil),          // 20: careteam.v1.GetCallerResponse
-	(*Identifier)(nil),                 // 21: careteam.v1.Identifier
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(Specialty)(0),                     // 23: careteam.v1.Specialty
-	(*fieldmaskpb.FieldMask)(nil),      // 24: google.protobuf.FieldMask
+	(*UpdateOrganizationRequest)(nil),  // 11: careteam.v1.UpdateOrganizationRequest
+	(*UpdateOrganizationResponse)(nil), // 12: careteam.v1.UpdateOrganizationResponse
+	(*CreatePractitionerRequest)(nil),  // 13: careteam.v1.CreatePractitionerRequest
+	(*CreatePractitionerResponse)(nil), // 14: careteam.v1.CreatePractitionerResponse
+	(*GetPractitionerRequest)(nil),     // 15: careteam.v1.GetPractitionerRequest
+	(*GetPractitionerResponse)(nil),    // 16: careteam.v1.GetPractitionerResponse
+	(*ListPractitionersRequest)(nil),   // 17: careteam.v1.ListPractitionersRequest
+	(*ListPractitionersResponse)(nil),  // 18: careteam.v1.ListPractitionersResponse
+	(*UpdatePractitionerRequest)(nil),  // 19: careteam.v1.UpdatePractitionerRequest
+	(*UpdatePractitionerResponse)(nil), // 20: careteam.v1.UpdatePractitionerResponse
+	(*GetCallerRequest)(nil),           // 21: careteam.v1.GetCallerRequest
+	(*GetCallerResponse)(nil),          // 22: careteam.v1.GetCallerResponse
+	(*Identifier)(nil),                 // 23: careteam.v1.Identifier
+	(*timestamppb.Timestamp)(nil),      // 24: google.protobuf.Timestamp
+	(Specialty)(0),                     // 25: careteam.v1.Specialty
+	(*fieldmaskpb.FieldMask)(nil),      // 26: google.protobuf.FieldMask
 }
 var file_careteam_v1_directory_proto_depIdxs = []int32{
 	0,  // 0: careteam.v1.Organization.kind:type_name -> careteam.v1.OrganizationKind
-	21, // 1: careteam.v1.Organization.identifiers:type_name -> careteam.v1.Identifier
-	22, // 2: careteam.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	22, // 3: careteam.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	23, // 1: careteam.v1.Organization.identifiers:type_name -> careteam.v1.Identifier
+	24, // 2: careteam.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	24, // 3: careteam.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 4: careteam.v1.Practitioner.role:type_name -> careteam.v1.Role
-	21, // 5: careteam.v1.Practitioner.identifiers:type_name -> careteam.v1.Identifier
+	23, // 5: careteam.v1.Practitioner.identifiers:type_name -> careteam.v1.Identifier
 	3,  // 6: careteam.v1.Practitioner.licence:type_name -> careteam.v1.Licence
-	23, // 7: careteam.v1.Practitioner.specialties:type_name -> careteam.v1.Specialty
-	22, // 8: careteam.v1.Practitioner.create_time:type_name -> google.protobuf.Timestamp
-	22, // 9: careteam.v1.Practitioner.update_time:type_name -> google.protobuf.Timestamp
+	25, // 7: careteam.v1.Practitioner.specialties:type_name -> careteam.v1.Specialty
+	24, // 8: careteam.v1.Practitioner.create_time:type_name -> google.protobuf.Timestamp
+	24, // 9: careteam.v1.Practitioner.update_time:type_name -> google.protobuf.Timestamp
 	2,  // 10: careteam.v1.CreateOrganizationRequest.organization:type_name -> careteam.v1.Organization
 	2,  // 11: careteam.v1.CreateOrganizationResponse.organization:type_name -> careteam.v1.Organization
 	2,  // 12: careteam.v1.GetOrganizationResponse.organization:type_name -> careteam.v1.Organization
 	0,  // 13: careteam.v1.ListOrganizationsRequest.kind:type_name -> careteam.v1.OrganizationKind
 	2,  // 14: careteam.v1.ListOrganizationsResponse.organizations:type_name -> careteam.v1.Organization
-	4,  // 15: careteam.v1.CreatePractitionerRequest.practitioner:type_name -> careteam.v1.Practitioner
-	4,  // 16: careteam.v1.CreatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
-	4,  // 17: careteam.v1.GetPractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
-	1,  // 18: careteam.v1.ListPractitionersRequest.role:type_name -> careteam.v1.Role
-	23, // 19: careteam.v1.ListPractitionersRequest.specialty:type_name -> careteam.v1.Specialty
-	4,  // 20: careteam.v1.ListPractitionersResponse.practitioners:type_name -> careteam.v1.Practitioner
-	4,  // 21: careteam.v1.UpdatePractitionerRequest.practitioner:type_name -> careteam.v1.Practitioner
-	24, // 22: careteam.v1.UpdatePractitionerRequest.update_mask:type_name -> google.protobuf.FieldMask
-	4,  // 23: careteam.v1.UpdatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
-	1,  // 24: careteam.v1.GetCallerResponse.role:type_name -> careteam.v1.Role
-	5,  // 25: careteam.v1.DirectoryService.CreateOrganization:input_type -> careteam.v1.CreateOrganizationRequest
-	7,  // 26: careteam.v1.DirectoryService.GetOrganization:input_type -> careteam.v1.GetOrganizationRequest
-	9,  // 27: careteam.v1.DirectoryService.ListOrganizations:input_type -> careteam.v1.ListOrganizationsRequest
-	11, // 28: careteam.v1.DirectoryService.CreatePractitioner:input_type -> careteam.v1.CreatePractitionerRequest
-	13, // 29: careteam.v1.DirectoryService.GetPractitioner:input_type -> careteam.v1.GetPractitionerRequest
-	15, // 30: careteam.v1.DirectoryService.ListPractitioners:input_type -> careteam.v1.ListPractitionersRequest
-	17, // 31: careteam.v1.DirectoryService.UpdatePractitioner:input_type -> careteam.v1.UpdatePractitionerRequest
-	19, // 32: careteam.v1.DirectoryService.GetCaller:input_type -> careteam.v1.GetCallerRequest
-	6,  // 33: careteam.v1.DirectoryService.CreateOrganization:output_type -> careteam.v1.CreateOrganizationResponse
-	8,  // 34: careteam.v1.DirectoryService.GetOrganization:output_type -> careteam.v1.GetOrganizationResponse
-	10, // 35: careteam.v1.DirectoryService.ListOrganizations:output_type -> careteam.v1.ListOrganizationsResponse
-	12, // 36: careteam.v1.DirectoryService.CreatePractitioner:output_type -> careteam.v1.CreatePractitionerResponse
-	14, // 37: careteam.v1.DirectoryService.GetPractitioner:output_type -> careteam.v1.GetPractitionerResponse
-	16, // 38: careteam.v1.DirectoryService.ListPractitioners:output_type -> careteam.v1.ListPractitionersResponse
-	18, // 39: careteam.v1.DirectoryService.UpdatePractitioner:output_type -> careteam.v1.UpdatePractitionerResponse
-	20, // 40: careteam.v1.DirectoryService.GetCaller:output_type -> careteam.v1.GetCallerResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	2,  // 15: careteam.v1.UpdateOrganizationRequest.organization:type_name -> careteam.v1.Organization
+	26, // 16: careteam.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	2,  // 17: careteam.v1.UpdateOrganizationResponse.organization:type_name -> careteam.v1.Organization
+	4,  // 18: careteam.v1.CreatePractitionerRequest.practitioner:type_name -> careteam.v1.Practitioner
+	4,  // 19: careteam.v1.CreatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
+	4,  // 20: careteam.v1.GetPractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
+	1,  // 21: careteam.v1.ListPractitionersRequest.role:type_name -> careteam.v1.Role
+	25, // 22: careteam.v1.ListPractitionersRequest.specialty:type_name -> careteam.v1.Specialty
+	4,  // 23: careteam.v1.ListPractitionersResponse.practitioners:type_name -> careteam.v1.Practitioner
+	4,  // 24: careteam.v1.UpdatePractitionerRequest.practitioner:type_name -> careteam.v1.Practitioner
+	26, // 25: careteam.v1.UpdatePractitionerRequest.update_mask:type_name -> google.protobuf.FieldMask
+	4,  // 26: careteam.v1.UpdatePractitionerResponse.practitioner:type_name -> careteam.v1.Practitioner
+	1,  // 27: careteam.v1.GetCallerResponse.role:type_name -> careteam.v1.Role
+	5,  // 28: careteam.v1.DirectoryService.CreateOrganization:input_type -> careteam.v1.CreateOrganizationRequest
+	7,  // 29: careteam.v1.DirectoryService.GetOrganization:input_type -> careteam.v1.GetOrganizationRequest
+	9,  // 30: careteam.v1.DirectoryService.ListOrganizations:input_type -> careteam.v1.ListOrganizationsRequest
+	11, // 31: careteam.v1.DirectoryService.UpdateOrganization:input_type -> careteam.v1.UpdateOrganizationRequest
+	13, // 32: careteam.v1.DirectoryService.CreatePractitioner:input_type -> careteam.v1.CreatePractitionerRequest
+	15, // 33: careteam.v1.DirectoryService.GetPractitioner:input_type -> careteam.v1.GetPractitionerRequest
+	17, // 34: careteam.v1.DirectoryService.ListPractitioners:input_type -> careteam.v1.ListPractitionersRequest
+	19, // 35: careteam.v1.DirectoryService.UpdatePractitioner:input_type -> careteam.v1.UpdatePractitionerRequest
+	21, // 36: careteam.v1.DirectoryService.GetCaller:input_type -> careteam.v1.GetCallerRequest
+	6,  // 37: careteam.v1.DirectoryService.CreateOrganization:output_type -> careteam.v1.CreateOrganizationResponse
+	8,  // 38: careteam.v1.DirectoryService.GetOrganization:output_type -> careteam.v1.GetOrganizationResponse
+	10, // 39: careteam.v1.DirectoryService.ListOrganizations:output_type -> careteam.v1.ListOrganizationsResponse
+	12, // 40: careteam.v1.DirectoryService.UpdateOrganization:output_type -> careteam.v1.UpdateOrganizationResponse
+	14, // 41: careteam.v1.DirectoryService.CreatePractitioner:output_type -> careteam.v1.CreatePractitionerResponse
+	16, // 42: careteam.v1.DirectoryService.GetPractitioner:output_type -> careteam.v1.GetPractitionerResponse
+	18, // 43: careteam.v1.DirectoryService.ListPractitioners:output_type -> careteam.v1.ListPractitionersResponse
+	20, // 44: careteam.v1.DirectoryService.UpdatePractitioner:output_type -> careteam.v1.UpdatePractitionerResponse
+	22, // 45: careteam.v1.DirectoryService.GetCaller:output_type -> careteam.v1.GetCallerResponse
+	37, // [37:46] is the sub-list for method output_type
+	28, // [28:37] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_directory_proto_init() }
@@ -1554,7 +1700,7 @@ func file_careteam_v1_directory_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_careteam_v1_directory_proto_rawDesc), len(file_careteam_v1_directory_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	DirectoryService_CreateOrganization_FullMethodName = "/careteam.v1.DirectoryService/CreateOrganization"
 	DirectoryService_GetOrganization_FullMethodName    = "/careteam.v1.DirectoryService/GetOrganization"
 	DirectoryService_ListOrganizations_FullMethodName  = "/careteam.v1.DirectoryService/ListOrganizations"
+	DirectoryService_UpdateOrganization_FullMethodName = "/careteam.v1.DirectoryService/UpdateOrganization"
 	DirectoryService_CreatePractitioner_FullMethodName = "/careteam.v1.DirectoryService/CreatePractitioner"
 	DirectoryService_GetPractitioner_FullMethodName    = "/careteam.v1.DirectoryService/GetPractitioner"
 	DirectoryService_ListPractitioners_FullMethodName  = "/careteam.v1.DirectoryService/ListPractitioners"
@@ -36,7 +37,13 @@ const (
 // DirectoryService holds the organizations and the people who call careteam.
 // A caller's role and organization always come from here, never from the
 // claims of their token. Organizations are managed by the bootstrap
-// administrator; practitioners by an ADMIN of their organization.
+// administrator (the directory's administrator); practitioners by an ADMIN
+// of their organization, except that physicians and massage therapists are
+// created and changed only by the bootstrap administrator unless their
+// organization has credentials_clinicians, and auditors only by the
+// bootstrap administrator. A role fits its organization's kind: PHYSICIAN
+// only in a PHYSICIAN_PRACTICE, MASSAGE_THERAPIST only in a
+// MASSAGE_PRACTICE; COORDINATOR, ADMIN and AUDITOR in either.
 type DirectoryServiceClient interface {
 	// Creates an organization. Bootstrap administrator only.
 	CreateOrganization(ctx context.Context, in *CreateOrganizationRequest, opts ...grpc.CallOption) (*CreateOrganizationResponse, error)
@@ -44,13 +51,18 @@ type DirectoryServiceClient interface {
 	GetOrganization(ctx context.Context, in *GetOrganizationRequest, opts ...grpc.CallOption) (*GetOrganizationResponse, error)
 	// Lists organizations, ordered by creation.
 	ListOrganizations(ctx context.Context, in *ListOrganizationsRequest, opts ...grpc.CallOption) (*ListOrganizationsResponse, error)
-	// Creates a practitioner in an organization. ADMIN of that organization.
+	// Updates an organization. Bootstrap administrator only.
+	UpdateOrganization(ctx context.Context, in *UpdateOrganizationRequest, opts ...grpc.CallOption) (*UpdateOrganizationResponse, error)
+	// Creates a practitioner in an organization whose kind fits the role. ADMIN
+	// of that organization for coordinators and administrators; see the
+	// service's comment for clinicians and auditors.
 	CreatePractitioner(ctx context.Context, in *CreatePractitionerRequest, opts ...grpc.CallOption) (*CreatePractitionerResponse, error)
 	// Gets a practitioner.
 	GetPractitioner(ctx context.Context, in *GetPractitionerRequest, opts ...grpc.CallOption) (*GetPractitionerResponse, error)
 	// Lists practitioners, ordered by creation.
 	ListPractitioners(ctx context.Context, in *ListPractitionersRequest, opts ...grpc.CallOption) (*ListPractitionersResponse, error)
-	// Updates a practitioner. ADMIN of their organization.
+	// Updates a practitioner, with the authority that creates one of their
+	// role; any ADMIN of their organization may deactivate them.
 	UpdatePractitioner(ctx context.Context, in *UpdatePractitionerRequest, opts ...grpc.CallOption) (*UpdatePractitionerResponse, error)
 	// Returns who the caller is to careteam: their directory entry, role and
 	// organization as resolved from their token or certificate.
@@ -89,6 +101,16 @@ func (c *directoryServiceClient) ListOrganizations(ctx context.Context, in *List
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListOrganizationsResponse)
 	err := c.cc.Invoke(ctx, DirectoryService_ListOrganizations_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *directoryServiceClient) UpdateOrganization(ctx context.Context, in *UpdateOrganizationRequest, opts ...grpc.CallOption) (*UpdateOrganizationResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateOrganizationResponse)
+	err := c.cc.Invoke(ctx, DirectoryService_UpdateOrganization_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +174,13 @@ func (c *directoryServiceClient) GetCaller(ctx context.Context, in *GetCallerReq
 // DirectoryService holds the organizations and the people who call careteam.
 // A caller's role and organization always come from here, never from the
 // claims of their token. Organizations are managed by the bootstrap
-// administrator; practitioners by an ADMIN of their organization.
+// administrator (the directory's administrator); practitioners by an ADMIN
+// of their organization, except that physicians and massage therapists are
+// created and changed only by the bootstrap administrator unless their
+// organization has credentials_clinicians, and auditors only by the
+// bootstrap administrator. A role fits its organization's kind: PHYSICIAN
+// only in a PHYSICIAN_PRACTICE, MASSAGE_THERAPIST only in a
+// MASSAGE_PRACTICE; COORDINATOR, ADMIN and AUDITOR in either.
 type DirectoryServiceServer interface {
 	// Creates an organization. Bootstrap administrator only.
 	CreateOrganization(context.Context, *CreateOrganizationRequest) (*CreateOrganizationResponse, error)
@@ -160,13 +188,18 @@ type DirectoryServiceServer interface {
 	GetOrganization(context.Context, *GetOrganizationRequest) (*GetOrganizationResponse, error)
 	// Lists organizations, ordered by creation.
 	ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error)
-	// Creates a practitioner in an organization. ADMIN of that organization.
+	// Updates an organization. Bootstrap administrator only.
+	UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error)
+	// Creates a practitioner in an organization whose kind fits the role. ADMIN
+	// of that organization for coordinators and administrators; see the
+	// service's comment for clinicians and auditors.
 	CreatePractitioner(context.Context, *CreatePractitionerRequest) (*CreatePractitionerResponse, error)
 	// Gets a practitioner.
 	GetPractitioner(context.Context, *GetPractitionerRequest) (*GetPractitionerResponse, error)
 	// Lists practitioners, ordered by creation.
 	ListPractitioners(context.Context, *ListPractitionersRequest) (*ListPractitionersResponse, error)
-	// Updates a practitioner. ADMIN of their organization.
+	// Updates a practitioner, with the authority that creates one of their
+	// role; any ADMIN of their organization may deactivate them.
 	UpdatePractitioner(context.Context, *UpdatePractitionerRequest) (*UpdatePractitionerResponse, error)
 	// Returns who the caller is to careteam: their directory entry, role and
 	// organization as resolved from their token or certificate.
@@ -189,6 +222,9 @@ func (UnimplementedDirectoryServiceServer) GetOrganization(context.Context, *Get
 }
 func (UnimplementedDirectoryServiceServer) ListOrganizations(context.Context, *ListOrganizationsRequest) (*ListOrganizationsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListOrganizations not implemented")
+}
+func (UnimplementedDirectoryServiceServer) UpdateOrganization(context.Context, *UpdateOrganizationRequest) (*UpdateOrganizationResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateOrganization not implemented")
 }
 func (UnimplementedDirectoryServiceServer) CreatePractitioner(context.Context, *CreatePractitionerRequest) (*CreatePractitionerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreatePractitioner not implemented")
@@ -276,6 +312,24 @@ func _DirectoryService_ListOrganizations_Handler(srv interface{}, ctx context.Co
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(DirectoryServiceServer).ListOrganizations(ctx, req.(*ListOrganizationsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DirectoryService_UpdateOrganization_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateOrganizationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DirectoryServiceServer).UpdateOrganization(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DirectoryService_UpdateOrganization_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DirectoryServiceServer).UpdateOrganization(ctx, req.(*UpdateOrganizationRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -388,6 +442,10 @@ var DirectoryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListOrganizations",
 			Handler:    _DirectoryService_ListOrganizations_Handler,
+		},
+		{
+			MethodName: "UpdateOrganization",
+			Handler:    _DirectoryService_UpdateOrganization_Handler,
 		},
 		{
 			MethodName: "CreatePractitioner",

@@ -77,6 +77,11 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 			_, err := dr.Directory.ListOrganizations(ctx, &pb.ListOrganizationsRequest{})
 			return err
 		},
+		"DirectoryService/UpdateOrganization": func() error {
+			_, err := root.Directory.UpdateOrganization(ctx, &pb.UpdateOrganizationRequest{
+				Organization: &pb.Organization{Name: tm.spa, CredentialsClinicians: true}, UpdateMask: fieldMask("credentials_clinicians")})
+			return err
+		},
 		"DirectoryService/CreatePractitioner": func() error {
 			_, err := root.Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
 				DisplayName: "x", Role: pb.Role_ROLE_COORDINATOR, Organization: tm.spa, Subject: "new-coord"}})

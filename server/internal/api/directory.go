@@ -37,6 +37,18 @@ func organizationToProto(o *careteam.Organization) *pb.Organization {
 		CreateTime:  timestamp(o.CreateTime),
 		UpdateTime:  timestamp(o.UpdateTime),
 		Etag:        careteam.Etag(o.Version),
+
+		CredentialsClinicians: o.CredentialsClinicians,
+	}
+}
+
+func organizationFromProto(in *pb.Organization) careteam.Organization {
+	return careteam.Organization{
+		DisplayName: in.GetDisplayName(),
+		Kind:        enumToDomain[careteam.OrganizationKind](in.GetKind()),
+		Identifiers: identifiersFromProto(in.GetIdentifiers()),
+
+		CredentialsClinicians: in.GetCredentialsClinicians(),
 	}
 }
 
@@ -45,12 +57,7 @@ func (s *directoryServer) CreateOrganization(ctx context.Context, req *pb.Create
 	if err != nil {
 		return nil, err
 	}
-	in := req.GetOrganization()
-	o, err := s.svc.CreateOrganization(ctx, p, careteam.Organization{
-		DisplayName: in.GetDisplayName(),
-		Kind:        enumToDomain[careteam.OrganizationKind](in.GetKind()),
-		Identifiers: identifiersFromProto(in.GetIdentifiers()),
-	}, idempotency(req.GetRequestId(), req))
+	o, err := s.svc.CreateOrganization(ctx, p, organizationFromProto(req.GetOrganization()), idempotency(req.GetRequestId(), req))
 	if err != nil {
 		return nil, err
 	}
@@ -85,6 +92,32 @@ func (s *directoryServer) ListOrganizations(ctx context.Context, req *pb.ListOrg
 		resp.Organizations = append(resp.Organizations, organizationToProto(o))
 	}
 	return resp, nil
+}
+
+func (s *directoryServer) UpdateOrganization(ctx context.Context, req *pb.UpdateOrganizationRequest) (*pb.UpdateOrganizationResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, err := parseName(careteam.Organizations, "organization.name", req.GetOrganization().GetName())
+	if err != nil {
+		return nil, err
+	}
+	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "identifiers", "credentials_clinicians")
+	if err != nil {
+		return nil, err
+	}
+	in := organizationFromProto(req.GetOrganization())
+	in.ID = id
+	o, err := s.svc.UpdateOrganization(ctx, p, in, careteam.OrganizationUpdate{
+		DisplayName:           paths["display_name"],
+		Identifiers:           paths["identifiers"],
+		CredentialsClinicians: paths["credentials_clinicians"],
+	}, req.GetOrganization().GetEtag(), idempotency(req.GetRequestId(), req))
+	if err != nil {
+		return nil, err
+	}
+	return &pb.UpdateOrganizationResponse{Organization: organizationToProto(o)}, nil
 }
 
 func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {

@@ -24,18 +24,23 @@ func TestDirectoryAdministration(t *testing.T) {
 			Licence: &pb.Licence{Number: "1", Jurisdiction: "US-WA", ExpireDate: "2030-01-01"},
 		}}
 	}
-	admin := h.as("clinic-admin")
-	t.Run("an organization's admin manages its practitioners", func(t *testing.T) {
-		if _, err := admin.Directory.CreatePractitioner(h.ctx, newTherapist(clinic, "lmt-in-clinic")); err != nil {
+	newCoordinator := func(org, subject string) *pb.CreatePractitionerRequest {
+		return &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
+			DisplayName: subject, Role: pb.Role_ROLE_COORDINATOR, Organization: org, Subject: subject,
+		}}
+	}
+	admin, root := h.as("clinic-admin"), h.as(rootAdmin)
+	t.Run("an organization's admin manages its coordinators", func(t *testing.T) {
+		if _, err := admin.Directory.CreatePractitioner(h.ctx, newCoordinator(clinic, "coord-in-clinic")); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("but not another organization's", func(t *testing.T) {
-		_, err := admin.Directory.CreatePractitioner(h.ctx, newTherapist(spa, "lmt-elsewhere"))
+		_, err := admin.Directory.CreatePractitioner(h.ctx, newCoordinator(spa, "coord-elsewhere"))
 		wantCode(t, err, codes.PermissionDenied)
 	})
 	t.Run("a physician manages no one", func(t *testing.T) {
-		_, err := h.as("dr-a").Directory.CreatePractitioner(h.ctx, newTherapist(clinic, "lmt-by-dr"))
+		_, err := h.as("dr-a").Directory.CreatePractitioner(h.ctx, newCoordinator(clinic, "coord-by-dr"))
 		wantCode(t, err, codes.PermissionDenied)
 	})
 	t.Run("only the bootstrap admin creates organizations", func(t *testing.T) {
@@ -50,29 +55,29 @@ func TestDirectoryAdministration(t *testing.T) {
 		}}
 		_, err := admin.Directory.CreatePractitioner(h.ctx, req)
 		wantCode(t, err, codes.PermissionDenied)
-		if _, err := h.as(rootAdmin).Directory.CreatePractitioner(h.ctx, req); err != nil {
+		if _, err := root.Directory.CreatePractitioner(h.ctx, req); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("a subject names one practitioner", func(t *testing.T) {
-		_, err := admin.Directory.CreatePractitioner(h.ctx, newTherapist(clinic, "dr-a"))
+		_, err := admin.Directory.CreatePractitioner(h.ctx, newCoordinator(clinic, "dr-a"))
 		wantCode(t, err, codes.AlreadyExists)
 	})
 	t.Run("an identifier names one practitioner", func(t *testing.T) {
 		npi := []*pb.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567893"}}
-		first := newTherapist(clinic, "npi-1")
+		first := newTherapist(spa, "npi-1")
 		first.Practitioner.Identifiers = npi
-		if _, err := admin.Directory.CreatePractitioner(h.ctx, first); err != nil {
+		if _, err := root.Directory.CreatePractitioner(h.ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		second := newTherapist(clinic, "npi-2")
+		second := newTherapist(spa, "npi-2")
 		second.Practitioner.Identifiers = npi
-		_, err := admin.Directory.CreatePractitioner(h.ctx, second)
+		_, err := root.Directory.CreatePractitioner(h.ctx, second)
 		wantCode(t, err, codes.AlreadyExists)
 	})
 	t.Run("a therapist needs a licence, and only therapists hold specialties", func(t *testing.T) {
 		_, err := admin.Directory.CreatePractitioner(h.ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
-			DisplayName: "x", Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: clinic, Subject: "nolicence",
+			DisplayName: "x", Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: spa, Subject: "nolicence",
 		}})
 		if got := fieldViolations(t, err); !slices.Contains(got, "practitioner.licence") {
 			t.Fatalf("violations %v", got)
@@ -143,13 +148,7 @@ func TestListPractitionersFilters(t *testing.T) {
 	h.practitioner(spa, pb.Role_ROLE_MASSAGE_THERAPIST, "arthritis", pb.Specialty_SPECIALTY_ARTHRITIS)
 	h.practitioner(spa, pb.Role_ROLE_MASSAGE_THERAPIST, "sports", pb.Specialty_SPECIALTY_SPORTS)
 	h.practitioner(other, pb.Role_ROLE_MASSAGE_THERAPIST, "other-arthritis", pb.Specialty_SPECIALTY_ARTHRITIS)
-	expired := h.practitioner(spa, pb.Role_ROLE_MASSAGE_THERAPIST, "expired", pb.Specialty_SPECIALTY_ARTHRITIS)
-	expired.Licence.ExpireDate = h.clock.Now().AddDate(0, 0, -1).Format("2006-01-02")
-	if _, err := h.as(rootAdmin).Directory.UpdatePractitioner(h.ctx, &pb.UpdatePractitionerRequest{
-		Practitioner: expired, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"licence"}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	h.lapse(h.practitioner(spa, pb.Role_ROLE_MASSAGE_THERAPIST, "expired", pb.Specialty_SPECIALTY_ARTHRITIS))
 	h.practitioner(spa, pb.Role_ROLE_COORDINATOR, "coord")
 
 	c := h.as("coord")

@@ -29,7 +29,7 @@ import (
 // The identifiers the FHIR samples in server/internal/fhir/testdata name.
 var (
 	drNPI     = &pb.Identifier{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567893"}
-	lmtNPI    = &pb.Identifier{System: "http://hl7.org/fhir/sid/us-npi", Value: "1902837465"}
+	lmtNPI    = &pb.Identifier{System: "http://hl7.org/fhir/sid/us-npi", Value: "1902837461"}
 	harborOID = &pb.Identifier{System: "urn:oid:2.16.840.1.113883.19.5.77", Value: "HMT-0042"}
 )
 

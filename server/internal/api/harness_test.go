@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
@@ -185,6 +186,25 @@ func (h *harness) practitioner(org string, role pb.Role, subject string, special
 	if err != nil {
 		h.t.Fatalf("CreatePractitioner(%s): %v", subject, err)
 	}
+	return resp.GetPractitioner()
+}
+
+// lapse lets the licence of therapist pr run out: it is recorded to end
+// today, which the directory accepts, and the clock moves on to the next
+// day's midnight. It returns the practitioner as updated.
+func (h *harness) lapse(pr *pb.Practitioner) *pb.Practitioner {
+	h.t.Helper()
+	pr = proto.CloneOf(pr)
+	now := h.clock.Now()
+	pr.Licence.ExpireDate = now.Format("2006-01-02")
+	resp, err := h.as(rootAdmin).Directory.UpdatePractitioner(h.ctx, &pb.UpdatePractitionerRequest{
+		Practitioner: pr, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"licence"}},
+	})
+	if err != nil {
+		h.t.Fatalf("UpdatePractitioner(%s): %v", pr.GetName(), err)
+	}
+	y, m, d := now.Date()
+	h.clock.Set(time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC))
 	return resp.GetPractitioner()
 }
 

@@ -271,13 +271,7 @@ func TestAssignmentNeedsQualifiedTherapist(t *testing.T) {
 	tm := newTeam(t)
 	h := tm.harness
 	untrained := h.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, "untrained", pb.Specialty_SPECIALTY_SPORTS)
-	lapsed := h.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, "lapsed", pb.Specialty_SPECIALTY_ARTHRITIS)
-	lapsed.Licence.ExpireDate = h.clock.Now().AddDate(0, 0, -1).Format("2006-01-02")
-	if _, err := h.as(rootAdmin).Directory.UpdatePractitioner(h.ctx, &pb.UpdatePractitionerRequest{
-		Practitioner: lapsed, UpdateMask: fieldMask("licence"),
-	}); err != nil {
-		t.Fatal(err)
-	}
+	lapsed := h.lapse(h.practitioner(tm.spa, pb.Role_ROLE_MASSAGE_THERAPIST, "lapsed", pb.Specialty_SPECIALTY_ARTHRITIS))
 	in := tm.newReferral()
 	in.TargetTherapist = ""
 	in.TargetOrganization = tm.spa

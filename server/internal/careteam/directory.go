@@ -2,7 +2,6 @@ package careteam
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -31,9 +30,18 @@ type Organization struct {
 	DisplayName string
 	Kind        OrganizationKind
 	Identifiers []Identifier
-	Version     int64
-	CreateTime  time.Time
-	UpdateTime  time.Time
+	// CredentialsClinicians trusts the organization's administrators to
+	// create and change its physicians or therapists; otherwise only the
+	// directory's administrator does.
+	CredentialsClinicians bool
+	Version               int64
+	CreateTime            time.Time
+	UpdateTime            time.Time
+}
+
+// OrganizationUpdate names the fields UpdateOrganization changes.
+type OrganizationUpdate struct {
+	DisplayName, Identifiers, CredentialsClinicians bool
 }
 
 // Specialty is a training a therapist holds and a referral can require.
@@ -66,16 +74,18 @@ func (l *Licence) ActiveOn(t time.Time) bool {
 type Practitioner struct {
 	ID             uuid.UUID
 	OrganizationID uuid.UUID
-	DisplayName    string
-	Role           Role
-	Subject        string
-	Identifiers    []Identifier
-	Licence        *Licence
-	Specialties    []Specialty
-	Active         bool
-	Version        int64
-	CreateTime     time.Time
-	UpdateTime     time.Time
+	// OrganizationKind is the kind of their organization, as read.
+	OrganizationKind OrganizationKind
+	DisplayName      string
+	Role             Role
+	Subject          string
+	Identifiers      []Identifier
+	Licence          *Licence
+	Specialties      []Specialty
+	Active           bool
+	Version          int64
+	CreateTime       time.Time
+	UpdateTime       time.Time
 }
 
 // OrganizationFilter narrows ListOrganizations.
@@ -104,32 +114,16 @@ func dateOf(t time.Time) time.Time {
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
-func validateIdentifiers(f *fields, path string, ids []Identifier) {
-	seen := map[Identifier]bool{}
-	for i, id := range ids {
-		if strings.TrimSpace(id.System) == "" || strings.TrimSpace(id.Value) == "" {
-			f.add(fmt.Sprintf("%s[%d]", path, i), "system and value are required")
-		}
-		if seen[id] {
-			f.add(fmt.Sprintf("%s[%d]", path, i), "duplicate identifier")
-		}
-		seen[id] = true
-	}
-}
-
 // CreateOrganization creates an organization. Bootstrap administrator only.
 func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organization, idem Idempotency) (*Organization, error) {
 	if err := authorizeDirectory(p, uuid.Nil); err != nil {
 		return nil, err
 	}
 	var f fields
-	if strings.TrimSpace(o.DisplayName) == "" {
-		f.add("organization.display_name", "required")
-	}
 	if o.Kind == "" {
 		f.add("organization.kind", "required")
 	}
-	validateIdentifiers(&f, "organization.identifiers", o.Identifiers)
+	validateOrganization(&f, &o)
 	if err := f.err(); err != nil {
 		return nil, err
 	}
@@ -139,13 +133,58 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organiz
 		func(tx Tx) (*Organization, uuid.UUID, error) {
 			return &o, o.ID, tx.InsertOrganization(ctx, &o)
 		},
-		func(tx Tx, id uuid.UUID) (*Organization, error) { return tx.GetOrganization(ctx, id) })
+		func(tx Tx, id uuid.UUID) (*Organization, error) { return tx.GetOrganization(ctx, id, false) })
+}
+
+func validateOrganization(f *fields, o *Organization) {
+	if strings.TrimSpace(o.DisplayName) == "" {
+		f.add("organization.display_name", "required")
+	}
+	validateIdentifiers(f, "organization.identifiers", o.Identifiers)
+}
+
+// UpdateOrganization changes the fields named in mask. Bootstrap
+// administrator only: whether an organization credentials its own
+// clinicians is the directory's decision. etag, when not empty, must be the
+// current one.
+func (s *Service) UpdateOrganization(ctx context.Context, p Principal, in Organization, mask OrganizationUpdate, etag string, idem Idempotency) (*Organization, error) {
+	if err := authorizeDirectory(p, uuid.Nil); err != nil {
+		return nil, err
+	}
+	return mutate(ctx, s, p, "UpdateOrganization", idem,
+		func(tx Tx) (*Organization, uuid.UUID, error) {
+			cur, err := tx.GetOrganization(ctx, in.ID, true)
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := checkEtag(etag, cur.Version); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if mask.DisplayName {
+				cur.DisplayName = in.DisplayName
+			}
+			if mask.Identifiers {
+				cur.Identifiers = in.Identifiers
+			}
+			if mask.CredentialsClinicians {
+				cur.CredentialsClinicians = in.CredentialsClinicians
+			}
+			var f fields
+			validateOrganization(&f, cur)
+			if err := f.err(); err != nil {
+				return nil, uuid.Nil, err
+			}
+			cur.Version++
+			cur.UpdateTime = s.clock.Now()
+			return cur, cur.ID, tx.UpdateOrganization(ctx, cur)
+		},
+		func(tx Tx, id uuid.UUID) (*Organization, error) { return tx.GetOrganization(ctx, id, false) })
 }
 
 // GetOrganization returns an organization. The directory is readable by
 // every authenticated caller: routing needs it and it holds no patient data.
 func (s *Service) GetOrganization(ctx context.Context, p Principal, id uuid.UUID) (*Organization, error) {
-	return read(ctx, s, func(tx Tx) (*Organization, error) { return tx.GetOrganization(ctx, id) })
+	return read(ctx, s, func(tx Tx) (*Organization, error) { return tx.GetOrganization(ctx, id, false) })
 }
 
 // ListOrganizations lists organizations by creation.
@@ -155,7 +194,10 @@ func (s *Service) ListOrganizations(ctx context.Context, p Principal, f Organiza
 		func(o *Organization) uuid.UUID { return o.ID }, nil)
 }
 
-func (s *Service) validatePractitioner(f *fields, pr *Practitioner) {
+// validatePractitioner checks a practitioner about to be stored; the
+// licence only when it is being recorded, since one recorded earlier may
+// since have lapsed.
+func validatePractitioner(f *fields, pr *Practitioner, licenceChanged bool, now time.Time) {
 	if strings.TrimSpace(pr.DisplayName) == "" {
 		f.add("practitioner.display_name", "required")
 	}
@@ -163,16 +205,8 @@ func (s *Service) validatePractitioner(f *fields, pr *Practitioner) {
 	if pr.Role == RoleTherapist && pr.Licence == nil {
 		f.add("practitioner.licence", "required for a massage therapist")
 	}
-	if pr.Licence != nil {
-		if strings.TrimSpace(pr.Licence.Number) == "" {
-			f.add("practitioner.licence.number", "required")
-		}
-		if strings.TrimSpace(pr.Licence.Jurisdiction) == "" {
-			f.add("practitioner.licence.jurisdiction", "required")
-		}
-		if pr.Licence.ExpireDate.IsZero() {
-			f.add("practitioner.licence.expire_date", "required")
-		}
+	if pr.Licence != nil && licenceChanged {
+		validateLicence(f, pr.Licence, now)
 	}
 	if len(pr.Specialties) > 0 && pr.Role != RoleTherapist {
 		f.add("practitioner.specialties", "only massage therapists hold specialties")
@@ -181,9 +215,10 @@ func (s *Service) validatePractitioner(f *fields, pr *Practitioner) {
 	pr.Specialties = slices.Compact(pr.Specialties)
 }
 
-// CreatePractitioner adds a practitioner to an organization. An ADMIN of
-// that organization, or the bootstrap administrator; only the latter creates
-// auditors, whose reach is the whole audit trail.
+// CreatePractitioner adds a practitioner to an organization whose kind fits
+// their role. An ADMIN of that organization, or the bootstrap
+// administrator; only the latter creates auditors, and clinicians unless
+// the organization credentials its own.
 func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practitioner, idem Idempotency) (*Practitioner, error) {
 	var f fields
 	if pr.OrganizationID == uuid.Nil {
@@ -195,23 +230,26 @@ func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practi
 	if strings.TrimSpace(pr.Subject) == "" {
 		f.add("practitioner.subject", "required")
 	}
-	s.validatePractitioner(&f, &pr)
+	now := s.clock.Now()
+	validatePractitioner(&f, &pr, true, now)
 	if err := f.err(); err != nil {
 		return nil, err
 	}
 	if err := authorizeDirectory(p, pr.OrganizationID); err != nil {
 		return nil, err
 	}
-	if err := authorizeCreateRole(p, pr.Role); err != nil {
-		return nil, err
-	}
-	now := s.clock.Now()
 	pr.ID, pr.Version, pr.Active, pr.CreateTime, pr.UpdateTime = newID(), 1, true, now, now
 	return mutate(ctx, s, p, "CreatePractitioner", idem,
 		func(tx Tx) (*Practitioner, uuid.UUID, error) {
-			if _, err := tx.GetOrganization(ctx, pr.OrganizationID); err != nil {
+			// Locked so that a trust withdrawn meanwhile is not acted on.
+			org, err := tx.GetOrganization(ctx, pr.OrganizationID, true)
+			if err != nil {
 				return nil, uuid.Nil, err
 			}
+			if err := authorizeMembership(p, pr.Role, org); err != nil {
+				return nil, uuid.Nil, err
+			}
+			pr.OrganizationKind = org.Kind
 			return &pr, pr.ID, tx.InsertPractitioner(ctx, &pr)
 		},
 		func(tx Tx, id uuid.UUID) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })
@@ -234,8 +272,10 @@ func (s *Service) ListPractitioners(ctx context.Context, p Principal, f Practiti
 		func(pr *Practitioner) uuid.UUID { return pr.ID }, nil)
 }
 
-// UpdatePractitioner changes the fields named in mask. etag, when not
-// empty, must be the current one.
+// UpdatePractitioner changes the fields named in mask, under the same
+// authority that creates such a practitioner; any administrator of their
+// organization may deactivate them. etag, when not empty, must be the
+// current one.
 func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practitioner, mask PractitionerUpdate, etag string, idem Idempotency) (*Practitioner, error) {
 	return mutate(ctx, s, p, "UpdatePractitioner", idem,
 		func(tx Tx) (*Practitioner, uuid.UUID, error) {
@@ -243,7 +283,12 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 			if err != nil {
 				return nil, uuid.Nil, err
 			}
-			if err := authorizeDirectory(p, cur.OrganizationID); err != nil {
+			if deactivates := mask == (PractitionerUpdate{Active: true}) && !in.Active; deactivates {
+				err = authorizeDirectory(p, cur.OrganizationID)
+			} else {
+				err = authorizeChange(ctx, tx, p, cur)
+			}
+			if err != nil {
 				return nil, uuid.Nil, err
 			}
 			if err := checkEtag(etag, cur.Version); err != nil {
@@ -265,12 +310,13 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 				cur.Active = in.Active
 			}
 			var f fields
-			s.validatePractitioner(&f, cur)
+			now := s.clock.Now()
+			validatePractitioner(&f, cur, mask.Licence, now)
 			if err := f.err(); err != nil {
 				return nil, uuid.Nil, err
 			}
 			cur.Version++
-			cur.UpdateTime = s.clock.Now()
+			cur.UpdateTime = now
 			return cur, cur.ID, tx.UpdatePractitioner(ctx, cur)
 		},
 		func(tx Tx, id uuid.UUID) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })

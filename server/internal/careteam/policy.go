@@ -211,13 +211,47 @@ func authorizeRequestClearanceFor(p Principal, pt *Patient, r *Referral) error {
 	return nil
 }
 
-// authorizeCreateRole keeps auditors, who read every patient's audit
-// trail, to the bootstrap administrator's appointment.
-func authorizeCreateRole(p Principal, role Role) error {
-	if role == RoleAuditor && !p.Bootstrap {
-		return fmt.Errorf("only the bootstrap administrator creates auditors: %w", ErrPermissionDenied)
+// authorizeCredential decides who vouches for a credentialed practitioner
+// (see credentialed) by creating or changing them: the directory's
+// administrator always; an ADMIN of an organization trusted to credential
+// its own clinicians (CredentialsClinicians) for its physicians and
+// therapists; nobody else for auditors, whose reach is the whole audit
+// trail. Taking a practitioner out of service needs no credential.
+func authorizeCredential(p Principal, role Role, org *Organization) error {
+	if !credentialed(role) || p.Bootstrap || (role != RoleAuditor && org.CredentialsClinicians) {
+		return nil
+	}
+	return fmt.Errorf("only the directory's administrator vouches for a %s of %s: %w", role, Organizations.Name(org.ID), ErrPermissionDenied)
+}
+
+// authorizeMembership decides whether the caller may put a practitioner of
+// this role into org, or change one there: an administrator of org, who
+// vouches for credentialed roles only when trusted to (authorizeCredential);
+// and the role must fit the organization's kind.
+func authorizeMembership(p Principal, role Role, org *Organization) error {
+	if err := authorizeDirectory(p, org.ID); err != nil {
+		return err
+	}
+	if err := authorizeCredential(p, role, org); err != nil {
+		return err
+	}
+	if !roleFits(role, org.Kind) {
+		return &InvalidError{Violations: []FieldViolation{{
+			Field:       "practitioner.role",
+			Description: fmt.Sprintf("a %s does not belong to a %s organization", role, org.Kind),
+		}}}
 	}
 	return nil
+}
+
+// authorizeChange decides whether the caller may change pr, reading their
+// organization locked so that a trust withdrawn meanwhile is not acted on.
+func authorizeChange(ctx context.Context, tx Tx, p Principal, pr *Practitioner) error {
+	org, err := tx.GetOrganization(ctx, pr.OrganizationID, true)
+	if err != nil {
+		return err
+	}
+	return authorizeMembership(p, pr.Role, org)
 }
 
 // authorizeRequester lets a physician import only what they requested: a

@@ -160,7 +160,7 @@ func (s *Service) readRecordDirectory(ctx context.Context, tx Tx, rec *ReferralR
 		rec.Practitioners[id] = pr
 	}
 	for _, id := range compactIDs(r.ReferringOrgID, r.TargetOrgID) {
-		o, err := tx.GetOrganization(ctx, id)
+		o, err := tx.GetOrganization(ctx, id, false)
 		if err != nil {
 			return err
 		}

@@ -131,7 +131,7 @@ func (s *Service) checkTarget(ctx context.Context, tx Tx, r *Referral, therapist
 		r.TargetTherapistID, r.TargetOrgID = th.ID, th.OrganizationID
 		return nil
 	}
-	o, err := tx.GetOrganization(ctx, org)
+	o, err := tx.GetOrganization(ctx, org, false)
 	if err != nil {
 		return referenceError(err, "referral.target_organization")
 	}

@@ -133,7 +133,8 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 func (s *Service) Now() time.Time { return s.clock.Now() }
 
 // Authenticate maps a verified token subject to a principal from the
-// directory. An unknown or inactive subject is ErrPermissionDenied: the
+// directory. An unknown or inactive subject, or one whose role does not fit
+// their organization, is ErrPermissionDenied: the
 // token is valid, the person is not allowed in.
 func (s *Service) Authenticate(ctx context.Context, subject string) (Principal, error) {
 	if s.cfg.BootstrapAdmin != "" && subject == s.cfg.BootstrapAdmin {
@@ -153,6 +154,11 @@ func (s *Service) Authenticate(ctx context.Context, subject string) (Principal, 
 	}
 	if !pr.Active {
 		return Principal{}, fmt.Errorf("%s is inactive: %w", Practitioners.Name(pr.ID), ErrPermissionDenied)
+	}
+	// An entry from before the directory checked roles against kinds acts
+	// for nobody until an administrator sets it right.
+	if !roleFits(pr.Role, pr.OrganizationKind) {
+		return Principal{}, fmt.Errorf("%s holds a role its organization's kind does not admit: %w", Practitioners.Name(pr.ID), ErrPermissionDenied)
 	}
 	return Principal{Subject: subject, PractitionerID: pr.ID, OrganizationID: pr.OrganizationID, Role: pr.Role}, nil
 }

@@ -31,7 +31,8 @@ type Tx interface {
 
 	// Directory.
 	InsertOrganization(ctx context.Context, o *Organization) error
-	GetOrganization(ctx context.Context, id uuid.UUID) (*Organization, error)
+	GetOrganization(ctx context.Context, id uuid.UUID, forUpdate bool) (*Organization, error)
+	UpdateOrganization(ctx context.Context, o *Organization) error
 	ListOrganizations(ctx context.Context, f OrganizationFilter, page Page) ([]*Organization, error)
 	InsertPractitioner(ctx context.Context, p *Practitioner) error
 	GetPractitioner(ctx context.Context, id uuid.UUID, forUpdate bool) (*Practitioner, error)

@@ -105,7 +105,7 @@ func TestParseRealisticServiceRequests(t *testing.T) {
 		if in.Key != (careteam.Identifier{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "SR-2026-00042"}) || !in.Submit {
 			t.Errorf("key %v, submit %v", in.Key, in.Submit)
 		}
-		if !slices.Equal(in.Requester.Identifiers, npi("1234567893")) || !slices.Equal(in.Therapist.Identifiers, npi("1902837465")) {
+		if !slices.Equal(in.Requester.Identifiers, npi("1234567893")) || !slices.Equal(in.Therapist.Identifiers, npi("1902837461")) {
 			t.Errorf("requester %v, therapist %v", in.Requester, in.Therapist)
 		}
 		pt := in.Patient
@@ -168,7 +168,7 @@ func TestParseRealisticServiceRequests(t *testing.T) {
 		}
 		// The performer is a logical reference by NPI; the orderDetail
 		// without a technique coding is free text careteam does not map.
-		if !slices.Equal(in.Therapist.Identifiers, npi("1902837465")) ||
+		if !slices.Equal(in.Therapist.Identifiers, npi("1902837461")) ||
 			!slices.Equal(in.Order.RequestedTechniques, []careteam.Technique{"SWEDISH"}) || !in.Order.ValidUntil.IsZero() {
 			t.Errorf("therapist %v, order %+v", in.Therapist, in.Order)
 		}

@@ -12,22 +12,38 @@ import (
 
 func (t *tx) InsertOrganization(ctx context.Context, o *careteam.Organization) error {
 	err := t.exec(ctx, `
-		INSERT INTO organizations (id, display_name, kind, identifiers, version, create_time, update_time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		o.ID, o.DisplayName, o.Kind, identifiersJSON(o.Identifiers), o.Version, o.CreateTime, o.UpdateTime)
+		INSERT INTO organizations (id, display_name, kind, identifiers, credentials_clinicians, version, create_time, update_time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		o.ID, o.DisplayName, o.Kind, identifiersJSON(o.Identifiers), o.CredentialsClinicians, o.Version, o.CreateTime, o.UpdateTime)
 	return err
 }
 
-const organizationColumns = `id, display_name, kind, identifiers, version, create_time, update_time`
+func (t *tx) UpdateOrganization(ctx context.Context, o *careteam.Organization) error {
+	return t.exec(ctx, `
+		UPDATE organizations SET display_name = $2, identifiers = $3, credentials_clinicians = $4,
+			version = $5, update_time = $6
+		WHERE id = $1`,
+		o.ID, o.DisplayName, identifiersJSON(o.Identifiers), o.CredentialsClinicians, o.Version, o.UpdateTime)
+}
+
+const organizationColumns = `id, display_name, kind, identifiers, credentials_clinicians, version, create_time, update_time`
 
 func scanOrganization(row pgx.Row) (*careteam.Organization, error) {
 	var o careteam.Organization
-	err := row.Scan(&o.ID, &o.DisplayName, &o.Kind, &o.Identifiers, &o.Version, &o.CreateTime, &o.UpdateTime)
+	err := row.Scan(&o.ID, &o.DisplayName, &o.Kind, &o.Identifiers, &o.CredentialsClinicians, &o.Version, &o.CreateTime, &o.UpdateTime)
 	return &o, err
 }
 
-func (t *tx) GetOrganization(ctx context.Context, id uuid.UUID) (*careteam.Organization, error) {
-	o, err := scanOrganization(t.queryRow(ctx, `SELECT `+organizationColumns+` FROM organizations WHERE id = $1`, id))
+func (t *tx) GetOrganization(ctx context.Context, id uuid.UUID, forUpdate bool) (*careteam.Organization, error) {
+	q := `SELECT ` + organizationColumns + ` FROM organizations WHERE id = @id`
+	args := pgx.NamedArgs{"id": id}
+	var o *careteam.Organization
+	var err error
+	if forUpdate {
+		o, err = lockAndGet(ctx, t, "organizations", id, q, args, scanOrganization)
+	} else {
+		o, err = scanOrganization(t.queryRow(ctx, q, args))
+	}
 	return o, notFound(err, careteam.Organizations, id)
 }
 
@@ -79,7 +95,8 @@ func licenceColumns(l *careteam.Licence) (number, jurisdiction *string, expire *
 	return &l.Number, &l.Jurisdiction, &l.ExpireDate
 }
 
-const practitionerColumns = `p.id, p.organization_id, p.display_name, p.role, p.subject,
+const practitionerColumns = `p.id, p.organization_id,
+	(SELECT o.kind FROM organizations o WHERE o.id = p.organization_id), p.display_name, p.role, p.subject,
 	p.licence_number, p.licence_jurisdiction, p.licence_expire_date, p.specialties, p.active,
 	p.version, p.create_time, p.update_time,
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('system', i.system, 'value', i.value) ORDER BY i.ord), '[]')
@@ -89,7 +106,7 @@ func scanPractitioner(row pgx.Row) (*careteam.Practitioner, error) {
 	var p careteam.Practitioner
 	var number, jurisdiction *string
 	var expire *time.Time
-	err := row.Scan(&p.ID, &p.OrganizationID, &p.DisplayName, &p.Role, &p.Subject,
+	err := row.Scan(&p.ID, &p.OrganizationID, &p.OrganizationKind, &p.DisplayName, &p.Role, &p.Subject,
 		&number, &jurisdiction, &expire, &p.Specialties, &p.Active,
 		&p.Version, &p.CreateTime, &p.UpdateTime, &p.Identifiers)
 	if expire != nil {

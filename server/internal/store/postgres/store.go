@@ -290,13 +290,16 @@ func notFound(err error, c careteam.Collection, id fmt.Stringer) error {
 // one round trip. Both cannot be one statement: under READ COMMITTED a
 // statement that waited for a row lock sees the row's new version, but its
 // subqueries (a row's history, its identifiers) keep the statement's older
-// snapshot and would miss what the previous lock holder wrote.
+// snapshot and would miss what the previous lock holder wrote. The lock is
+// NO KEY UPDATE, what the update that follows takes anyway: it excludes
+// other writers of the row without holding up inserts whose foreign keys
+// point at it.
 func lockAndGet[T any](ctx context.Context, t *tx, table string, id uuid.UUID, read string, args pgx.NamedArgs, scan func(pgx.Row) (*T, error)) (*T, error) {
 	if err := t.flush(ctx); err != nil {
 		return nil, err
 	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT 1 FROM `+table+` WHERE id = $1 FOR UPDATE`, id)
+	b.Queue(`SELECT 1 FROM `+table+` WHERE id = $1 FOR NO KEY UPDATE`, id)
 	b.Queue(read, args)
 	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
