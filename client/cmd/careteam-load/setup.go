@@ -134,7 +134,7 @@ func (l *load) create(ctx context.Context, people []person) error {
 		}
 		pr := &pb.Practitioner{DisplayName: p.a.subject, Role: p.role, Organization: org, Subject: p.a.subject}
 		if p.role == pb.Role_ROLE_MASSAGE_THERAPIST {
-			pr.Licence = &pb.Licence{Number: "LMT-" + p.a.subject, Jurisdiction: "US-WA", ExpireDate: licenceEnd}
+			pr.Licence = &pb.Licence{Number: fmt.Sprintf("LMT-%d", i), Jurisdiction: "US-WA", ExpireDate: licenceEnd}
 			pr.Specialties = []pb.Specialty{pb.Specialty_SPECIALTY_ARTHRITIS, pb.Specialty_SPECIALTY_ORTHOPEDIC}
 		}
 		resp, err := l.calls.pick().Directory.CreatePractitioner(admin, &pb.CreatePractitionerRequest{Practitioner: pr})

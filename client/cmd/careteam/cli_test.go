@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,6 +199,25 @@ func unique(prefix string) string {
 	return prefix + "-" + uuid.NewString()[:8]
 }
 
+// uniqueNPI makes a well-formed NPI distinct across tests: nine random
+// digits and the check digit the directory verifies.
+func uniqueNPI() string {
+	digits := fmt.Sprintf("%09d", rand.IntN(1e9))
+	sum := 0
+	for i, c := range "80840" + digits + "0" {
+		// Positions counted from the right of the 15 digits, the check
+		// digit (0 for now) last: every second one from the right doubles.
+		d := int(c - '0')
+		if (15-i)%2 == 0 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return digits + strconv.Itoa((10-sum%10)%10)
+}
+
 func date(years int) string {
 	return time.Now().UTC().AddDate(years, 0, 0).Format(time.DateOnly)
 }
@@ -243,7 +264,7 @@ func TestWalkthrough(t *testing.T) {
 
 	dr, lmt, coord := unique("dr-ada"), unique("lmt-ben"), unique("coord-cy")
 	physician := jsonAs[pb.Practitioner](t, "admin", "practitioner", "create", "--org", clinic.GetName(), "--role", "physician",
-		"--subject", dr, "--name", "Dr Ada Okafor", "--identifier", "http://hl7.org/fhir/sid/us-npi|"+unique("npi"))
+		"--subject", dr, "--name", "Dr Ada Okafor", "--identifier", "http://hl7.org/fhir/sid/us-npi|"+uniqueNPI())
 	if physician.GetRole() != pb.Role_ROLE_PHYSICIAN || physician.GetOrganization() != clinic.GetName() || !physician.GetActive() {
 		t.Fatalf("physician: %v", physician)
 	}
@@ -254,10 +275,6 @@ func TestWalkthrough(t *testing.T) {
 	if !slices.Equal(therapist.GetSpecialties(), wantSpecialties) {
 		t.Fatalf("specialties = %v, want %v", therapist.GetSpecialties(), wantSpecialties)
 	}
-	// Proves --active-licence filters: same specialty, licence ended.
-	expired := jsonAs[pb.Practitioner](t, "admin", "practitioner", "create", "--org", spa.GetName(), "--role", "massage-therapist",
-		"--subject", unique("lmt-lapsed"), "--name", "Lapsed, LMT", "--licence-number", unique("LMT"), "--licence-jurisdiction", "US-WA",
-		"--licence-expires", date(-1), "--specialty", "arthritis")
 	jsonAs[pb.Practitioner](t, "admin", "practitioner", "create", "--org", clinic.GetName(), "--role", "coordinator",
 		"--subject", coord, "--name", "Cy Mendez")
 
@@ -268,7 +285,7 @@ func TestWalkthrough(t *testing.T) {
 		names = append(names, p.GetName())
 	}
 	if !slices.Equal(names, []string{therapist.GetName()}) {
-		t.Fatalf("practitioner list --specialty arthritis --active-licence = %v, want only %s (not the lapsed %s)", names, therapist.GetName(), expired.GetName())
+		t.Fatalf("practitioner list --specialty arthritis --active-licence --org = %v, want only %s", names, therapist.GetName())
 	}
 
 	mrn := "urn:oid:2.16.840.1.113883.19.5|" + unique("MRN")
@@ -322,6 +339,14 @@ func TestExitCodes(t *testing.T) {
 			stderr: []string{"signing key"}},
 		{name: "birth date in the future", args: []string{"--as", tm.drSubject, "patient", "create", "--birth-date", date(1)}, code: exitInvalid,
 			stderr: []string{"InvalidArgument: invalid request", "field patient.birth_date: must not be in the future", "field patient.family_name: required"}},
+		{name: "licence already expired, NPI without its check digit", args: []string{"--as", "admin", "practitioner", "create", "--org", tm.spa,
+			"--role", "massage-therapist", "--subject", unique("lmt"), "--name", "X", "--licence-number", "LMT-1", "--licence-jurisdiction", "us-wa",
+			"--licence-expires", date(-1), "--identifier", "http://hl7.org/fhir/sid/us-npi|1234567890"}, code: exitInvalid,
+			stderr: []string{"field practitioner.licence.expire_date: the licence has expired", "field practitioner.licence.jurisdiction:",
+				"field practitioner.identifiers[0].value: an NPI is ten digits ending in its check digit"}},
+		{name: "a physician in a massage practice", args: []string{"--as", "admin", "practitioner", "create", "--org", tm.spa,
+			"--role", "physician", "--subject", unique("dr"), "--name", "X"}, code: exitInvalid,
+			stderr: []string{"field practitioner.role: a PHYSICIAN does not belong to a MASSAGE_PRACTICE organization"}},
 		{name: "organization not found", args: []string{"--as", "admin", "org", "get", "organizations/" + uuid.NewString()}, code: exitNotFound, stderr: []string{"NotFound"}},
 		{name: "same MRN twice in one organization", args: []string{"--as", tm.drSubject, "patient", "create", "--family", "Doe", "--birth-date", "1970-01-01", "--identifier", mrn},
 			code: exitExists, stderr: []string{"AlreadyExists: a patient with that identifier is registered in this organization"}},
@@ -418,6 +443,39 @@ func TestDeactivatedPractitionerIsDenied(t *testing.T) {
 	jsonAs[pb.Practitioner](t, "admin", "practitioner", "update", "--active", "true", tm.physician)
 	if r := as(t, tm.drSubject, "patient", "list"); r.code != exitOK {
 		t.Errorf("reactivated physician: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// TestOrganizationTrust: a practice's administrator creates its therapists
+// only once the bootstrap administrator trusts it to.
+func TestOrganizationTrust(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	spaAdmin := unique("spa-admin")
+	jsonAs[pb.Practitioner](t, "admin", "practitioner", "create", "--org", tm.spa, "--role", "admin", "--subject", spaAdmin, "--name", "Spa Admin")
+	therapist := func() result {
+		return as(t, spaAdmin, "practitioner", "create", "--org", tm.spa, "--role", "massage-therapist", "--subject", unique("lmt"),
+			"--name", "New, LMT", "--licence-number", "LMT 123/4", "--licence-jurisdiction", "US-WA", "--licence-expires", date(1))
+	}
+	if r := therapist(); r.code != exitDenied || !strings.Contains(r.stderr, "only the directory's administrator vouches for a MASSAGE_THERAPIST") {
+		t.Fatalf("untrusted practice's admin creates a therapist: exit %d, want %d\n%s", r.code, exitDenied, r.stderr)
+	}
+	if r := as(t, spaAdmin, "org", "update", "--credentials-clinicians", "true", tm.spa); r.code != exitDenied {
+		t.Fatalf("a practice's admin trusts their own practice: exit %d, want %d\n%s", r.code, exitDenied, r.stderr)
+	}
+	current := jsonAs[pb.Organization](t, "admin", "org", "get", tm.spa)
+	trusted := jsonAs[pb.Organization](t, "admin", "org", "update", "--credentials-clinicians", "true", "--etag", current.GetEtag(), tm.spa)
+	if !trusted.GetCredentialsClinicians() || trusted.GetDisplayName() != current.GetDisplayName() {
+		t.Fatalf("after --credentials-clinicians true: %v, was %v", trusted, current)
+	}
+	if r := therapist(); r.code != exitOK {
+		t.Fatalf("trusted practice's admin creates a therapist: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := as(t, "admin", "org", "update", tm.spa); r.code != exitUsage {
+		t.Errorf("org update with nothing to change: exit %d, want %d\n%s", r.code, exitUsage, r.stderr)
+	}
+	if r := as(t, "admin", "org", "update", "--credentials-clinicians", "true", "--etag", current.GetEtag(), tm.spa); r.code != exitConflict {
+		t.Errorf("org update at a stale etag: exit %d, want %d\n%s", r.code, exitConflict, r.stderr)
 	}
 }
 

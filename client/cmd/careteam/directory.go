@@ -19,10 +19,11 @@ func init() {
 		command{path: "org create", summary: "create an organization (bootstrap admin)", setup: orgCreate},
 		command{path: "org get", args: "organizations/ID", summary: "show an organization", setup: orgGet},
 		command{path: "org list", summary: "list organizations", setup: orgList},
-		command{path: "practitioner create", summary: "add a practitioner to an organization (its admin)", setup: practitionerCreate},
+		command{path: "org update", args: "organizations/ID", summary: "change an organization (bootstrap admin)", setup: orgUpdate},
+		command{path: "practitioner create", summary: "add a practitioner to an organization (its admin; clinicians and auditors: bootstrap admin)", setup: practitionerCreate},
 		command{path: "practitioner get", args: "practitioners/ID", summary: "show a practitioner", setup: practitionerGet},
 		command{path: "practitioner list", summary: "list practitioners", setup: practitionerList},
-		command{path: "practitioner update", args: "practitioners/ID", summary: "change a practitioner (its organization's admin)", setup: practitionerUpdate},
+		command{path: "practitioner update", args: "practitioners/ID", summary: "change a practitioner (as for create; any admin of theirs may deactivate)", setup: practitionerUpdate},
 	)
 }
 
@@ -60,8 +61,9 @@ func devToken(fs *flag.FlagSet) action {
 func orgCreate(fs *flag.FlagSet) action {
 	name := fs.String("name", "", "display name (required)")
 	kind := fs.String("kind", "", "physician-practice or massage-practice (required)")
+	credentials := fs.Bool("credentials-clinicians", false, "its administrators create and change its own physicians or therapists")
 	var ids stringList
-	fs.Var(&ids, "identifier", "identifier as system|value (repeatable)")
+	fs.Var(&ids, "identifier", "identifier as system|value, such as an NPI (repeatable)")
 	return func(e *env, _ []string) (proto.Message, error) {
 		k, err := enumValue[pb.OrganizationKind]("kind", *kind)
 		if err != nil {
@@ -76,7 +78,53 @@ func orgCreate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		resp, err := c.Directory.CreateOrganization(e.ctx, &pb.CreateOrganizationRequest{
-			Organization: &pb.Organization{DisplayName: *name, Kind: k, Identifiers: idents},
+			Organization: &pb.Organization{DisplayName: *name, Kind: k, Identifiers: idents, CredentialsClinicians: *credentials},
+		})
+		return resp.GetOrganization(), err
+	}
+}
+
+func orgUpdate(fs *flag.FlagSet) action {
+	name := fs.String("name", "", "display name")
+	credentials := fs.String("credentials-clinicians", "", "true or false: its administrators create and change its own physicians or therapists")
+	etag := fs.String("etag", "", "fail unless the organization is still at this etag")
+	var ids stringList
+	fs.Var(&ids, "identifier", "identifier as system|value, such as an NPI (repeatable; replaces them all)")
+	return func(e *env, args []string) (proto.Message, error) {
+		target, err := oneArg(args, "organizations/ID")
+		if err != nil {
+			return nil, err
+		}
+		idents, err := identifiers(ids)
+		if err != nil {
+			return nil, err
+		}
+		o := &pb.Organization{Name: target, DisplayName: *name, Identifiers: idents, Etag: *etag}
+		var paths []string
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "name":
+				paths = append(paths, "display_name")
+			case "identifier":
+				paths = append(paths, "identifiers")
+			case "credentials-clinicians":
+				paths = append(paths, "credentials_clinicians")
+			}
+		})
+		if len(paths) == 0 {
+			return nil, usagef("nothing to update")
+		}
+		if *credentials != "" {
+			if o.CredentialsClinicians, err = strconv.ParseBool(*credentials); err != nil {
+				return nil, usagef("--credentials-clinicians: want true or false")
+			}
+		}
+		c, err := e.dial()
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.Directory.UpdateOrganization(e.ctx, &pb.UpdateOrganizationRequest{
+			Organization: o, UpdateMask: &fieldmaskpb.FieldMask{Paths: paths},
 		})
 		return resp.GetOrganization(), err
 	}
