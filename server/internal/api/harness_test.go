@@ -180,7 +180,7 @@ func (h *harness) practitioner(org string, role pb.Role, subject string, special
 	h.t.Helper()
 	pr := &pb.Practitioner{DisplayName: subject, Role: role, Organization: org, Subject: subject, Specialties: specialties}
 	if role == pb.Role_ROLE_MASSAGE_THERAPIST {
-		pr.Licence = &pb.Licence{Number: "LMT-" + subject, Jurisdiction: "US-WA", ExpireDate: h.clock.Now().AddDate(1, 0, 0).Format("2006-01-02")}
+		pr.Licence = &pb.Licence{Number: "LMT 1001", Jurisdiction: "US-WA", ExpireDate: h.clock.Now().AddDate(1, 0, 0).Format("2006-01-02")}
 	}
 	resp, err := h.as(rootAdmin).Directory.CreatePractitioner(h.ctx, &pb.CreatePractitionerRequest{Practitioner: pr})
 	if err != nil {
