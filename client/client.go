@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -34,6 +35,7 @@ func StaticToken(token string) TokenSource {
 
 type options struct {
 	token     TokenSource
+	purpose   []string // metadata pairs saying why calls access data
 	tls       *tls.Config
 	plaintext bool
 	timeout   time.Duration
@@ -45,6 +47,31 @@ type Option func(*options)
 
 // WithToken authenticates every call with the token source.
 func WithToken(ts TokenSource) Option { return func(o *options) { o.token = ts } }
+
+// The headers that say why a call accesses data: TREATMENT (the default),
+// PAYMENT, OPERATIONS, or EMERGENCY with a reason ("break the glass").
+const (
+	PurposeHeader         = "x-purpose-of-use"
+	EmergencyReasonHeader = "x-emergency-reason"
+)
+
+// WithPurpose sends purpose of use, and for EMERGENCY its reason, on every
+// call. An emergency reads only: careteamd refuses every write under it.
+func WithPurpose(purpose, reason string) Option {
+	return func(o *options) {
+		o.purpose = []string{PurposeHeader, purpose}
+		if reason != "" {
+			o.purpose = append(o.purpose, EmergencyReasonHeader, reason)
+		}
+	}
+}
+
+// Emergency returns ctx for calls that break the glass: a physician reading
+// outside their care team, for the reason given, which the audit trail
+// records with every call so made.
+func Emergency(ctx context.Context, reason string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, PurposeHeader, "EMERGENCY", EmergencyReasonHeader, reason)
+}
 
 // WithTLS speaks TLS with cfg (add client certificates for mutual TLS; a
 // call without a token is then made by the certificate's subject). A
@@ -166,7 +193,10 @@ func Dial(target string, opts ...Option) (*Client, error) {
 	dialOpts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultServiceConfig(serviceConfig),
-		grpc.WithChainUnaryInterceptor(defaults(o.timeout)),
+		grpc.WithChainUnaryInterceptor(defaults(o.timeout, o.purpose)),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(withPurpose(ctx, o.purpose), desc, cc, method, opts...)
+		}),
 	}
 	if o.token != nil {
 		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenCredentials{source: o.token, secure: !o.plaintext}))
@@ -207,11 +237,12 @@ func loopback(target string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// defaults gives a call the default deadline, and a write a request id when
-// the caller left it empty, so that every retry of this call carries the
-// same id.
-func defaults(timeout time.Duration) grpc.UnaryClientInterceptor {
+// defaults gives a call the default deadline, the connection's purpose of
+// use, and a write a request id when the caller left it empty, so that
+// every retry of this call carries the same id.
+func defaults(timeout time.Duration, purpose []string) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		ctx = withPurpose(ctx, purpose)
 		if _, ok := ctx.Deadline(); !ok && timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -222,6 +253,18 @@ func defaults(timeout time.Duration) grpc.UnaryClientInterceptor {
 		}
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
+}
+
+// withPurpose adds the connection's purpose of use to a call that does not
+// say its own.
+func withPurpose(ctx context.Context, purpose []string) context.Context {
+	if len(purpose) == 0 {
+		return ctx
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok && len(md.Get(PurposeHeader)) > 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, purpose...)
 }
 
 // withRequestID returns m with a fresh request_id if it has an empty one;

@@ -83,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	token := global.String("token", getenv("CARETEAM_TOKEN"), "bearer token (CARETEAM_TOKEN)")
 	as := global.String("as", getenv("CARETEAM_AS"), "dev mode: mint a token for this subject from the data directory's dev key (CARETEAM_AS)")
 	dataDir := global.String("data-dir", getenv("CARETEAM_DATA_DIR"), "careteamd's data directory, for dev tokens (CARETEAM_DATA_DIR; default as careteamd's)")
+	purpose := global.String("purpose", getenv("CARETEAM_PURPOSE"), "purpose of use: TREATMENT (default), PAYMENT, OPERATIONS or EMERGENCY (CARETEAM_PURPOSE)")
+	reason := global.String("emergency-reason", "", "why this is an emergency, required with --purpose EMERGENCY: a physician reads outside their care team, never writes, and the audit trail flags it")
 	output := global.String("o", "text", "output: text or json")
 	timeout := global.Duration("timeout", 30*time.Second, "deadline of each call")
 	if err := global.Parse(args); err != nil || global.NArg() == 0 {
@@ -141,6 +143,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			transport = client.WithTLS(cfg)
 		}
 		opts := []client.Option{transport, client.WithTimeout(*timeout)}
+		if *purpose != "" || *reason != "" {
+			opts = append(opts, client.WithPurpose(strings.ToUpper(*purpose), *reason))
+		}
 		if tok != "" {
 			opts = append(opts, client.WithToken(client.StaticToken(tok)))
 		}

@@ -446,6 +446,32 @@ func TestDeactivatedPractitionerIsDenied(t *testing.T) {
 	}
 }
 
+// TestBreakTheGlass: --purpose emergency with a reason lets an outside
+// physician read a patient, and write nothing.
+func TestBreakTheGlass(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	patient := jsonAs[pb.Patient](t, tm.drSubject, "patient", "create", "--family", "Doe", "--birth-date", "1970-01-01").GetName()
+	outside := jsonAs[pb.Organization](t, "admin", "org", "create", "--name", unique("ER"), "--kind", "physician-practice").GetName()
+	erDoc := unique("er-doc")
+	jsonAs[pb.Practitioner](t, "admin", "practitioner", "create", "--org", outside, "--role", "physician", "--subject", erDoc, "--name", "Dr ER")
+
+	if r := as(t, erDoc, "patient", "get", patient); r.code != exitDenied {
+		t.Fatalf("outside physician reads without an emergency: exit %d\n%s", r.code, r.stderr)
+	}
+	glass := []string{"--purpose", "emergency", "--emergency-reason", "Unconscious in the ER."}
+	if r := as(t, erDoc, append(glass, "patient", "get", patient)...); r.code != exitOK {
+		t.Fatalf("emergency read: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := as(t, erDoc, append(glass, "patient", "create", "--family", "Roe", "--birth-date", "1970-01-01")...); r.code != exitDenied ||
+		!strings.Contains(r.stderr, "emergency access reads only") {
+		t.Fatalf("emergency write: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := as(t, erDoc, "--purpose", "emergency", "patient", "get", patient); r.code != exitInvalid || !strings.Contains(r.stderr, "x-emergency-reason") {
+		t.Fatalf("emergency without a reason: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 // TestOrganizationTrust: a practice's administrator creates its therapists
 // only once the bootstrap administrator trusts it to.
 func TestOrganizationTrust(t *testing.T) {

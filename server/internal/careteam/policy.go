@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	"github.com/google/uuid"
+
+	"github.com/careteam/careteam/server/internal/audit"
 )
 
 // This file is the one place that decides access. Reads of patient data are
@@ -100,6 +102,17 @@ func redactReferral(p Principal, r *Referral) {
 		r.ClinicalNotes = ""
 		r.DischargeSummary = ""
 	}
+}
+
+// authorizeWrite refuses every change made under emergency access:
+// breaking the glass lets a physician read outside their care team, and
+// since care-team membership comes from writes (a referral, a diagnosis, a
+// clearance), refusing them keeps an emergency from leaving lasting access.
+func authorizeWrite(p Principal) error {
+	if p.Purpose == audit.PurposeEmergency {
+		return fmt.Errorf("emergency access reads only; make changes under purpose TREATMENT: %w", ErrPermissionDenied)
+	}
+	return nil
 }
 
 // authorizeCreateReferral allows physicians and coordinators to refer.

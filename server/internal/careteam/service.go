@@ -93,7 +93,8 @@ func listPage[T any](ctx context.Context, s *Service, page Page, list func(tx Tx
 	return rows, next, nil
 }
 
-// mutate runs fn in one transaction, at most once per idempotency key: a
+// mutate runs fn, the change a caller asks for (refused under emergency
+// access), in one transaction, at most once per idempotency key: a
 // retry with the same request id gets load(id of the first result) instead,
 // and writes nothing. fn returns its result and the id of the resource it
 // produced or changed.
@@ -101,6 +102,9 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 	fn func(tx Tx) (T, uuid.UUID, error), load func(tx Tx, id uuid.UUID) (T, error),
 ) (T, error) {
 	var out T
+	if err := authorizeWrite(p); err != nil {
+		return out, err
+	}
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		if idem.RequestID == uuid.Nil {
 			res, _, err := fn(tx)
