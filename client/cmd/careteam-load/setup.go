@@ -14,8 +14,9 @@ import (
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 
-// tokenTTL outlives any run: tokens are minted once, at setup.
-const tokenTTL = 48 * time.Hour
+// tokenTTL outlives any run (tokens are minted once, at setup) and is the
+// longest careteamd accepts by default.
+const tokenTTL = 24 * time.Hour
 
 // setup makes, on an empty server or beside earlier runs, everything the
 // load acts on: practices, their people (with tokens from the dev key),

@@ -169,9 +169,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	serverOpts = append(serverOpts,
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
 		// Clients may ping no more often than every 10s, with or without
-		// calls in flight; idle connections are closed after 15 minutes.
+		// calls in flight; idle connections are closed after 15 minutes,
+		// and every connection once it is --max-connection-age old.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}),
 	)
 	// The event hub outlives nothing: it stops before the server drains,
 	// so that open event streams end and let the drain finish.
@@ -188,7 +190,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	var schemaReady atomic.Bool
 	srv, err := api.NewServer(api.Config{
 		Service: service, Audit: store, Verifier: verifier, Health: healthSrv, Log: log, Events: hub,
-		Heartbeat: cfg.Heartbeat, Observer: metrics, Ready: schemaReady.Load,
+		Heartbeat: cfg.Heartbeat, StreamRecheck: cfg.StreamRecheck, Observer: metrics, Ready: schemaReady.Load,
 		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
 	}, serverOpts...)
 	if err != nil {
@@ -362,7 +364,8 @@ func newVerifier(cfg *config.Config, log *slog.Logger) (*auth.Verifier, error) {
 		log.Warn("DEV MODE: trusting a signing key made in the data directory; mint tokens with `careteam dev token`. For local use only.",
 			"issuer", cfg.JWTIssuer, "bootstrap_admin", cfg.BootstrapAdmin)
 	}
-	return auth.NewVerifier(auth.VerifierConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Keys: keys, Clock: clock.System{}.Now})
+	return auth.NewVerifier(auth.VerifierConfig{Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, Keys: keys, Clock: clock.System{}.Now,
+		MaxLifetime: cfg.MaxTokenLifetime})
 }
 
 // watchDatabase keeps the health status in step with the database: SERVING

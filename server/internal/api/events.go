@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 
 	"time"
@@ -20,9 +21,15 @@ type eventServer struct {
 	pb.UnimplementedEventServiceServer
 	svc       *careteam.Service
 	hub       *events.Hub
+	audit     AuditWriter
 	heartbeat time.Duration
+	recheck   time.Duration
 	obs       Observer
 }
+
+// streamAuditEvery is how often a stream puts what it delivered live on
+// the audit trail; replayed batches are recorded before they are sent.
+const streamAuditEvery = time.Second
 
 func eventToProto(e *careteam.Event) *pb.Event {
 	out := &pb.Event{
@@ -117,12 +124,24 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	if err != nil {
 		return err
 	}
-	last := req.GetAfterCursor()
-	send := func(e *careteam.Event) error {
-		audit.Touch(ctx, e.Resource, e.PatientID)
-		last = e.Cursor
-		return stream.Send(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(e)}})
+	if err := s.svc.Recheck(ctx, sub); err != nil {
+		return err
 	}
+	entry := audit.FromContext(ctx)
+	// recordDelivered writes what the stream touched since it last did, so
+	// that what it delivered is on the trail while it runs, not only once
+	// it ends.
+	recordDelivered := func(last int64) error {
+		r, ok := entry.Drain(s.svc.Now())
+		if !ok {
+			return nil
+		}
+		if err := s.audit.AppendAudit(ctx, r); err != nil {
+			return status.Errorf(codes.Unavailable, "the audit trail is unavailable; resume after cursor %d", last)
+		}
+		return nil
+	}
+	last := req.GetAfterCursor()
 	replay := func() error {
 		for {
 			batch, err := s.svc.ReplayEvents(ctx, sub, last, 500)
@@ -130,9 +149,16 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 				return cursorStatus(err)
 			}
 			for _, e := range batch {
-				if err := send(e); err != nil {
+				audit.Touch(ctx, e.Resource, e.PatientID)
+			}
+			if err := recordDelivered(last); err != nil {
+				return err
+			}
+			for _, e := range batch {
+				if err := stream.Send(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(e)}}); err != nil {
 					return err
 				}
+				last = e.Cursor
 			}
 			if len(batch) < 500 {
 				return nil
@@ -173,6 +199,18 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	defer close(out)
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
+	recheck := time.NewTicker(s.recheck)
+	defer recheck.Stop()
+	recordLive := time.NewTicker(streamAuditEvery)
+	defer recordLive.Stop()
+	// The stream lasts no longer than the credential that opened it, by
+	// the clock that verified it.
+	var expired <-chan time.Time
+	if exp := callFrom(ctx).expiry; !exp.IsZero() {
+		t := time.NewTimer(exp.Sub(s.svc.Now()))
+		defer t.Stop()
+		expired = t.C
+	}
 	for {
 		var m *pb.WatchEventsResponse
 		select {
@@ -180,12 +218,32 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			return ctx.Err()
 		case err := <-sendErr:
 			return err
+		case <-expired:
+			return status.Errorf(codes.Unauthenticated, "the credential expired; reconnect with a fresh one and resume after cursor %d", sent.Load())
+		case <-recheck.C:
+			if err := s.svc.Recheck(ctx, sub); err != nil {
+				return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
+			}
+			continue
+		case <-recordLive.C:
+			if err := recordDelivered(sent.Load()); err != nil {
+				return err
+			}
+			continue
 		case <-s.hub.Done():
 			return status.Errorf(codes.Unavailable, "the server is shutting down; resume after cursor %d", sent.Load())
 		case <-w.Overflow():
 			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
 		case e := <-w.Events():
 			if e.Cursor <= last {
+				continue
+			}
+			if sub.Concerns(e) {
+				// The caller's entry changed: nothing written after it goes
+				// out before they are checked again.
+				if err := s.svc.Recheck(ctx, sub); err != nil {
+					return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
+				}
 				continue
 			}
 			s.obs.EventDelivered(time.Since(e.Time))

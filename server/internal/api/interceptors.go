@@ -41,6 +41,9 @@ const callKey ctxKey = 0
 type call struct {
 	requestID string
 	principal *careteam.Principal
+	// expiry is when the caller's credential runs out: a stream it opened
+	// ends then.
+	expiry time.Time
 }
 
 func callFrom(ctx context.Context) *call {
@@ -263,10 +266,11 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 // connection's client certificate, maps its subject to a principal from
 // the directory, and notes who is calling and why in the audit entry.
 func (in *interceptors) authenticate(ctx context.Context, entry *audit.Entry) error {
-	subject, err := in.subject(ctx)
+	subject, expiry, err := in.subject(ctx)
 	if err != nil {
 		return err
 	}
+	callFrom(ctx).expiry = expiry
 	entry.Identify(subject, uuid.Nil, "", uuid.Nil)
 	p, err := in.service.Authenticate(ctx, subject)
 	if err != nil {
@@ -281,32 +285,33 @@ func (in *interceptors) authenticate(ctx context.Context, entry *audit.Entry) er
 	return nil
 }
 
-// subject returns the subject the call proves: its bearer token's, or
-// without one, its verified client certificate's.
-func (in *interceptors) subject(ctx context.Context) (string, error) {
+// subject returns the subject the call proves, and when the proof runs
+// out: its bearer token's, or without one, its verified client
+// certificate's.
+func (in *interceptors) subject(ctx context.Context) (string, time.Time, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
 	if len(values) == 0 {
-		if subject, ok := certificateSubject(ctx); ok {
-			return subject, nil
+		if subject, expiry, ok := certificateSubject(ctx); ok {
+			return subject, expiry, nil
 		}
 	}
 	if len(values) != 1 {
-		return "", status.Error(codes.Unauthenticated, "a bearer token is required")
+		return "", time.Time{}, status.Error(codes.Unauthenticated, "a bearer token is required")
 	}
 	raw, ok := strings.CutPrefix(values[0], "Bearer ")
 	if !ok {
-		return "", status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
+		return "", time.Time{}, status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
 	}
 	id, err := in.verifier.Verify(ctx, strings.TrimSpace(raw))
 	if errors.Is(err, auth.ErrUnauthenticated) {
-		return "", status.Error(codes.Unauthenticated, "invalid token")
+		return "", time.Time{}, status.Error(codes.Unauthenticated, "invalid token")
 	}
 	if err != nil {
 		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
-		return "", status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
+		return "", time.Time{}, status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
 	}
-	return id.Subject, nil
+	return id.Subject, id.Expiry, nil
 }
 
 // Headers that say why a call accesses data.
@@ -346,17 +351,17 @@ func peerAddr(ctx context.Context) string {
 // certificate, which names a subject the way a token's "sub" does. Only a
 // chain the handshake verified against the client CAs counts; a server
 // configured without them never asks for a certificate.
-func certificateSubject(ctx context.Context) (string, bool) {
+func certificateSubject(ctx context.Context) (string, time.Time, bool) {
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", false
+		return "", time.Time{}, false
 	}
 	info, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.VerifiedChains[0]) == 0 {
-		return "", false
+		return "", time.Time{}, false
 	}
-	cn := info.State.VerifiedChains[0][0].Subject.CommonName
-	return cn, cn != ""
+	leaf := info.State.VerifiedChains[0][0]
+	return leaf.Subject.CommonName, leaf.NotAfter, leaf.Subject.CommonName != ""
 }
 
 // validate applies the request's protovalidate rules and reports every bad

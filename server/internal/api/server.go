@@ -34,6 +34,9 @@ type Config struct {
 	// Heartbeat is how often an idle event stream gets a heartbeat
 	// (default 15s).
 	Heartbeat time.Duration
+	// StreamRecheck is how often an event stream checks that its caller
+	// may still receive what it watches (default 30s).
+	StreamRecheck time.Duration
 	// Observer is told what operators count; nil counts nothing.
 	Observer Observer
 	// Ready reports whether the schema is current; until it is, careteam
@@ -80,7 +83,11 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 		cfg.Heartbeat = 15 * time.Second
 	}
 
-	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, heartbeat: cfg.Heartbeat, obs: cfg.Observer})
+	if cfg.StreamRecheck <= 0 {
+		cfg.StreamRecheck = 30 * time.Second
+	}
+	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, audit: cfg.Audit,
+		heartbeat: cfg.Heartbeat, recheck: cfg.StreamRecheck, obs: cfg.Observer})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
 	pb.RegisterFhirServiceServer(srv, &fhirServer{svc: cfg.Service})
 	healthpb.RegisterHealthServer(srv, cfg.Health)

@@ -186,6 +186,24 @@ func (e *Entry) Take(outcome string) (Record, bool) {
 	return r, true
 }
 
+// Drain returns a record of what a held entry touched since it was last
+// drained, stamped at now, and forgets those resources, so that a stream
+// can put what it delivers on the trail as it goes; the record written
+// when the stream ends lists only the rest. ok is false when nothing new
+// was touched.
+func (e *Entry) Drain(now time.Time) (r Record, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.written || (len(e.record.Resources) == 0 && len(e.record.Patients) == 0) {
+		return Record{}, false
+	}
+	r = e.record
+	r.Outcome = "OK"
+	r.Time = now.UTC().Truncate(time.Microsecond)
+	e.record.Resources, e.record.Patients = nil, nil
+	return r, true
+}
+
 // Untake undoes Take when the transaction that was to write the record
 // rolled back, so the call's outcome is recorded afterwards instead.
 func (e *Entry) Untake() {

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -26,6 +27,8 @@ import (
 type Identity struct {
 	Issuer  string
 	Subject string
+	// Expiry is when the proof runs out: a stream it opened ends then.
+	Expiry time.Time
 }
 
 // ErrUnauthenticated is wrapped by every error that means the presented token

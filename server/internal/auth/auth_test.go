@@ -224,7 +224,7 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if want := (Identity{Issuer: testIssuer, Subject: "dr-ada"}); id != want {
+			if want := (Identity{Issuer: testIssuer, Subject: "dr-ada"}); id.Issuer != want.Issuer || id.Subject != want.Subject || id.Expiry.IsZero() {
 				t.Fatalf("identity = %+v, want %+v", id, want)
 			}
 		})
@@ -576,4 +576,36 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("error message contains the token: %q", err)
 		}
 	})
+}
+
+func TestMaxLifetime(t *testing.T) {
+	key := newEdKey(t, "k1")
+	now := func() time.Time { return testNow }
+	v := newTestVerifier(t, publicSet(key), now)
+	for left, ok := range map[time.Duration]bool{
+		time.Hour:          true,
+		DefaultMaxLifetime: true,
+		DefaultMaxLifetime + DefaultLeeway + time.Second: false,
+		3000 * 24 * time.Hour:                            false,
+	} {
+		c := goodClaims()
+		c.Expiry = jwt.NewNumericDate(testNow.Add(left))
+		id, err := v.Verify(t.Context(), signRaw(t, jose.EdDSA, key.Key, "k1", c))
+		if (err == nil) != ok {
+			t.Errorf("a token with %v left: %v, want accepted %v", left, err, ok)
+		}
+		if err == nil && !id.Expiry.Equal(testNow.Add(left)) {
+			t.Errorf("expiry %v, want %v", id.Expiry, testNow.Add(left))
+		}
+	}
+	// A stricter bound is honoured.
+	strict, err := NewVerifier(VerifierConfig{Issuer: testIssuer, Audience: testAudience, Keys: publicSet(key), Clock: now, MaxLifetime: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := goodClaims()
+	c.Expiry = jwt.NewNumericDate(testNow.Add(2 * time.Hour))
+	if _, err := strict.Verify(t.Context(), signRaw(t, jose.EdDSA, key.Key, "k1", c)); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("two hours left under a one-hour bound: %v", err)
+	}
 }

@@ -18,6 +18,10 @@ const maxTokenBytes = 8 << 10
 // DefaultLeeway absorbs clock skew between the issuer and this server.
 const DefaultLeeway = 30 * time.Second
 
+// DefaultMaxLifetime is the longest a token may still have to live when it
+// is presented: a stolen token is worth only that long.
+const DefaultMaxLifetime = 24 * time.Hour
+
 // VerifierConfig configures a Verifier.
 type VerifierConfig struct {
 	// Issuer must equal the token's "iss" exactly.
@@ -32,6 +36,9 @@ type VerifierConfig struct {
 	// Leeway is the clock skew tolerated on "exp", "nbf" and "iat"; zero
 	// means DefaultLeeway.
 	Leeway time.Duration
+	// MaxLifetime refuses a token whose "exp" is further ahead than this;
+	// zero means DefaultMaxLifetime.
+	MaxLifetime time.Duration
 }
 
 // Verifier checks bearer tokens from a single issuer for a single audience.
@@ -42,6 +49,7 @@ type Verifier struct {
 	keys     KeySet
 	clock    func() time.Time
 	leeway   time.Duration
+	maxLife  time.Duration
 }
 
 // NewVerifier returns a Verifier for cfg. Issuer, Audience and Keys are
@@ -56,6 +64,8 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		return nil, errors.New("auth: verifier needs a key set")
 	case cfg.Leeway < 0:
 		return nil, errors.New("auth: leeway must not be negative")
+	case cfg.MaxLifetime < 0:
+		return nil, errors.New("auth: maximum token lifetime must not be negative")
 	}
 	v := &Verifier{
 		issuer:   cfg.Issuer,
@@ -63,6 +73,10 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		keys:     cfg.Keys,
 		clock:    cfg.Clock,
 		leeway:   cfg.Leeway,
+		maxLife:  cfg.MaxLifetime,
+	}
+	if v.maxLife == 0 {
+		v.maxLife = DefaultMaxLifetime
 	}
 	if v.clock == nil {
 		v.clock = time.Now
@@ -127,13 +141,18 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if claims.Subject == "" {
 		return Identity{}, fmt.Errorf("%w: token has no subject", ErrUnauthenticated)
 	}
+	now := v.clock()
 	expected := jwt.Expected{
 		Issuer:      v.issuer,
 		AnyAudience: jwt.Audience{v.audience},
-		Time:        v.clock(),
+		Time:        now,
 	}
 	if err := claims.ValidateWithLeeway(expected, v.leeway); err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 	}
-	return Identity{Issuer: claims.Issuer, Subject: claims.Subject}, nil
+	expiry := claims.Expiry.Time()
+	if expiry.Sub(now) > v.maxLife+v.leeway {
+		return Identity{}, fmt.Errorf("%w: token lives longer than the %s this server accepts", ErrUnauthenticated, v.maxLife)
+	}
+	return Identity{Issuer: claims.Issuer, Subject: claims.Subject, Expiry: expiry}, nil
 }

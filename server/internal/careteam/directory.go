@@ -317,6 +317,7 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 			}
 			cur.Version++
 			cur.UpdateTime = now
+			tx.AppendEvent(Event{ID: newID(), Type: EventPractitionerChanged, Resource: Practitioners.Name(cur.ID), Actor: p.PractitionerID, Time: now})
 			return cur, cur.ID, tx.UpdatePractitioner(ctx, cur)
 		},
 		func(tx Tx, id uuid.UUID) (*Practitioner, error) { return tx.GetPractitioner(ctx, id, false) })

@@ -44,6 +44,10 @@ const (
 	EventNoteAmended                 EventType = "NOTE_AMENDED"
 	EventAdverseEventReported        EventType = "ADVERSE_EVENT_REPORTED"
 	EventDeviationReported           EventType = "DEVIATION_REPORTED"
+	// EventPractitionerChanged is delivered to nobody: it tells the
+	// practitioner's own open streams, in commit order, to check them
+	// again before they deliver anything written after the change.
+	EventPractitionerChanged EventType = "PRACTITIONER_CHANGED"
 )
 
 // Event is one state change, written in the transaction that made it.
@@ -259,6 +263,49 @@ func NewSubscriber(p Principal, f EventFilter) (*Subscriber, error) {
 		return nil, err
 	}
 	return &Subscriber{Principal: p, Filter: f, audience: aud}, nil
+}
+
+// Recheck reports whether sub may go on receiving: its subject is still in
+// the directory and active, with the same role and organization, and still
+// sees the patient or referral its filter names. A stream calls it as it
+// runs, so that access ended elsewhere ends the stream too; an error says
+// why, as ErrPermissionDenied. The checks are not reads to audit.
+func (s *Service) Recheck(ctx context.Context, sub *Subscriber) error {
+	was := sub.Principal
+	now, err := s.Authenticate(ctx, was.Subject)
+	if err != nil {
+		return err
+	}
+	if now.PractitionerID != was.PractitionerID || now.Role != was.Role || now.OrganizationID != was.OrganizationID {
+		return fmt.Errorf("%s is now %s of %s: %w", was.Subject, now.Role, Organizations.NameOrEmpty(now.OrganizationID), ErrPermissionDenied)
+	}
+	unaudited := audit.NewContext(ctx, nil)
+	if id := sub.Filter.PatientID; id != uuid.Nil {
+		if _, err := s.GetPatient(unaudited, was, id); err != nil {
+			return lostSight(Patients.Name(id), err)
+		}
+	}
+	if id := sub.Filter.ReferralID; id != uuid.Nil {
+		if _, err := s.GetReferral(unaudited, was, id); err != nil {
+			return lostSight(Referrals.Name(id), err)
+		}
+	}
+	return nil
+}
+
+// lostSight says a watcher no longer sees what it watches; a resource it
+// may not read is, to it, one that does not exist.
+func lostSight(name string, err error) error {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrPermissionDenied) {
+		return fmt.Errorf("no access to %s: %w", name, ErrPermissionDenied)
+	}
+	return err
+}
+
+// Concerns reports whether e changed the subscriber's own directory entry,
+// after which its stream must Recheck before delivering anything later.
+func (sub *Subscriber) Concerns(e *Event) bool {
+	return e.Type == EventPractitionerChanged && e.Resource == Practitioners.Name(sub.Principal.PractitionerID)
 }
 
 // Receives reports whether the subscriber may, and asked to, receive e.

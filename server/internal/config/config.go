@@ -37,11 +37,16 @@ type Config struct {
 	DefaultTimeout  time.Duration
 	MaxMessageBytes int
 	EventBuffer     int
-	Heartbeat       time.Duration
-	EventRetention  time.Duration
-	MetricsListen   string
-	DebugListen     string
-	OTLPEndpoint    string
+	// MaxTokenLifetime, MaxConnectionAge and StreamRecheck bound how long a
+	// credential, a connection and an unchecked stream last.
+	MaxTokenLifetime time.Duration
+	MaxConnectionAge time.Duration
+	StreamRecheck    time.Duration
+	Heartbeat        time.Duration
+	EventRetention   time.Duration
+	MetricsListen    string
+	DebugListen      string
+	OTLPEndpoint     string
 
 	TLSCert           string
 	TLSKey            string
@@ -117,6 +122,9 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.DurationVar(&c.DefaultTimeout, "default-timeout", 30*time.Second, "deadline of a call that arrives without one")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 4<<20, "largest request message accepted")
 	fs.IntVar(&c.EventBuffer, "event-buffer", 1024, "events a WatchEvents stream may have waiting before it is cut off as too slow")
+	fs.DurationVar(&c.MaxTokenLifetime, "max-token-lifetime", 24*time.Hour, "refuse a bearer token that has longer than this left to live")
+	fs.DurationVar(&c.MaxConnectionAge, "max-connection-age", time.Hour, "close a client connection this old (its streams get 30s more); clients reconnect and authenticate again")
+	fs.DurationVar(&c.StreamRecheck, "stream-recheck", 30*time.Second, "how often a WatchEvents stream checks its caller is still active in the same role and organization and still sees what it watches")
 	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "how often an idle WatchEvents stream gets a heartbeat")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (/metrics); empty: off")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve pprof profiles on this address (/debug/pprof/); keep it private; empty: off")
@@ -198,6 +206,9 @@ func (c *Config) validate() error {
 	}
 	if c.EventBuffer < 1 || c.Heartbeat <= 0 || c.EventRetention <= 0 {
 		errs = append(errs, errors.New("need --event-buffer >= 1, and a positive --heartbeat and --event-retention"))
+	}
+	if c.MaxTokenLifetime <= 0 || c.MaxConnectionAge <= 0 || c.StreamRecheck <= 0 {
+		errs = append(errs, errors.New("need a positive --max-token-lifetime, --max-connection-age and --stream-recheck"))
 	}
 	if c.AckWindow <= 0 {
 		errs = append(errs, errors.New("--ack-window must be positive"))

@@ -177,7 +177,8 @@ type Watcher struct {
 // it remains for the subscriber.
 func (w *Watcher) Examined() int64 { return w.examined.Load() }
 
-// Events delivers events in cursor order.
+// Events delivers events in cursor order, among them the changes to the
+// subscriber's own directory entry (see careteam.Subscriber.Concerns).
 func (w *Watcher) Events() <-chan *careteam.Event { return w.events }
 
 // Overflow is closed when the watcher fell too far behind and was cut off.
@@ -186,11 +187,20 @@ func (w *Watcher) Overflow() <-chan struct{} { return w.overflow }
 // offer hands e to the watcher if it may receive it; called with the hub
 // locked.
 func (w *Watcher) offer(e *careteam.Event) {
-	if w.full || !w.sub.Receives(e) {
+	if w.full {
+		return
+	}
+	var v *careteam.Event
+	switch {
+	case w.sub.Concerns(e):
+		v = e // a signal to the stream, never sent on
+	case w.sub.Receives(e):
+		v = w.sub.View(e)
+	default:
 		return
 	}
 	select {
-	case w.events <- w.sub.View(e):
+	case w.events <- v:
 	default:
 		w.full = true
 		close(w.overflow)
