@@ -537,7 +537,7 @@ func TestDevTokenVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("minted token does not verify: %v", err)
 	}
-	if id != (Identity{Issuer: testIssuer, Subject: "mt-bo", Expiry: testNow.Add(time.Hour)}) {
+	if id.Issuer != testIssuer || id.Subject != "mt-bo" || !id.Expiry.Equal(testNow.Add(time.Hour)) {
 		t.Fatalf("identity = %+v", id)
 	}
 
