@@ -24,11 +24,13 @@ func toStatus(err error) (st *status.Status, internal bool) {
 	var precondition *careteam.PreconditionError
 	switch {
 	case errors.As(err, &invalid):
+		// However many fields are bad, the answer stays small.
+		capped := &careteam.InvalidError{Violations: capViolations(invalid.Violations)}
 		br := &errdetails.BadRequest{}
-		for _, v := range invalid.Violations {
+		for _, v := range capped.Violations {
 			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
 		}
-		return withDetails(codes.InvalidArgument, invalid.Error(), br), false
+		return withDetails(codes.InvalidArgument, capped.Error(), br), false
 	case errors.As(err, &precondition):
 		pf := &errdetails.PreconditionFailure{}
 		for _, v := range precondition.Violations {

@@ -364,12 +364,19 @@ func certificateSubject(ctx context.Context) (string, time.Time, bool) {
 	return leaf.Subject.CommonName, leaf.NotAfter, leaf.Subject.CommonName != ""
 }
 
-// validate applies the request's protovalidate rules and reports every bad
-// field.
+// validate refuses a request that did not decode or has a shape no request
+// may have (see wire.go), then applies its protovalidate rules, and reports
+// every bad field.
 func (in *interceptors) validate(req any) error {
 	msg, ok := req.(proto.Message)
 	if !ok {
 		return nil
+	}
+	if v, bad := undecodable.LoadAndDelete(msg); bad {
+		return &careteam.InvalidError{Violations: []careteam.FieldViolation{v.(careteam.FieldViolation)}}
+	}
+	if vs := shapeViolations(msg.ProtoReflect()); len(vs) > 0 {
+		return &careteam.InvalidError{Violations: vs}
 	}
 	err := in.validator.Validate(msg)
 	var verr *protovalidate.ValidationError

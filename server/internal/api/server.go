@@ -72,7 +72,8 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 		return nil, fmt.Errorf("request validator: %w", err)
 	}
 	in := &interceptors{log: cfg.Log, ready: cfg.Ready, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier, service: cfg.Service, validator: validator}
-	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream))
+	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream),
+		grpc.ForceServerCodecV2(newLenientCodec()), grpc.MaxHeaderListSize(maxHeaderBytes))
 	srv := grpc.NewServer(opts...)
 	pb.RegisterDirectoryServiceServer(srv, &directoryServer{svc: cfg.Service})
 	pb.RegisterPatientServiceServer(srv, &patientServer{svc: cfg.Service})
