@@ -120,9 +120,13 @@ type AuditEvent struct {
 	Peer string `protobuf:"bytes,14,opt,name=peer,proto3" json:"peer,omitempty"`
 	// Hex SHA-256 of the previous record's hash and this record's canonical
 	// bytes.
-	Hash          string `protobuf:"bytes,15,opt,name=hash,proto3" json:"hash,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Hash string `protobuf:"bytes,15,opt,name=hash,proto3" json:"hash,omitempty"`
+	// How many like calls after this one, within a minute, were not
+	// recorded one by one: failed authentications from one peer are
+	// recorded once per minute, with this count.
+	SuppressedCalls int32 `protobuf:"varint,16,opt,name=suppressed_calls,json=suppressedCalls,proto3" json:"suppressed_calls,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
@@ -258,6 +262,13 @@ func (x *AuditEvent) GetHash() string {
 		return x.Hash
 	}
 	return ""
+}
+
+func (x *AuditEvent) GetSuppressedCalls() int32 {
+	if x != nil {
+		return x.SuppressedCalls
+	}
+	return 0
 }
 
 // Request for ListAuditEvents. Filters combine with AND.
@@ -556,7 +567,7 @@ var File_careteam_v1_audit_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_audit_proto_rawDesc = "" +
 	"\n" +
-	"\x17careteam/v1/audit.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x03\n" +
+	"\x17careteam/v1/audit.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x98\x04\n" +
 	"\n" +
 	"AuditEvent\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12.\n" +
@@ -575,7 +586,8 @@ const file_careteam_v1_audit_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\r \x01(\tR\trequestId\x12\x12\n" +
 	"\x04peer\x18\x0e \x01(\tR\x04peer\x12\x12\n" +
-	"\x04hash\x18\x0f \x01(\tR\x04hash\"\x80\x03\n" +
+	"\x04hash\x18\x0f \x01(\tR\x04hash\x12)\n" +
+	"\x10suppressed_calls\x18\x10 \x01(\x05R\x0fsuppressedCalls\"\x80\x03\n" +
 	"\x16ListAuditEventsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +

@@ -30,6 +30,7 @@ func auditToProto(r *audit.Record) *pb.AuditEvent {
 		RequestId:       r.RequestID,
 		Peer:            r.Peer,
 		Hash:            hex.EncodeToString(r.Hash),
+		SuppressedCalls: int32(r.Suppressed),
 	}
 	for _, p := range r.Patients {
 		out.Patients = append(out.Patients, careteam.Patients.Name(p))

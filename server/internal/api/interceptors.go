@@ -9,6 +9,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"buf.build/go/protovalidate"
 	"github.com/google/uuid"
@@ -90,6 +92,7 @@ type interceptors struct {
 	verifier  TokenVerifier
 	service   *careteam.Service
 	validator protovalidate.Validator
+	failures  *authFailures
 }
 
 var requestIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -215,11 +218,28 @@ func (in *interceptors) guard(ctx context.Context, method string, streaming bool
 		err = in.finishAudit(ctx, entry, err)
 	}()
 	return in.protect(ctx, method, func(ctx context.Context) (any, error) {
+		// A peer that keeps failing authentication is refused before its
+		// credentials cost anything more to check.
+		host := peerHost(peerAddr(ctx))
+		if !in.limiter.peerMayTry(host, time.Now()) {
+			return nil, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; retry later")
+		}
 		if err := in.authenticate(ctx, entry); err != nil {
+			if status.Code(err) == codes.Unauthenticated {
+				in.limiter.peerFailed(host, time.Now())
+			}
 			return nil, err
 		}
-		if p := callFrom(ctx).principal; !in.limiter.allow(p.Subject, time.Now()) {
+		p := callFrom(ctx).principal
+		if !in.limiter.allow(p.Subject, time.Now()) {
 			return nil, status.Error(codes.ResourceExhausted, "rate limit exceeded for this caller; retry later")
+		}
+		if streaming {
+			release, ok := in.limiter.openStream(p.Subject)
+			if !ok {
+				return nil, status.Errorf(codes.ResourceExhausted, "this caller holds the most streams it may (%d) open on this server; close one", in.limiter.limits.StreamsPerPrincipal)
+			}
+			defer release()
 		}
 		// From here on the work's transaction writes the record.
 		return next(audit.NewContext(ctx, entry))
@@ -249,6 +269,13 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 	if !ok {
 		return err
 	}
+	if st.Code() == codes.Unauthenticated || (st.Code() == codes.ResourceExhausted && r.Subject == "") {
+		write, ended := in.failures.admit(r, in.service.Now())
+		in.appendAudit(ctx, ended...)
+		if !write {
+			return err
+		}
+	}
 	// The record is written even if the caller has gone, but not forever:
 	// a stuck database must not hold the call, and its connection, with it.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -260,6 +287,18 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 		}
 	}
 	return err
+}
+
+// appendAudit writes records that belong to no call in flight, such as the
+// summaries of failed authentications; a failure is logged, not returned.
+func (in *interceptors) appendAudit(ctx context.Context, rs ...audit.Record) {
+	for _, r := range rs {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if err := in.audit.AppendAudit(actx, r); err != nil {
+			in.log.ErrorContext(ctx, "audit record not written", "request_id", r.RequestID, "error", err.Error())
+		}
+		cancel()
+	}
 }
 
 // authenticate verifies the bearer token, or for a call without one the
@@ -332,12 +371,17 @@ func purposeOfUse(ctx context.Context) (purpose, reason string, err error) {
 	case audit.PurposeTreatment, audit.PurposePayment, audit.PurposeOperations:
 		return purpose, "", nil
 	case audit.PurposeEmergency:
-		if v := md.Get(emergencyReasonHeader); len(v) > 0 && strings.TrimSpace(v[0]) != "" && len(v[0]) <= 1000 {
+		if v := md.Get(emergencyReasonHeader); len(v) > 0 && strings.TrimSpace(v[0]) != "" && len(v[0]) <= 1000 && printable(v[0]) {
 			return purpose, strings.TrimSpace(v[0]), nil
 		}
-		return "", "", invalid(emergencyReasonHeader, "required (at most 1000 characters) with purpose EMERGENCY")
+		return "", "", invalid(emergencyReasonHeader, "required with purpose EMERGENCY: at most 1000 characters of UTF-8 text, without control characters")
 	}
 	return "", "", invalid(purposeHeader, "must be TREATMENT, PAYMENT, OPERATIONS or EMERGENCY")
+}
+
+// printable reports whether s is UTF-8 text without control characters.
+func printable(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 func peerAddr(ctx context.Context) string {

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -71,7 +72,23 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("request validator: %w", err)
 	}
-	in := &interceptors{log: cfg.Log, ready: cfg.Ready, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier, service: cfg.Service, validator: validator}
+	in := &interceptors{log: cfg.Log, ready: cfg.Ready, audit: cfg.Audit, limiter: newLimiter(cfg.Limits), verifier: cfg.Verifier,
+		service: cfg.Service, validator: validator, failures: newAuthFailures()}
+	// Failed authentications counted in a window are recorded when it
+	// ends, and all of them when the server stops.
+	go func() {
+		tick := time.NewTicker(authFailureWindow / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-cfg.Events.Done():
+				in.appendAudit(context.Background(), in.failures.due(cfg.Service.Now(), true)...)
+				return
+			case <-tick.C:
+				in.appendAudit(context.Background(), in.failures.due(cfg.Service.Now(), false)...)
+			}
+		}
+	}()
 	opts = append(opts, grpc.ChainUnaryInterceptor(in.unary), grpc.ChainStreamInterceptor(in.stream),
 		grpc.ForceServerCodecV2(newLenientCodec()), grpc.MaxHeaderListSize(maxHeaderBytes))
 	srv := grpc.NewServer(opts...)

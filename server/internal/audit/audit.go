@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -49,7 +50,10 @@ type Record struct {
 	EmergencyReason string
 	RequestID       string
 	Peer            string
-	Hash            []byte
+	// Suppressed counts the like calls after this one, within its
+	// interval, that were not recorded one by one.
+	Suppressed int
+	Hash       []byte
 }
 
 // Canonical is the byte string a record's hash covers (with the previous
@@ -70,9 +74,12 @@ func (r *Record) Canonical() []byte {
 		EmergencyReason string      `json:"emergency_reason"`
 		RequestID       string      `json:"request_id"`
 		Peer            string      `json:"peer"`
+		// Omitted when zero, so records from before it hash as they did.
+		Suppressed int `json:"suppressed,omitempty"`
 	}{
 		r.Time.UTC().Format(time.RFC3339Nano), r.Subject, r.PractitionerID, r.Role, r.OrganizationID, r.Method,
 		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer,
+		r.Suppressed,
 	})
 	if err != nil {
 		panic(fmt.Sprintf("audit: encoding a record: %v", err))
@@ -158,14 +165,21 @@ func Touch(ctx context.Context, resource string, patient uuid.UUID) {
 func (e *Entry) Identify(subject string, practitioner uuid.UUID, role string, org uuid.UUID) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.record.Subject, e.record.PractitionerID, e.record.Role, e.record.OrganizationID = subject, practitioner, role, org
+	e.record.Subject, e.record.PractitionerID, e.record.Role, e.record.OrganizationID = storable(subject), practitioner, role, org
+}
+
+// storable makes text from a caller (a certificate's name, a header) fit
+// a text column, so that a record is written whatever bytes were sent:
+// invalid UTF-8 becomes U+FFFD and NUL bytes are dropped.
+func storable(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "")
 }
 
 // SetPurpose records why the caller accesses data.
 func (e *Entry) SetPurpose(purpose, emergencyReason string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.record.Purpose, e.record.EmergencyReason = purpose, emergencyReason
+	e.record.Purpose, e.record.EmergencyReason = storable(purpose), storable(emergencyReason)
 }
 
 // Take returns the record to write with outcome and marks the entry

@@ -21,12 +21,12 @@ const auditSQL = `
 		UPDATE audit_chains SET position = position + 1, hash = sha256(hash || $2)
 		WHERE chain = $1 RETURNING position, hash)
 	INSERT INTO audit_events (chain, position, hash, time, subject, practitioner_id, role, organization_id, method,
-		resources, patients, outcome, purpose, emergency_reason, request_id, peer)
-	SELECT $1, head.position, head.hash, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15 FROM head`
+		resources, patients, outcome, purpose, emergency_reason, request_id, peer, suppressed)
+	SELECT $1, head.position, head.hash, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM head`
 
 func auditArgs(r audit.Record) []any {
 	return []any{r.PickChain(), r.Canonical(), r.Time, r.Subject, nullID(r.PractitionerID), r.Role, nullID(r.OrganizationID), r.Method,
-		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer}
+		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer, r.Suppressed}
 }
 
 // AppendAudit writes a record on its own: for a call whose transaction did
@@ -41,13 +41,13 @@ func (s *Store) AppendAudit(ctx context.Context, r audit.Record) error {
 }
 
 const auditColumns = `seq, chain, position, time, subject, practitioner_id, role, organization_id, method,
-	resources, patients, outcome, purpose, emergency_reason, request_id, peer, hash`
+	resources, patients, outcome, purpose, emergency_reason, request_id, peer, suppressed, hash`
 
 func scanAudit(row pgx.Row) (*audit.Record, error) {
 	var r audit.Record
 	var practitioner, org *uuid.UUID
 	err := row.Scan(&r.Sequence, &r.Chain, &r.Position, &r.Time, &r.Subject, &practitioner, &r.Role, &org, &r.Method,
-		&r.Resources, &r.Patients, &r.Outcome, &r.Purpose, &r.EmergencyReason, &r.RequestID, &r.Peer, &r.Hash)
+		&r.Resources, &r.Patients, &r.Outcome, &r.Purpose, &r.EmergencyReason, &r.RequestID, &r.Peer, &r.Suppressed, &r.Hash)
 	r.PractitionerID, r.OrganizationID = deref(practitioner), deref(org)
 	return &r, err
 }
