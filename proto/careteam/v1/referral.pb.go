@@ -2683,7 +2683,7 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
 	"answeredBy\x12;\n" +
 	"\vanswer_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"answerTime\"\xf2\f\n" +
+	"answerTime\"\x88\r\n" +
 	"\bReferral\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\apatient\x18\x02 \x01(\tB\x1a\xbaH\x17r\x152\x13^(patients/[^/]+)?$R\apatient\x12P\n" +
@@ -2704,9 +2704,9 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"validUntil\x12\\\n" +
 	"\x14required_specialties\x18\x0f \x03(\x0e2\x16.careteam.v1.SpecialtyB\x11\xbaH\x0e\x92\x01\v\x10\n" +
 	"\"\a\x82\x01\x04\x10\x01 \x00R\x13requiredSpecialties\x120\n" +
-	"\x05state\x18\x10 \x01(\x0e2\x1a.careteam.v1.ReferralStateR\x05state\x122\n" +
-	"\ahistory\x18\x11 \x03(\v2\x18.careteam.v1.StateChangeR\ahistory\x12R\n" +
-	"\x14information_requests\x18\x12 \x03(\v2\x1f.careteam.v1.InformationRequestR\x13informationRequests\x12A\n" +
+	"\x05state\x18\x10 \x01(\x0e2\x1a.careteam.v1.ReferralStateR\x05state\x12=\n" +
+	"\ahistory\x18\x11 \x03(\v2\x18.careteam.v1.StateChangeB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\ahistory\x12]\n" +
+	"\x14information_requests\x18\x12 \x03(\v2\x1f.careteam.v1.InformationRequestB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\x13informationRequests\x12A\n" +
 	"\x0edecline_reason\x18\x13 \x01(\x0e2\x1a.careteam.v1.DeclineReasonR\rdeclineReason\x12!\n" +
 	"\fdecline_text\x18\x14 \x01(\tR\vdeclineText\x12#\n" +
 	"\rcancel_reason\x18\x15 \x01(\tR\fcancelReason\x12+\n" +

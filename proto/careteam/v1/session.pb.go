@@ -1672,7 +1672,7 @@ const file_careteam_v1_session_proto_rawDesc = "" +
 	"\x06author\x18\x01 \x01(\tR\x06author\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04text\x18\x04 \x01(\tR\x04text\"\xa3\a\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\"\xae\a\n" +
 	"\vSessionNote\x12/\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x17.careteam.v1.NoteStatusR\x06status\x12(\n" +
 	"\n" +
@@ -1700,21 +1700,21 @@ const file_careteam_v1_session_proto_rawDesc = "" +
 	"\xbaH\a\x1a\x05\x18\xe0\x03(\x00R\x0fdurationMinutes\x12>\n" +
 	"\radverse_event\x18\r \x01(\v2\x19.careteam.v1.AdverseEventR\fadverseEvent\x12)\n" +
 	"\x10deviation_reason\x18\x0e \x01(\tR\x0fdeviationReason\x124\n" +
-	"\tsignature\x18\x0f \x01(\v2\x16.careteam.v1.SignatureR\tsignature\x126\n" +
+	"\tsignature\x18\x0f \x01(\v2\x16.careteam.v1.SignatureR\tsignature\x12A\n" +
 	"\n" +
-	"amendments\x18\x10 \x03(\v2\x16.careteam.v1.AmendmentR\n" +
+	"amendments\x18\x10 \x03(\v2\x16.careteam.v1.AmendmentB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\n" +
 	"amendmentsB\x0e\n" +
 	"\f_pain_beforeB\r\n" +
 	"\v_pain_afterB\x1c\n" +
 	"\x1a_oswestry_disability_indexB\x18\n" +
-	"\x16_neck_disability_index\"\xbb\x05\n" +
+	"\x16_neck_disability_index\"\xc5\x05\n" +
 	"\aSession\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\breferral\x18\x02 \x01(\tR\breferral\x12\x18\n" +
 	"\apatient\x18\x03 \x01(\tR\apatient\x12\x1c\n" +
 	"\ttherapist\x18\x04 \x01(\tR\ttherapist\x12/\n" +
-	"\x05state\x18\x05 \x01(\x0e2\x19.careteam.v1.SessionStateR\x05state\x120\n" +
-	"\aplanned\x18\x06 \x03(\v2\x16.careteam.v1.TreatmentR\aplanned\x12L\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x19.careteam.v1.SessionStateR\x05state\x12:\n" +
+	"\aplanned\x18\x06 \x03(\v2\x16.careteam.v1.TreatmentB\b\xbaH\x05\x92\x01\x02\x102R\aplanned\x12L\n" +
 	"\x14scheduled_start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x12scheduledStartTime\x129\n" +
 	"\n" +
 	"start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x12!\n" +

@@ -1,0 +1,214 @@
+package api_test
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/careteam/careteam/client"
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+)
+
+// rawCodec sends bytes as they are, so that a test can put on the wire
+// what no well-behaved client would.
+type rawCodec struct{ encoding.CodecV2 }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(*[]byte); ok {
+		return mem.BufferSlice{mem.SliceBuffer(*b)}, nil
+	}
+	return encoding.GetCodecV2("proto").Marshal(v)
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	return encoding.GetCodecV2("proto").Unmarshal(data, v)
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// residentBytes is this process's resident set, where the server under
+// test runs.
+func residentBytes(t *testing.T) int64 {
+	t.Helper()
+	runtime.GC()
+	debug.FreeOSMemory()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// TestHostileInputs sends a real server what attackers with valid
+// accounts and without any sent: bytes that do not decode, NUL bytes,
+// millions of repeated values, requests wrong in hundreds of places,
+// oversized headers, floods of bad tokens and of streams. Each gets its
+// status and its audit record, and the server's memory stays bounded:
+// within 256 MiB of where it started, where one of these calls grew it by
+// over 4 GiB before.
+func TestHostileInputs(t *testing.T) {
+	tm := newTeam(t)
+	h := tm.harness
+	dr := h.as("dr")
+	base := residentBytes(t)
+	audited := func(t *testing.T, outcome string) {
+		t.Helper()
+		if n := h.count(`SELECT count(*) FROM audit_events WHERE subject = 'dr' AND outcome = $1`, outcome); n == 0 {
+			t.Errorf("no %s audit record", outcome)
+		}
+	}
+
+	t.Run("invalid UTF-8 in a string names the field", func(t *testing.T) {
+		// CreatePatientRequest{patient: {family_name: "\xff\xfe"}}.
+		patient := protowire.AppendTag(nil, 3, protowire.BytesType) // family_name
+		patient = protowire.AppendBytes(patient, []byte("Smi\xffth"))
+		req := protowire.AppendTag(nil, 1, protowire.BytesType)
+		req = protowire.AppendBytes(req, patient)
+		var resp pb.CreatePatientResponse
+		err := dr.Conn().Invoke(h.ctx, "/careteam.v1.PatientService/CreatePatient", &req, &resp, grpc.ForceCodecV2(rawCodec{}))
+		if got := fieldViolations(t, err); !slices.Equal(got, []string{"patient.family_name"}) {
+			t.Fatalf("violations %v", got)
+		}
+		audited(t, "INVALID_ARGUMENT")
+	})
+
+	t.Run("NUL bytes name the field", func(t *testing.T) {
+		_, err := dr.Patients.CreatePatient(h.ctx, &pb.CreatePatientRequest{Patient: &pb.Patient{
+			GivenName: "Jo\x00", FamilyName: "Doe", BirthDate: "1970-01-01"}})
+		if got := fieldViolations(t, err); !slices.Equal(got, []string{"patient.given_name"}) {
+			t.Fatalf("violations %v", got)
+		}
+	})
+
+	t.Run("3 MB of repeated enum values", func(t *testing.T) {
+		for range 10 {
+			r := tm.newReferral()
+			r.RequestedTechniques = make([]pb.Technique, 3<<20)
+			_, err := dr.Referrals.CreateReferral(h.ctx, &pb.CreateReferralRequest{Referral: r})
+			if got := fieldViolations(t, err); !slices.Equal(got, []string{"referral.requested_techniques"}) {
+				t.Fatalf("violations %v", got)
+			}
+		}
+	})
+
+	t.Run("hundreds of bad fields: the first 50, and a count", func(t *testing.T) {
+		r := tm.newReferral()
+		r.RequestedTechniques = make([]pb.Technique, 900) // each is UNSPECIFIED, which is refused
+		_, err := dr.Referrals.CreateReferral(h.ctx, &pb.CreateReferralRequest{Referral: r})
+		st := wantCode(t, err, codes.InvalidArgument)
+		got := fieldViolations(t, err)
+		if len(got) != 51 || !strings.Contains(st.Message(), "and ") {
+			t.Fatalf("%d violations listed; message %q", len(got), st.Message())
+		}
+	})
+
+	t.Run("an oversized header is refused, and the server goes on", func(t *testing.T) {
+		for range 30 {
+			ctx := metadata.AppendToOutgoingContext(h.ctx, "x-padding", strings.Repeat("a", 1<<20))
+			if _, err := h.anonymous().Directory.GetCaller(ctx, &pb.GetCallerRequest{}); err == nil {
+				t.Fatal("a 1 MiB header was accepted")
+			}
+		}
+		if _, err := dr.Directory.GetCaller(h.ctx, &pb.GetCallerRequest{}); err != nil {
+			t.Fatalf("after oversized headers: %v", err)
+		}
+	})
+
+	t.Run("a caller's open streams are capped", func(t *testing.T) {
+		var cancels []func()
+		defer func() {
+			for _, c := range cancels {
+				c()
+			}
+		}()
+		open := func() error {
+			ctx, cancel := context.WithCancel(h.ctx)
+			cancels = append(cancels, cancel)
+			s, err := dr.Events.WatchEvents(ctx, &pb.WatchEventsRequest{})
+			if err != nil {
+				return err
+			}
+			_, err = s.Recv() // the first event or heartbeat, or the refusal
+			return err
+		}
+		tm.create(tm.newReferral())
+		for i := range 16 {
+			if err := open(); err != nil {
+				t.Fatalf("stream %d: %v", i+1, err)
+			}
+		}
+		wantCode(t, open(), codes.ResourceExhausted)
+	})
+
+	// Last: the address the flood came from is refused for a while, whoever
+	// calls from it.
+	t.Run("a flood of bad tokens is limited and recorded with a count", func(t *testing.T) {
+		c := h.asToken("not-a-token")
+		const calls = 400
+		limited := 0
+		for range calls {
+			_, err := c.Directory.GetCaller(h.ctx, &pb.GetCallerRequest{})
+			switch code := codeOf(err); code {
+			case codes.Unauthenticated:
+			case codes.ResourceExhausted:
+				limited++
+			default:
+				t.Fatalf("bad token: %v", err)
+			}
+		}
+		if limited == 0 {
+			t.Errorf("%d calls with a bad token from one address were never limited", calls)
+		}
+		if n := h.count(`SELECT count(*) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); n != 1 {
+			t.Errorf("%d records during the flood, want 1 (the rest counted)", n)
+		}
+		// Once the window has ended, the next failure brings the count.
+		h.clock.Advance(2 * time.Minute)
+		if _, err := c.Directory.GetCaller(h.ctx, &pb.GetCallerRequest{}); err == nil {
+			t.Fatal("a bad token was accepted")
+		}
+		if n := h.count(`SELECT coalesce(sum(1 + suppressed), 0) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); n != calls+1 {
+			t.Errorf("the trail accounts for %d calls, want %d", n, calls+1)
+		}
+	})
+
+	if grown := residentBytes(t) - base; grown > 256<<20 {
+		t.Errorf("resident memory grew by %d MiB over the table", grown>>20)
+	} else {
+		t.Logf("resident memory grew by %d MiB over the table", grown>>20)
+	}
+}
+
+// asToken returns a client that presents tok as it is.
+func (h *harness) asToken(tok string) *client.Client {
+	h.t.Helper()
+	c, err := client.Dial(h.addr, client.WithPlaintext(), client.WithToken(client.StaticToken(tok)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
