@@ -120,11 +120,11 @@ func snapshotReferral(r *Referral, now time.Time) *Referral {
 	return &c
 }
 
-// patientEvent is the event of a change to something of a patient's that
-// everyone caring for the patient may see: a diagnosis, a clearance, a
-// consent. Its audience is every party of the patient's referrals (or of
-// one referral), the registering organization and the physicians named.
-func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource string, patient, referral uuid.UUID, actor uuid.UUID, extra ...string) (Event, error) {
+// patientEvent is the event of a change to something of a patient's: a
+// diagnosis or a clearance (clinical), or a consent. Its audience is
+// patientAudience, over the patient's referrals (or one referral), and
+// the physicians named.
+func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource string, patient, referral uuid.UUID, actor uuid.UUID, clinical bool, extra ...string) (Event, error) {
 	refs, err := tx.PatientReferrals(ctx, patient)
 	if err != nil {
 		return Event{}, err
@@ -133,15 +133,14 @@ func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource
 	if err != nil {
 		return Event{}, err
 	}
-	aud := append([]string{orgMembers(pt.OrganizationID)}, extra...)
+	if referral != uuid.Nil {
+		refs = slices.DeleteFunc(refs, func(r *Referral) bool { return r.ID != referral })
+	}
 	orgs := []uuid.UUID{pt.OrganizationID}
 	for _, r := range refs {
-		if referral != uuid.Nil && r.ID != referral {
-			continue
-		}
-		aud = append(aud, referralAudience(r)...)
 		orgs = append(orgs, r.ReferringOrgID, r.TargetOrgID)
 	}
+	aud := append(patientAudience(pt.OrganizationID, refs, clinical), extra...)
 	slices.Sort(aud)
 	return Event{
 		ID: newID(), Type: t, Resource: resource, PatientID: patient, ReferralID: referral,
@@ -152,7 +151,7 @@ func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource
 // diagnosisEvent, clearanceEvent and consentEvent announce a change to a
 // patient's record to the patient's care team.
 func (s *Service) diagnosisEvent(ctx context.Context, tx Tx, t EventType, d *Diagnosis, actor uuid.UUID) error {
-	e, err := s.patientEvent(ctx, tx, t, Diagnoses.Name(d.ID), d.PatientID, uuid.Nil, actor, practitionerToken(d.PhysicianID))
+	e, err := s.patientEvent(ctx, tx, t, Diagnoses.Name(d.ID), d.PatientID, uuid.Nil, actor, true, practitionerToken(d.PhysicianID))
 	if err != nil {
 		return err
 	}
@@ -163,11 +162,9 @@ func (s *Service) diagnosisEvent(ctx context.Context, tx Tx, t EventType, d *Dia
 }
 
 func (s *Service) clearanceEvent(ctx context.Context, tx Tx, t EventType, c *Clearance, actor uuid.UUID) error {
-	extra := []string{practitionerToken(c.PhysicianID)}
-	if c.RequestedBy != uuid.Nil {
-		extra = append(extra, practitionerToken(c.RequestedBy))
-	}
-	e, err := s.patientEvent(ctx, tx, t, Clearances.Name(c.ID), c.PatientID, c.ReferralID, actor, extra...)
+	// Whoever asked for it hears of it as they read it: through the
+	// patient's record, not for having asked.
+	e, err := s.patientEvent(ctx, tx, t, Clearances.Name(c.ID), c.PatientID, c.ReferralID, actor, true, practitionerToken(c.PhysicianID))
 	if err != nil {
 		return err
 	}
@@ -179,7 +176,7 @@ func (s *Service) clearanceEvent(ctx context.Context, tx Tx, t EventType, c *Cle
 }
 
 func (s *Service) consentEvent(ctx context.Context, tx Tx, c *Consent, actor uuid.UUID) error {
-	e, err := s.patientEvent(ctx, tx, EventConsentRecorded, Consents.Name(c.ID), c.PatientID, uuid.Nil, actor, practitionerToken(c.RecordedBy))
+	e, err := s.patientEvent(ctx, tx, EventConsentRecorded, Consents.Name(c.ID), c.PatientID, uuid.Nil, actor, false, practitionerToken(c.RecordedBy))
 	if err != nil {
 		return err
 	}

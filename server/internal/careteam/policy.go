@@ -459,6 +459,33 @@ func coordinators(org uuid.UUID) string     { return "c:" + org.String() }
 func therapists(org uuid.UUID) string       { return "t:" + org.String() }
 func orgMembers(org uuid.UUID) string       { return "o:" + org.String() }
 
+// staff is every member of an organization but its therapists: those who
+// read a clinical record through their organization's registration.
+func staff(org uuid.UUID) string { return "s:" + org.String() }
+
+// patientAudience mirrors patientScope for an event about a patient: the
+// registering organization and every party of the patient's referrals
+// (or of the one named). For clinical content (diagnoses, clearances) it
+// mirrors clinicalScope instead: a therapist receives it only through a
+// referral assigned to them, never through their practice.
+func patientAudience(registeringOrg uuid.UUID, refs []*Referral, clinical bool) []string {
+	if !clinical {
+		aud := []string{orgMembers(registeringOrg)}
+		for _, r := range refs {
+			aud = append(aud, referralAudience(r)...)
+		}
+		return aud
+	}
+	aud := []string{staff(registeringOrg)}
+	for _, r := range refs {
+		aud = append(aud, practitionerToken(r.ReferringPhysicianID), coordinators(r.ReferringOrgID), coordinators(r.TargetOrgID))
+		if r.TargetTherapistID != uuid.Nil {
+			aud = append(aud, practitionerToken(r.TargetTherapistID))
+		}
+	}
+	return aud
+}
+
 // eventAudience is what a subscriber matches: a physician their own
 // events and their organization's patients'; a therapist theirs, their
 // practice's unassigned referrals' and its patients'; a coordinator their
@@ -466,11 +493,11 @@ func orgMembers(org uuid.UUID) string       { return "o:" + org.String() }
 func eventAudience(p Principal) ([]string, error) {
 	switch p.Role {
 	case RolePhysician:
-		return []string{practitionerToken(p.PractitionerID), orgMembers(p.OrganizationID)}, nil
+		return []string{practitionerToken(p.PractitionerID), orgMembers(p.OrganizationID), staff(p.OrganizationID)}, nil
 	case RoleTherapist:
 		return []string{practitionerToken(p.PractitionerID), therapists(p.OrganizationID), orgMembers(p.OrganizationID)}, nil
 	case RoleCoordinator:
-		return []string{coordinators(p.OrganizationID), orgMembers(p.OrganizationID)}, nil
+		return []string{coordinators(p.OrganizationID), orgMembers(p.OrganizationID), staff(p.OrganizationID)}, nil
 	}
 	return nil, fmt.Errorf("role %s receives no events: %w", p.Role, ErrPermissionDenied)
 }

@@ -143,3 +143,50 @@ func TestMigration9(t *testing.T) {
 		t.Errorf("active practitioners %v: a physician of a massage practice no longer acts", active)
 	}
 }
+
+// TestMigration11 loads events as version 10 addressed them and checks
+// that version 11 readdresses those of diagnoses and clearances as the
+// read policy reads them, and leaves the others alone.
+func TestMigration11(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+	if err := postgres.MigrateTo(ctx, pool, 10); err != nil {
+		t.Fatal(err)
+	}
+	id := func() uuid.UUID { return uuid.Must(uuid.NewV7()) }
+	clinic, spa, dr, asker, patient := id(), id(), id(), id(), id()
+	tok := func(kind string, id uuid.UUID) string { return kind + ":" + id.String() }
+	old := []string{tok("o", clinic), tok("t", spa), tok("p", dr), tok("c", spa), tok("p", asker)}
+	insert := func(cursor int, typ, payload string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `INSERT INTO events (cursor, id, type, resource, patient_id, time, audience, payload)
+			VALUES ($1, $2, $3, 'x/1', $4, now(), $5, $6)`, cursor, id(), typ, patient, old, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(1, "DIAGNOSIS_RECORDED", `{}`)
+	insert(2, "CLEARANCE_ISSUED", `{"Clearance": {"PhysicianID": "`+dr.String()+`", "RequestedBy": "`+asker.String()+`"}}`)
+	insert(3, "CONSENT_RECORDED", `{}`)
+	if _, err := postgres.Migrate(ctx, pool, quiet); err != nil {
+		t.Fatal(err)
+	}
+	audience := func(cursor int) []string {
+		var a []string
+		if err := pool.QueryRow(ctx, `SELECT audience FROM events WHERE cursor = $1`, cursor).Scan(&a); err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(a)
+		return a
+	}
+	sorted := func(a ...string) []string { slices.Sort(a); return a }
+	if got, want := audience(1), sorted(tok("s", clinic), tok("p", dr), tok("c", spa), tok("p", asker)); !slices.Equal(got, want) {
+		t.Errorf("diagnosis event addressed to %v, want %v", got, want)
+	}
+	if got, want := audience(2), sorted(tok("s", clinic), tok("p", dr), tok("c", spa)); !slices.Equal(got, want) {
+		t.Errorf("clearance event addressed to %v, want %v", got, want)
+	}
+	if got := audience(3); !slices.Equal(got, sorted(old...)) {
+		t.Errorf("consent event readdressed to %v", got)
+	}
+}

@@ -1,0 +1,115 @@
+package api_test
+
+import (
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/careteam/careteam/client"
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+)
+
+// readResource reads, as c, the resource an event carries; ok is false
+// when the read is refused.
+func readResource(t *testing.T, c *client.Client, e *pb.Event) (proto.Message, bool) {
+	t.Helper()
+	ctx := t.Context()
+	var got proto.Message
+	var err error
+	switch s := e.GetResourceState().(type) {
+	case *pb.Event_ReferralState:
+		var r *pb.GetReferralResponse
+		r, err = c.Referrals.GetReferral(ctx, &pb.GetReferralRequest{Name: s.ReferralState.GetName()})
+		got = r.GetReferral()
+	case *pb.Event_DiagnosisState:
+		var r *pb.GetDiagnosisResponse
+		r, err = c.Clinical.GetDiagnosis(ctx, &pb.GetDiagnosisRequest{Name: s.DiagnosisState.GetName()})
+		got = r.GetDiagnosis()
+	case *pb.Event_ClearanceState:
+		var r *pb.GetClearanceResponse
+		r, err = c.Clinical.GetClearance(ctx, &pb.GetClearanceRequest{Name: s.ClearanceState.GetName()})
+		got = r.GetClearance()
+	case *pb.Event_SessionState:
+		var r *pb.GetSessionResponse
+		r, err = c.Sessions.GetSession(ctx, &pb.GetSessionRequest{Name: s.SessionState.GetName()})
+		got = r.GetSession()
+	default:
+		return nil, true // consents have no read of their own
+	}
+	switch status.Code(err) {
+	case codes.OK:
+		return got, true
+	case codes.PermissionDenied, codes.NotFound:
+		return nil, false
+	}
+	t.Fatalf("reading %s: %v", e.GetResource(), err)
+	return nil, false
+}
+
+func eventState(e *pb.Event) proto.Message {
+	switch s := e.GetResourceState().(type) {
+	case *pb.Event_ReferralState:
+		return s.ReferralState
+	case *pb.Event_DiagnosisState:
+		return s.DiagnosisState
+	case *pb.Event_ClearanceState:
+		return s.ClearanceState
+	case *pb.Event_SessionState:
+		return s.SessionState
+	}
+	return nil
+}
+
+// assertEventsMatchReads checks, for each watcher, that every event they
+// receive is of a resource they may read, and that the latest one of each
+// resource shows it exactly as the read does, redacted the same way.
+func assertEventsMatchReads(t *testing.T, tm *team, watchers ...string) {
+	t.Helper()
+	for _, who := range watchers {
+		c := tm.as(who)
+		latest := map[string]*pb.Event{}
+		for _, e := range listAll(t, c, &pb.ListEventsRequest{}) {
+			latest[e.GetResource()] = e
+		}
+		for name, e := range latest {
+			read, ok := readResource(t, c, e)
+			if !ok {
+				t.Errorf("%s received %v of %s, which they may not read", who, e.GetType(), name)
+				continue
+			}
+			if state := eventState(e); read != nil && state != nil {
+				if !proto.Equal(read, state) {
+					t.Errorf("%s: %v of %s differs from the read:\nread:  %s\nevent: %s", who, e.GetType(), name,
+						prototext.Format(read), prototext.Format(state))
+				}
+			}
+		}
+	}
+}
+
+// TestEventsDeliverWhatReadsShow is the finding: a therapist of the
+// practice, with no referral assigned, could not read the patient's
+// diagnoses or clearances, yet received them (codes, display, the
+// physician's clearance notes) through ListEvents and WatchEvents; and a
+// coordinator received clinical free text verbatim.
+func TestEventsDeliverWhatReadsShow(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	// An unassigned referral to the practice shows its therapists the
+	// patient, not the patient's clinical record.
+	open := tm.newReferral()
+	open.TargetTherapist, open.TargetOrganization = "", tm.spa
+	r := tm.create(open)
+	if _, err := (&clientSet{tm.as("dr"), r.GetName()}).submit(); err != nil {
+		t.Fatal(err)
+	}
+	tm.diagnose(&pb.Diagnosis{Icd10Code: "M54.50", Display: "Low back pain", Notes: "Worse after lifting."})
+	tm.clear(&pb.Clearance{Notes: "Avoid deep pressure over L4-L5."})
+	// One assigned to lmt, whose therapist reads it all.
+	tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
+
+	assertEventsMatchReads(t, tm, "dr", "other-dr", "lmt", "lmt2", "other-lmt", "coord", "spa-coord")
+}
