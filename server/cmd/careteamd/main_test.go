@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/tls"
 	"net"
 	"os"
@@ -92,9 +93,32 @@ func startDaemon(t *testing.T, dataDir string, cred *syscall.Credential, l launc
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-d.exited
+		awaitPostgresStopped(t, dataDir)
 	})
 	d.awaitServing(t)
 	return d
+}
+
+// awaitPostgresStopped waits for the embedded PostgreSQL of dataDir, which
+// shuts down on its own once careteamd is gone, to finish writing, so that
+// the data directory can be removed.
+func awaitPostgresStopped(t *testing.T, dataDir string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "postgres", "postmaster.pid"))
+	if err != nil {
+		return // not started, or stopped and gone
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil {
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return
+		}
+	}
+	t.Errorf("the embedded PostgreSQL (pid %d) did not stop after careteamd was killed", pid)
 }
 
 func freeAddr(t *testing.T) string {
