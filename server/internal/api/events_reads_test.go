@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -112,4 +113,73 @@ func TestEventsDeliverWhatReadsShow(t *testing.T) {
 	tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
 
 	assertEventsMatchReads(t, tm, "dr", "other-dr", "lmt", "lmt2", "other-lmt", "coord", "spa-coord")
+}
+
+// TestCoordinatorsReadNoClinicalFreeText is the finding: a coordinator
+// received the therapist's questions and the physician's answers ("X-ray
+// shows ..."), decline texts and cancel reasons verbatim, through
+// GetReferral, ListReferrals and events. They read states, dates and coded
+// reasons.
+func TestCoordinatorsReadNoClinicalFreeText(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	words := []string{"Any recent imaging?", "X-ray 2026-02", "Fully booked", "Patient moved away", "Lumbar spondylosis"}
+	asked := tm.create(tm.newReferral())
+	for _, step := range []func(*clientSet) (*pb.Referral, error){
+		func(c *clientSet) (*pb.Referral, error) { c.c = tm.as("dr"); return c.submit() },
+		func(c *clientSet) (*pb.Referral, error) { c.c = tm.as("lmt"); return c.ask() },
+		func(c *clientSet) (*pb.Referral, error) { c.c = tm.as("dr"); return c.answer() },
+		func(c *clientSet) (*pb.Referral, error) { c.c = tm.as("lmt"); return c.decline() },
+	} {
+		if _, err := step(&clientSet{name: asked.GetName()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancelled := tm.create(tm.newReferral())
+	if _, err := (&clientSet{tm.as("dr"), cancelled.GetName()}).cancel(); err != nil {
+		t.Fatal(err)
+	}
+	leaks := func(where string, m proto.Message) {
+		t.Helper()
+		text := prototext.Format(m)
+		for _, w := range words {
+			if strings.Contains(text, w) {
+				t.Errorf("%s shows a coordinator %q", where, w)
+			}
+		}
+	}
+	for _, coord := range []string{"coord", "spa-coord"} {
+		c := tm.as(coord)
+		for _, r := range []*pb.Referral{asked, cancelled} {
+			got, err := c.Referrals.GetReferral(t.Context(), &pb.GetReferralRequest{Name: r.GetName()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaks("GetReferral", got)
+		}
+		list, err := c.Referrals.ListReferrals(t.Context(), &pb.ListReferralsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks("ListReferrals", list)
+		for _, e := range listAll(t, c, &pb.ListEventsRequest{}) {
+			leaks("ListEvents", e)
+		}
+		got, _ := c.Referrals.GetReferral(t.Context(), &pb.GetReferralRequest{Name: asked.GetName()})
+		h := got.GetReferral().GetHistory()
+		if last := h[len(h)-1]; last.GetReason() != "NO_CAPACITY" || got.GetReferral().GetDeclineReason() != pb.DeclineReason_DECLINE_REASON_NO_CAPACITY {
+			t.Errorf("%s lost the coded decline reason: %v", coord, last)
+		}
+	}
+	// The clinicians read every word.
+	got, err := tm.as("dr").Referrals.GetReferral(t.Context(), &pb.GetReferralRequest{Name: asked.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range words[:3] {
+		if !strings.Contains(prototext.Format(got), w) {
+			t.Errorf("the physician does not read %q", w)
+		}
+	}
+	assertEventsMatchReads(t, tm, "coord", "spa-coord", "dr", "lmt")
 }

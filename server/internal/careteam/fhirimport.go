@@ -440,7 +440,7 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 	if err := tx.UpdateReferralOrder(ctx, r); err != nil {
 		return nil, err
 	}
-	r.transition(r.State, me.ID, now, "changed by a FHIR re-import", s.cfg.AckWindow, false)
+	r.transition(r.State, me.ID, now, reasonReimported, s.cfg.AckWindow, false)
 	if submit {
 		r.transition(ReferralSubmitted, me.ID, now, "", s.cfg.AckWindow, true)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -95,15 +96,53 @@ func referralScope(p Principal) (ReferralScope, error) {
 	return ReferralScope{}, fmt.Errorf("role %s reads no referrals: %w", p.Role, ErrPermissionDenied)
 }
 
-// redactReferral removes what the caller's role may not read: coordinators
-// route and watch referrals without reading clinical content.
+// redactReferral removes what the caller's role may not read:
+// coordinators route and watch referrals by states, dates and coded
+// reasons, never clinical free text: not the notes or the discharge
+// summary, not the questions and answers between clinicians, not the
+// words of a decline, a cancellation or a re-routing. The slices are
+// replaced, not edited, since a referral may be shared with other readers.
 func redactReferral(p Principal, r *Referral) {
-	if p.Role == RoleCoordinator {
-		r.ClinicalNotes = ""
-		r.DischargeSummary = ""
+	if p.Role != RoleCoordinator {
+		return
+	}
+	r.ClinicalNotes, r.DischargeSummary, r.DeclineText, r.CancelReason = "", "", "", ""
+	if r.InformationRequests != nil {
+		irs := slices.Clone(r.InformationRequests)
+		for i := range irs {
+			irs[i].Question, irs[i].Answer = "", ""
+		}
+		r.InformationRequests = irs
+	}
+	if r.History != nil {
+		h := slices.Clone(r.History)
+		for i := range h {
+			h[i].Reason = codedReason(h[i])
+		}
+		r.History = h
 	}
 }
 
+// codedReason is what a coordinator may read of a state change's reason:
+// the code of a decline, which the history records before the therapist's
+// words; nothing of a cancellation's or a routing's reason, which are the
+// caller's words, unless the system wrote it; and the system's reasons
+// elsewhere.
+func codedReason(c StateChange) string {
+	switch {
+	case c.To == ReferralDeclined:
+		code, _, _ := strings.Cut(c.Reason, ": ")
+		return code
+	case c.To == ReferralCancelled:
+		return ""
+	case c.From == c.To || c.From == ReferralDeclined: // routed
+		if strings.HasPrefix(c.Reason, reasonAssignedTo) || c.Reason == reasonReimported {
+			return c.Reason
+		}
+		return ""
+	}
+	return c.Reason
+}
 // authorizeWrite refuses every change made under emergency access:
 // breaking the glass lets a physician read outside their care team, and
 // since care-team membership comes from writes (a referral, a diagnosis, a

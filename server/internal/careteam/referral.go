@@ -49,6 +49,13 @@ type DeclineReason string
 // Technique is a massage technique.
 type Technique string
 
+// The reasons the system gives to routings; any other reason of a routing
+// is the words of whoever routed.
+const (
+	reasonAssignedTo = "assigned to "
+	reasonReimported = "changed by a FHIR re-import"
+)
+
 // StateChange records one transition: who, when, why.
 type StateChange struct {
 	From   ReferralState

@@ -273,7 +273,7 @@ func (s *Service) AssignReferral(ctx context.Context, p Principal, id, therapist
 			r.DeclineReason, r.DeclineText = "", ""
 		}
 		if reason == "" {
-			reason = "assigned to " + Practitioners.Name(therapist)
+			reason = reasonAssignedTo + Practitioners.Name(therapist)
 		}
 		r.transition(to, p.PractitionerID, now, reason, s.cfg.AckWindow, rerouting)
 		return nil
