@@ -183,3 +183,60 @@ func TestCoordinatorsReadNoClinicalFreeText(t *testing.T) {
 	}
 	assertEventsMatchReads(t, tm, "coord", "spa-coord", "dr", "lmt")
 }
+
+// TestClearanceRequestGivesOnlyWhatAnswersIt is the finding: a clearance
+// request let a therapist or coordinator name any physician, who then
+// gained lasting read access to the patient, other physicians' notes
+// included. The named physician reads the patient's demographics and the
+// request, and the record only once they take the patient on.
+func TestClearanceRequestGivesOnlyWhatAnswersIt(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	h := tm.harness
+	r := tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
+	diagnosis := tm.diagnose(&pb.Diagnosis{Icd10Code: "M54.50", Display: "Low back pain", Notes: "Private note of the referring physician."})
+	hilltop := h.org("Hilltop", physicianPractice)
+	namedDr := h.practitioner(hilltop, pb.Role_ROLE_PHYSICIAN, "named-dr")
+	named := tm.as("named-dr")
+	ctx := t.Context()
+
+	req, err := tm.as("lmt").Clinical.RequestClearance(ctx, &pb.RequestClearanceRequest{Patient: tm.patient.GetName(), Referral: r.GetName(),
+		Physician: namedDr.GetName(), Question: "Cleared for deep tissue?"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request := req.GetClearance().GetName()
+
+	if _, err := named.Patients.GetPatient(ctx, &pb.GetPatientRequest{Name: tm.patient.GetName()}); err != nil {
+		t.Fatalf("the named physician reads the demographics: %v", err)
+	}
+	if _, err := named.Clinical.GetClearance(ctx, &pb.GetClearanceRequest{Name: request}); err != nil {
+		t.Fatalf("the named physician reads the request: %v", err)
+	}
+	_, err = named.Clinical.GetDiagnosis(ctx, &pb.GetDiagnosisRequest{Name: diagnosis})
+	wantCode(t, err, codes.PermissionDenied)
+	if got, err := named.Clinical.ListDiagnoses(ctx, &pb.ListDiagnosesRequest{Patient: tm.patient.GetName()}); err == nil && len(got.GetDiagnoses()) > 0 {
+		t.Errorf("the named physician lists %d diagnoses", len(got.GetDiagnoses()))
+	}
+	got, err := named.Clinical.ListClearances(ctx, &pb.ListClearancesRequest{Patient: tm.patient.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range got.GetClearances() {
+		if c.GetName() != request {
+			t.Errorf("the named physician lists another physician's clearance %s", c.GetName())
+		}
+	}
+	_, err = named.Referrals.GetReferral(ctx, &pb.GetReferralRequest{Name: r.GetName()})
+	wantCode(t, err, codes.PermissionDenied)
+	assertEventsMatchReads(t, tm, "named-dr")
+
+	// Answering takes the patient on: now the record is theirs to read.
+	if _, err := named.Clinical.IssueClearance(ctx, &pb.IssueClearanceRequest{RequestedClearance: request, Clearance: &pb.Clearance{
+		Patient: tm.patient.GetName(), Decision: pb.ClearanceDecision_CLEARANCE_DECISION_CLEARED}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := named.Clinical.GetDiagnosis(ctx, &pb.GetDiagnosisRequest{Name: diagnosis}); err != nil {
+		t.Fatalf("after answering: %v", err)
+	}
+}

@@ -22,9 +22,16 @@ import (
 type PatientScope struct {
 	// RegisteredByOrg: the organization that registered the patient.
 	RegisteredByOrg uuid.UUID
-	// Physician: a physician who referred, diagnosed or cleared the patient,
-	// or was asked to clear them.
+	// Physician: a physician who referred, diagnosed or cleared the
+	// patient: who took them on.
 	Physician uuid.UUID
+	// AskedToClear: a physician a clearance request names, who sees the
+	// patient's demographics to answer it, and not their record.
+	AskedToClear uuid.UUID
+	// ClearancesOf: in reads of clearances only, those naming this
+	// physician (the requests put to them, their own decisions), whatever
+	// else the scope shows.
+	ClearancesOf uuid.UUID
 	// Referrals: the patient has a referral visible through this scope.
 	Referrals ReferralScope
 	// Any drops the restriction: for the domain's own checks and locks,
@@ -46,7 +53,7 @@ func patientScope(p Principal, emergency bool) (PatientScope, error) {
 	}
 	switch p.Role {
 	case RolePhysician:
-		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID}, nil
+		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID, AskedToClear: p.PractitionerID}, nil
 	case RoleTherapist, RoleCoordinator:
 		rs, err := referralScope(p)
 		return PatientScope{RegisteredByOrg: p.OrganizationID, Referrals: rs}, err
@@ -57,11 +64,19 @@ func patientScope(p Principal, emergency bool) (PatientScope, error) {
 // clinicalScope returns whose diagnoses and clearances the caller may read.
 // A therapist reads them only through a referral assigned to them, not
 // through their practice's registrations or its unassigned referrals, which
-// show them the patient; everyone else reads them wherever they see the
-// patient.
+// show them the patient; a physician only for patients they took on or
+// their organization registered, not for being asked to clear one; everyone
+// else wherever they see the patient.
 func clinicalScope(p Principal, emergency bool) (PatientScope, error) {
-	if p.Role == RoleTherapist {
+	switch {
+	case emergency && p.emergency():
+		return PatientScope{Any: true}, nil
+	case p.Role == RoleTherapist:
 		return PatientScope{Referrals: ReferralScope{Therapist: p.PractitionerID}}, nil
+	case p.Role == RolePhysician:
+		// Asked to clear, a physician reads the request, not the record,
+		// until they take the patient on.
+		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID, ClearancesOf: p.PractitionerID}, nil
 	}
 	return patientScope(p, emergency)
 }

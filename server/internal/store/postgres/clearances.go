@@ -82,10 +82,21 @@ func (t *tx) UpdateClearance(ctx context.Context, c *careteam.Clearance) error {
 	return err
 }
 
+// clearanceVisible is the SQL form of a scope over clearances c of patients
+// p: those of the patients it shows, and those naming its ClearancesOf.
+func clearanceVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
+	visible := patientVisible(s, args)
+	if s.ClearancesOf == uuid.Nil {
+		return visible
+	}
+	args["cs_of"] = s.ClearancesOf
+	return "(" + visible + " OR c.physician_id = @cs_of)"
+}
+
 func (t *tx) GetClearance(ctx context.Context, id uuid.UUID, scope careteam.PatientScope, forUpdate bool) (*careteam.Clearance, error) {
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + clearanceColumns + ` FROM clearances c JOIN patients p ON p.id = c.patient_id
-		WHERE c.id = @id AND ` + patientVisible(scope, args)
+		WHERE c.id = @id AND ` + clearanceVisible(scope, args)
 	var c *careteam.Clearance
 	var err error
 	if forUpdate {
@@ -98,7 +109,7 @@ func (t *tx) GetClearance(ctx context.Context, id uuid.UUID, scope careteam.Pati
 
 func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f careteam.ClearanceFilter, page careteam.Page) ([]*careteam.Clearance, error) {
 	args := pgx.NamedArgs{"limit": page.Size + 1, "now": f.Now}
-	where := []string{patientVisible(scope, args)}
+	where := []string{clearanceVisible(scope, args)}
 	if page.After != uuid.Nil {
 		args["after"] = page.After
 		where = append(where, `c.id < @after`)

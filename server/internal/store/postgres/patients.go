@@ -69,7 +69,11 @@ func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
 		or = append(or,
 			`EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND r.referring_physician_id = @ps_physician)`,
 			`EXISTS (SELECT 1 FROM diagnoses d WHERE d.patient_id = p.id AND d.physician_id = @ps_physician)`,
-			`EXISTS (SELECT 1 FROM clearances c WHERE c.patient_id = p.id AND c.physician_id = @ps_physician)`)
+			`EXISTS (SELECT 1 FROM clearances c WHERE c.patient_id = p.id AND c.physician_id = @ps_physician AND c.status <> 'REQUESTED')`)
+	}
+	if s.AskedToClear != uuid.Nil {
+		args["ps_asked"] = s.AskedToClear
+		or = append(or, `EXISTS (SELECT 1 FROM clearances c WHERE c.patient_id = p.id AND c.physician_id = @ps_asked AND c.status = 'REQUESTED')`)
 	}
 	if rs := referralVisible(s.Referrals, args); rs != "false" {
 		or = append(or, `EXISTS (SELECT 1 FROM referrals r WHERE r.patient_id = p.id AND `+rs+`)`)
