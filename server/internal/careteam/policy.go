@@ -158,6 +158,7 @@ func codedReason(c StateChange) string {
 	}
 	return c.Reason
 }
+
 // authorizeWrite refuses every change made under emergency access:
 // breaking the glass lets a physician read outside their care team, and
 // since care-team membership comes from writes (a referral, a diagnosis, a
