@@ -80,6 +80,6 @@ func (s *auditServer) VerifyAuditLog(ctx context.Context, req *pb.VerifyAuditLog
 		return nil, err
 	}
 	return &pb.VerifyAuditLogResponse{
-		Ok: v.BrokenSequence == 0, Checked: v.Checked, FirstBrokenSequence: v.BrokenSequence, Problem: v.Problem,
+		Ok: v.OK(), Checked: v.Checked, FirstBrokenSequence: v.BrokenSequence, Problem: v.Problem,
 	}, nil
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,6 +205,49 @@ func TestAuditTrailIsAppendOnlyAndTamperEvident(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTruncatedChainIsFound is the finding: deleting the last records of
+// a chain (a superuser, with the append-only triggers off) left a trail
+// VerifyAuditLog reported intact, since no gap remained to find. Each
+// chain now ends where a head checkpoint the server's role cannot write
+// says it does.
+func TestTruncatedChainIsFound(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	h := tm.harness
+	h.practitioner(tm.clinic, pb.Role_ROLE_AUDITOR, "auditor")
+	for range 20 {
+		if _, err := h.as("dr").Patients.GetPatient(h.ctx, &pb.GetPatientRequest{Name: tm.patient.GetName()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var chain int
+	var last int64
+	if err := h.pool.QueryRow(h.ctx, `SELECT chain, max(seq) FROM audit_events GROUP BY chain ORDER BY count(*) DESC LIMIT 1`).Scan(&chain, &last); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := h.pool.Acquire(h.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, sql := range []string{
+		`SET session_replication_role = replica`,
+		`DELETE FROM audit_events WHERE seq = ` + strconv.FormatInt(last, 10),
+		`SET session_replication_role = origin`,
+	} {
+		if _, err := conn.Exec(h.ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := h.as("auditor").Audit.VerifyAuditLog(h.ctx, &pb.VerifyAuditLogRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.GetOk() || !strings.Contains(v.GetProblem(), fmt.Sprintf("chain %d ends", chain)) {
+		t.Fatalf("after removing the end of chain %d: %v", chain, v)
+	}
 }
 
 func TestAuditChainsDoNotForkUnderConcurrency(t *testing.T) {

@@ -24,9 +24,24 @@ type AuditFilter struct {
 type Verification struct {
 	Checked int64
 	// BrokenSequence is the first record (lowest sequence) that does not
-	// verify, zero when every record does.
+	// verify; for a chain whose end was removed, its last remaining record
+	// (zero if none remains).
 	BrokenSequence int64
-	Problem        string
+	// Problem says what is wrong; empty when everything verifies.
+	Problem string
+}
+
+// OK reports whether everything verified.
+func (v *Verification) OK() bool { return v.Problem == "" }
+
+// AuditHead is a chain's head checkpoint beside its last record.
+type AuditHead struct {
+	Chain        int
+	Position     int64
+	Hash         []byte
+	LastPosition int64
+	LastHash     []byte
+	LastSequence int64
 }
 
 // ListAuditEvents lists audit records after a sequence, oldest first.
@@ -84,6 +99,24 @@ func (s *Service) VerifyAuditLog(ctx context.Context, p Principal, from, to int6
 					report(r, "the record's content does not match its hash: it was altered")
 				}
 				prev = r.Hash
+			}
+		}
+		if to != 0 {
+			return nil
+		}
+		// Up to the present, every chain must end where its checkpoint
+		// says: records removed from the end leave no gap to find.
+		heads, err := tx.AuditHeads(ctx)
+		if err != nil {
+			return err
+		}
+		for _, h := range heads {
+			if h.LastPosition != h.Position || !bytes.Equal(h.LastHash, h.Hash) {
+				if v.Problem == "" {
+					v.BrokenSequence = h.LastSequence
+					v.Problem = fmt.Sprintf("chain %d ends at position %d, but its head checkpoint is at %d: records were removed from its end",
+						h.Chain, h.LastPosition, h.Position)
+				}
 			}
 		}
 		return nil

@@ -114,6 +114,9 @@ type Tx interface {
 	ListAudit(ctx context.Context, f AuditFilter, after int64, limit int) ([]*audit.Record, error)
 	AuditRange(ctx context.Context, from, to int64) ([]*audit.Record, error)
 	AuditHashAt(ctx context.Context, chain int, position int64) ([]byte, error)
+	// AuditHeads returns, for every chain, its head checkpoint and its
+	// last record.
+	AuditHeads(ctx context.Context) ([]*AuditHead, error)
 
 	// Events. AppendEvent queues an event that the transaction writes, with
 	// its commit-ordered cursor, just before it commits. ListEvents returns

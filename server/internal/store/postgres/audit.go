@@ -106,3 +106,20 @@ func (t *tx) AuditHashAt(ctx context.Context, chain int, position int64) ([]byte
 	}
 	return h, err
 }
+
+func (t *tx) AuditHeads(ctx context.Context) ([]*careteam.AuditHead, error) {
+	rows, err := t.query(ctx, `
+		SELECT h.chain, h.position, h.hash, coalesce(e.position, 0), coalesce(e.hash, ''), coalesce(e.seq, 0)
+		FROM audit_heads h
+		LEFT JOIN LATERAL (SELECT position, hash, seq FROM audit_events
+		                   WHERE chain = h.chain ORDER BY position DESC LIMIT 1) e ON true
+		ORDER BY h.chain`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row pgx.Row) (*careteam.AuditHead, error) {
+		var h careteam.AuditHead
+		err := row.Scan(&h.Chain, &h.Position, &h.Hash, &h.LastPosition, &h.LastHash, &h.LastSequence)
+		return &h, err
+	})
+}
