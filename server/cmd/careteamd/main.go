@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -78,15 +79,15 @@ func realMain(ctx context.Context) error {
 // pruneEvents deletes events older than --event-retention, on the
 // configured or embedded database; watchers behind it then get OUT_OF_RANGE.
 func pruneEvents(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-	pool, closeDB, err := openDatabase(ctx, cfg, log, nil)
+	db, err := openDatabase(ctx, cfg, log, nil)
 	if err != nil {
 		return err
 	}
-	defer closeDB()
-	if _, err := postgres.Migrate(ctx, pool, log); err != nil {
+	defer db.close()
+	if _, err := db.migrate(ctx, log); err != nil {
 		return fmt.Errorf("postgres.Migrate: %w", err)
 	}
-	service := careteam.NewService(postgres.New(pool, log), clock.System{}, careteam.Config{})
+	service := careteam.NewService(postgres.New(db.pool, log), clock.System{}, careteam.Config{})
 	before := time.Now().Add(-cfg.EventRetention)
 	n, err := service.PruneEvents(ctx, before)
 	if err != nil {
@@ -96,33 +97,107 @@ func pruneEvents(ctx context.Context, cfg *config.Config, log *slog.Logger) erro
 	return nil
 }
 
+// The roles the embedded default sets up: the schema's owner, which
+// migrates, and the role careteamd serves as (see postgres.EnsureRoles).
+const (
+	embeddedOwner   = "careteam_owner"
+	embeddedRuntime = "careteam_runtime"
+)
+
+// database is careteamd's database: the pool it serves from, and how it
+// brings the schema up to date.
+type database struct {
+	pool *pgxpool.Pool
+	// ownerURL migrates and grants runtimeRole what serving needs; empty,
+	// the serving role migrates.
+	ownerURL    string
+	runtimeRole string
+	close       func()
+}
+
+// migrate brings the schema up to date as its owner, grants the serving
+// role its rights, and returns the schema's version.
+func (d *database) migrate(ctx context.Context, log *slog.Logger) (int64, error) {
+	if d.ownerURL == "" {
+		return postgres.Migrate(ctx, d.pool, log)
+	}
+	owner, err := pgxpool.New(ctx, d.ownerURL)
+	if err != nil {
+		return 0, errors.New("the database owner's URL is malformed")
+	}
+	defer owner.Close()
+	version, err := postgres.Migrate(ctx, owner, log)
+	if err != nil {
+		return 0, err
+	}
+	return version, postgres.GrantRuntime(ctx, owner, d.runtimeRole)
+}
+
 // openDatabase connects to the configured database, or starts the embedded
-// one; closeDB closes the pool and stops it. tracing, when set, traces its
-// queries.
-func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, tracing *telemetry.Tracing) (pool *pgxpool.Pool, closeDB func(), err error) {
+// one and sets up its roles. tracing, when set, traces its queries.
+func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, tracing *telemetry.Tracing) (*database, error) {
+	d := &database{ownerURL: cfg.DatabaseOwnerURL}
 	databaseURL := cfg.DatabaseURL
 	stopPG := func() {}
 	if cfg.Embedded() {
 		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
-			return nil, nil, fmt.Errorf("data directory: %w", err)
+			return nil, fmt.Errorf("data directory: %w", err)
 		}
 		pg, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log})
 		if err != nil {
-			return nil, nil, fmt.Errorf("pgembed.Start: %w", err)
+			return nil, fmt.Errorf("pgembed.Start: %w", err)
 		}
 		stopPG = func() {
 			if err := pg.Stop(context.WithoutCancel(ctx)); err != nil {
 				log.Error("stopping PostgreSQL", "error", err.Error())
 			}
 		}
-		databaseURL = pg.ConnString()
+		if err := setUpEmbeddedRoles(ctx, pg.ConnString()); err != nil {
+			stopPG()
+			return nil, err
+		}
+		d.ownerURL = withUser(pg.ConnString(), embeddedOwner)
+		databaseURL = withUser(pg.ConnString(), embeddedRuntime)
 	}
-	pool, err = newPool(ctx, cfg, databaseURL, tracing)
+	if d.ownerURL != "" {
+		pc, err := pgxpool.ParseConfig(databaseURL)
+		if err != nil || pc.ConnConfig.User == "" {
+			stopPG()
+			return nil, errors.New("--database-url must name its user when another role owns the schema")
+		}
+		d.runtimeRole = pc.ConnConfig.User
+	}
+	pool, err := newPool(ctx, cfg, databaseURL, tracing)
 	if err != nil {
 		stopPG()
-		return nil, nil, fmt.Errorf("newPool: %w", err)
+		return nil, fmt.Errorf("newPool: %w", err)
 	}
-	return pool, func() { pool.Close(); stopPG() }, nil
+	d.pool, d.close = pool, func() { pool.Close(); stopPG() }
+	return d, nil
+}
+
+// setUpEmbeddedRoles makes the embedded database's owner and runtime roles
+// as its superuser.
+func setUpEmbeddedRoles(ctx context.Context, superURL string) error {
+	super, err := pgxpool.New(ctx, superURL)
+	if err != nil {
+		return err
+	}
+	defer super.Close()
+	if err := postgres.EnsureRoles(ctx, super, embeddedOwner, embeddedRuntime); err != nil {
+		return fmt.Errorf("embedded database roles: %w", err)
+	}
+	return nil
+}
+
+// withUser returns the connection URL u as user.
+func withUser(u, user string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	parsed.User = url.User(user)
+	return parsed.String()
 }
 
 func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -148,11 +223,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		defer func() { _ = tracing.Shutdown(context.WithoutCancel(ctx)) }()
 		serverOpts = append(serverOpts, tracing.ServerOption())
 	}
-	pool, closeDB, err := openDatabase(ctx, cfg, log, tracing)
+	db, err := openDatabase(ctx, cfg, log, tracing)
 	if err != nil {
 		return err
 	}
-	defer closeDB()
+	defer db.close()
+	pool := db.pool
 
 	verifier, err := newVerifier(cfg, log)
 	if err != nil {
@@ -217,7 +293,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 		"embedded_database", cfg.Embedded(), "dev_mode", cfg.DevMode())
 
 	// Health says NOT_SERVING until the schema is current.
-	version, err := postgres.Migrate(ctx, pool, log)
+	version, err := db.migrate(ctx, log)
 	if err != nil {
 		srv.Stop()
 		return fmt.Errorf("postgres.Migrate: %w", err)

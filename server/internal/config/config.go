@@ -17,26 +17,29 @@ import (
 
 // Config is careteamd's configuration.
 type Config struct {
-	Listen          string
-	DataDir         string
-	DatabaseURL     string
-	DBMaxConns      int
-	DBMinConns      int
-	DBAcquireWait   time.Duration
-	JWKSFile        string
-	JWKSURL         string
-	JWTIssuer       string
-	JWTAudience     string
-	BootstrapAdmin  string
-	AckWindow       time.Duration
-	LogLevel        string
-	LogFormat       string
-	ShutdownTimeout time.Duration
-	RateLimit       float64
-	RateBurst       int
-	DefaultTimeout  time.Duration
-	MaxMessageBytes int
-	EventBuffer     int
+	Listen      string
+	DataDir     string
+	DatabaseURL string
+	// DatabaseOwnerURL, when set, migrates the schema as its owner, and
+	// DatabaseURL's role is granted only what serving needs.
+	DatabaseOwnerURL string
+	DBMaxConns       int
+	DBMinConns       int
+	DBAcquireWait    time.Duration
+	JWKSFile         string
+	JWKSURL          string
+	JWTIssuer        string
+	JWTAudience      string
+	BootstrapAdmin   string
+	AckWindow        time.Duration
+	LogLevel         string
+	LogFormat        string
+	ShutdownTimeout  time.Duration
+	RateLimit        float64
+	RateBurst        int
+	DefaultTimeout   time.Duration
+	MaxMessageBytes  int
+	EventBuffer      int
 	// MaxTokenLifetime, MaxConnectionAge and StreamRecheck bound how long a
 	// credential, a connection and an unchecked stream last.
 	MaxTokenLifetime time.Duration
@@ -104,7 +107,8 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates, PEM, for mutual TLS: a call without a token is made by the subject named in the Common Name of a client certificate they issued")
 	fs.BoolVar(&c.InsecurePlaintext, "insecure-plaintext", false, "allow plaintext on a non-loopback address: tokens and patient data cross the network unencrypted")
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: the embedded PostgreSQL cluster and, in dev mode, the signing key")
-	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty runs an embedded PostgreSQL in the data directory")
+	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) careteamd serves as; empty runs an embedded PostgreSQL in the data directory")
+	fs.StringVar(&c.DatabaseOwnerURL, "database-owner-url", "", "PostgreSQL URL of the role that owns the schema and migrates it; --database-url's role is then granted only what serving needs (empty: --database-url's role migrates)")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 20, "maximum database connections in the pool")
 	fs.IntVar(&c.DBMinConns, "db-min-conns", 2, "database connections kept open when idle")
 	fs.DurationVar(&c.DBAcquireWait, "db-acquire-wait", time.Second, "how long a call may wait for a free database connection before it is shed as UNAVAILABLE (retryable)")
@@ -191,6 +195,9 @@ func (c *Config) validate() error {
 	}
 	if !c.DevMode() && c.JWTIssuer == "" {
 		errs = append(errs, errors.New("--jwt-issuer is required with --jwks-file or --jwks-url"))
+	}
+	if c.DatabaseOwnerURL != "" && c.DatabaseURL == "" {
+		errs = append(errs, errors.New("--database-owner-url needs --database-url: the embedded default sets up its own roles"))
 	}
 	if c.JWKSFile != "" && c.JWKSURL != "" {
 		errs = append(errs, errors.New("give --jwks-file or --jwks-url, not both"))
