@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/careteam/careteam/client"
 	"github.com/careteam/careteam/client/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/pgembed"
 )
 
 // binary is careteamd built once for the tests in this file.
@@ -249,8 +251,35 @@ func TestEmbeddedDefaultKeepsDataAcrossRestarts(t *testing.T) {
 			if got.GetOrganization().GetDisplayName() != "Lakeside" {
 				t.Fatalf("after restart: %v", got.GetOrganization())
 			}
+			servesAsRuntimeRole(t, dataDir)
 			d.stop(t)
 		})
+	}
+}
+
+// servesAsRuntimeRole checks that careteamd on its embedded default serves
+// as a role that is not a superuser and owns nothing, and that the schema
+// is the owner role's.
+func servesAsRuntimeRole(t *testing.T, dataDir string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), pgembed.ConnString(filepath.Join(dataDir, "postgres"), "careteam"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var serving []string
+	var tableOwner string
+	var runtimeSuper, runtimeOwns bool
+	if err := conn.QueryRow(t.Context(), `
+		SELECT (SELECT array_agg(DISTINCT usename) FROM pg_stat_activity WHERE datname = 'careteam' AND pid <> pg_backend_pid()),
+		       (SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'),
+		       r.rolsuper, EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
+		FROM pg_roles r WHERE r.rolname = 'careteam_runtime'`).Scan(&serving, &tableOwner, &runtimeSuper, &runtimeOwns); err != nil {
+		t.Fatal(err)
+	}
+	if len(serving) != 1 || serving[0] != "careteam_runtime" || tableOwner != "careteam_owner" || runtimeSuper || runtimeOwns {
+		t.Errorf("careteamd connects as %v; audit_events owned by %s; careteam_runtime superuser %v, owns tables %v",
+			serving, tableOwner, runtimeSuper, runtimeOwns)
 	}
 }
 
