@@ -121,12 +121,9 @@ func (s *directoryServer) UpdateOrganization(ctx context.Context, req *pb.Update
 }
 
 func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {
-	org, err := parseOptionalName(careteam.Organizations, "practitioner.organization", in.GetOrganization())
-	if err != nil {
-		return careteam.Practitioner{}, err
-	}
+	var v violations
 	pr := careteam.Practitioner{
-		OrganizationID: org,
+		OrganizationID: v.optionalName(careteam.Organizations, "practitioner.organization", in.GetOrganization()),
 		DisplayName:    in.GetDisplayName(),
 		Role:           enumToDomain[careteam.Role](in.GetRole()),
 		Subject:        in.GetSubject(),
@@ -135,13 +132,10 @@ func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {
 		Active:         in.GetActive(),
 	}
 	if l := in.GetLicence(); l != nil {
-		expire, err := parseDate("practitioner.licence.expire_date", l.GetExpireDate())
-		if err != nil {
-			return careteam.Practitioner{}, err
-		}
-		pr.Licence = &careteam.Licence{Number: l.GetNumber(), Jurisdiction: l.GetJurisdiction(), ExpireDate: expire}
+		pr.Licence = &careteam.Licence{Number: l.GetNumber(), Jurisdiction: l.GetJurisdiction(),
+			ExpireDate: v.date("practitioner.licence.expire_date", l.GetExpireDate())}
 	}
-	return pr, nil
+	return pr, v.err()
 }
 
 func practitionerToProto(p *careteam.Practitioner) *pb.Practitioner {
@@ -222,7 +216,7 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 		return nil, err
 	}
 	in, err := practitionerFromProto(req.GetPractitioner())
-	if err != nil {
+	if ctx, err = withUnconverted(ctx, err); err != nil {
 		return nil, err
 	}
 	in.ID = id

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/careteam/careteam/client"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -211,4 +212,58 @@ func (h *harness) asToken(tok string) *client.Client {
 	}
 	h.t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// TestEveryBadFieldInOneAnswer is the finding: a request with several bad
+// fields listed only those of the first failing step (a bad date hid a
+// missing family name). Each answer lists them all, and nothing is written.
+func TestEveryBadFieldInOneAnswer(t *testing.T) {
+	t.Parallel()
+	tm := newTeam(t)
+	h := tm.harness
+	dr, root := h.as("dr"), h.as(rootAdmin)
+	for _, tc := range []struct {
+		name string
+		call func() error
+		want []string
+	}{
+		{"CreatePatient: a date that is no date, and no family name", func() error {
+			_, err := dr.Patients.CreatePatient(h.ctx, &pb.CreatePatientRequest{Patient: &pb.Patient{GivenName: "Jo", BirthDate: "1970-02-30"}})
+			return err
+		}, []string{"patient.birth_date", "patient.family_name"}},
+		{"UpdatePatient: the same", func() error {
+			in := proto.CloneOf(tm.patient)
+			in.BirthDate, in.FamilyName = "1970-02-30", ""
+			_, err := dr.Patients.UpdatePatient(h.ctx, &pb.UpdatePatientRequest{Patient: in, UpdateMask: fieldMask("birth_date", "family_name")})
+			return err
+		}, []string{"patient.birth_date", "patient.family_name"}},
+		{"CreatePractitioner: a bad organization name, expiry and NPI, no display name", func() error {
+			_, err := root.Directory.CreatePractitioner(h.ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
+				Role: pb.Role_ROLE_MASSAGE_THERAPIST, Organization: "organizations/not-a-uuid", Subject: "x",
+				Identifiers: []*pb.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567890"}},
+				Licence:     &pb.Licence{Number: "LMT-1", Jurisdiction: "US-WA", ExpireDate: "2027-13-01"}}})
+			return err
+		}, []string{"practitioner.organization", "practitioner.licence.expire_date", "practitioner.display_name", "practitioner.identifiers[0].value"}},
+		{"RecordDiagnosis: a bad onset date, and no code", func() error {
+			_, err := dr.Clinical.RecordDiagnosis(h.ctx, &pb.RecordDiagnosisRequest{Diagnosis: &pb.Diagnosis{
+				Patient: tm.patient.GetName(), Display: "x", OnsetDate: "2026-02-30"}})
+			return err
+		}, []string{"diagnosis.onset_date", "diagnosis.icd10_code"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := fieldViolations(t, tc.call())
+			slices.Sort(got)
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("violations %v, want %v", got, want)
+			}
+		})
+	}
+	if n := h.count(`SELECT count(*) FROM patients`); n != 1 {
+		t.Errorf("%d patients, want the team's 1", n)
+	}
+	if n := h.count(`SELECT count(*) FROM diagnoses`); n != 0 {
+		t.Errorf("%d diagnoses written", n)
+	}
 }

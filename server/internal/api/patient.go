@@ -13,17 +13,14 @@ type patientServer struct {
 }
 
 func patientFromProto(in *pb.Patient) (careteam.Patient, error) {
-	birth, err := parseDate("patient.birth_date", in.GetBirthDate())
-	if err != nil {
-		return careteam.Patient{}, err
-	}
+	var v violations
 	return careteam.Patient{
 		GivenName:   in.GetGivenName(),
 		FamilyName:  in.GetFamilyName(),
-		BirthDate:   birth,
+		BirthDate:   v.date("patient.birth_date", in.GetBirthDate()),
 		Gender:      enumToDomain[careteam.Gender](in.GetGender()),
 		Identifiers: identifiersFromProto(in.GetIdentifiers()),
-	}, nil
+	}, v.err()
 }
 
 func patientToProto(p *careteam.Patient) *pb.Patient {
@@ -98,7 +95,7 @@ func (s *patientServer) UpdatePatient(ctx context.Context, req *pb.UpdatePatient
 		return nil, err
 	}
 	in, err := patientFromProto(req.GetPatient())
-	if err != nil {
+	if ctx, err = withUnconverted(ctx, err); err != nil {
 		return nil, err
 	}
 	in.ID = id

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
@@ -47,8 +48,19 @@ func create[M any, In any, T any](ctx context.Context, req idempotentRequest, ms
 		return zero, err
 	}
 	in, err := convert(msg)
-	if err != nil {
+	if ctx, err = withUnconverted(ctx, err); err != nil {
 		return zero, err
 	}
 	return call(ctx, p, in, idempotency(req.GetRequestId(), req))
+}
+
+// withUnconverted hands the fields of a request that did not convert to the
+// use case, whose own validation reports them with the rest in one answer;
+// it writes nothing while any is pending. Other errors are returned.
+func withUnconverted(ctx context.Context, err error) (context.Context, error) {
+	var invalid *careteam.InvalidError
+	if errors.As(err, &invalid) {
+		return careteam.WithInvalid(ctx, invalid.Violations), nil
+	}
+	return ctx, err
 }

@@ -731,7 +731,7 @@ func (s *Service) RecordConsent(ctx context.Context, p Principal, c Consent, ide
 	if err := authorizeRecordConsent(p); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	if c.PatientID == uuid.Nil {
 		f.add("consent.patient", "required")
 	}

@@ -92,7 +92,7 @@ func (s *Service) RecordDiagnosis(ctx context.Context, p Principal, d Diagnosis,
 	if err := authorizePhysician(p, "record diagnoses"); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	s.validateDiagnosis(&f, &d)
 	if err := f.err(); err != nil {
 		return nil, err
@@ -207,7 +207,7 @@ func (s *Service) UpdateDiagnosis(ctx context.Context, p Principal, in Diagnosis
 			if mask.Display {
 				d.Display = in.Display
 			}
-			var f fields
+			f := fieldsFor(ctx)
 			s.validateDiagnosis(&f, d)
 			if err := f.err(); err != nil {
 				return nil, uuid.Nil, err
@@ -252,7 +252,7 @@ func (s *Service) checkReasonDiagnoses(ctx context.Context, tx Tx, r *Referral) 
 	if err != nil {
 		return err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	for i, id := range r.ReasonDiagnoses {
 		if !slices.Contains(found, id) {
 			f.add(fmt.Sprintf("referral.reason_diagnoses[%d]", i), "not a diagnosis of the referral's patient")

@@ -119,7 +119,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, o Organiz
 	if err := authorizeDirectory(p, uuid.Nil); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	if o.Kind == "" {
 		f.add("organization.kind", "required")
 	}
@@ -169,7 +169,7 @@ func (s *Service) UpdateOrganization(ctx context.Context, p Principal, in Organi
 			if mask.CredentialsClinicians {
 				cur.CredentialsClinicians = in.CredentialsClinicians
 			}
-			var f fields
+			f := fieldsFor(ctx)
 			validateOrganization(&f, cur)
 			if err := f.err(); err != nil {
 				return nil, uuid.Nil, err
@@ -220,7 +220,7 @@ func validatePractitioner(f *fields, pr *Practitioner, licenceChanged bool, now 
 // administrator; only the latter creates auditors, and clinicians unless
 // the organization credentials its own.
 func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practitioner, idem Idempotency) (*Practitioner, error) {
-	var f fields
+	f := fieldsFor(ctx)
 	if pr.OrganizationID == uuid.Nil {
 		f.add("practitioner.organization", "required")
 	}
@@ -309,7 +309,7 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 			if mask.Active {
 				cur.Active = in.Active
 			}
-			var f fields
+			f := fieldsFor(ctx)
 			now := s.clock.Now()
 			validatePractitioner(&f, cur, mask.Licence, now)
 			if err := f.err(); err != nil {

@@ -1,8 +1,10 @@
 package careteam
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -48,9 +50,33 @@ func (e *InvalidError) Error() string {
 }
 
 // fields collects field violations; its err is nil when there are none.
-type fields struct{ violations []FieldViolation }
+type fields struct {
+	violations []FieldViolation
+	// pending counts the violations it started with (see fieldsFor): a
+	// field they name is not reported again.
+	pending int
+}
+
+type invalidKey struct{}
+
+// WithInvalid returns ctx carrying the bad fields found in a request before
+// its use case ran, such as a date that does not parse, so that the use
+// case's validation reports them with its own in one answer. While any is
+// pending nothing is written (see mutate).
+func WithInvalid(ctx context.Context, vs []FieldViolation) context.Context {
+	return context.WithValue(ctx, invalidKey{}, vs)
+}
+
+// fieldsFor starts a collector with the bad fields ctx carries.
+func fieldsFor(ctx context.Context) fields {
+	vs, _ := ctx.Value(invalidKey{}).([]FieldViolation)
+	return fields{violations: slices.Clone(vs), pending: len(vs)}
+}
 
 func (f *fields) add(field, format string, args ...any) {
+	if slices.ContainsFunc(f.violations[:f.pending], func(v FieldViolation) bool { return v.Field == field }) {
+		return
+	}
 	f.violations = append(f.violations, FieldViolation{Field: field, Description: fmt.Sprintf(format, args...)})
 }
 

@@ -140,7 +140,7 @@ func (s *Service) importServiceRequest(ctx context.Context, tx Tx, p Principal, 
 	if err := authorizeRequester(me, in.Requester); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	plan, err := s.resolveImport(ctx, tx, p, in, &f, now)
 	if err != nil {
 		return nil, err
@@ -349,7 +349,7 @@ func resolveTarget(ctx context.Context, tx Tx, in *ServiceRequestImport, plan *i
 // createImported writes a new referral and what it needs: the patient if
 // new, the diagnoses new or changed, the submission.
 func (s *Service) createImported(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, plan *importPlan, r Referral, f *fields, now time.Time) (*ImportResult, error) {
-	f.merge(s.validateReferral(p, &r, now))
+	f.merge(s.validateReferral(ctx, p, &r, now))
 	if err := f.err(); err != nil {
 		return nil, err
 	}
@@ -409,7 +409,7 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 		(order.TargetOrgID == uuid.Nil || order.TargetOrgID == r.TargetOrgID) {
 		order.TargetTherapistID, order.TargetOrgID = r.TargetTherapistID, r.TargetOrgID
 	}
-	invalid := s.validateReferral(p, &order, now)
+	invalid := s.validateReferral(ctx, p, &order, now)
 	if err := f.err(); err != nil {
 		f.merge(invalid)
 		return nil, f.err()

@@ -74,7 +74,7 @@ func (s *Service) CreatePatient(ctx context.Context, p Principal, pt Patient, id
 	if err := authorizeRegisterPatient(p); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	s.validatePatient(&f, &pt)
 	if err := f.err(); err != nil {
 		return nil, err
@@ -152,7 +152,7 @@ func (s *Service) UpdatePatient(ctx context.Context, p Principal, in Patient, ma
 			if mask.Identifiers {
 				cur.Identifiers = in.Identifiers
 			}
-			var f fields
+			f := fieldsFor(ctx)
 			s.validatePatient(&f, cur)
 			if err := f.err(); err != nil {
 				return nil, uuid.Nil, err

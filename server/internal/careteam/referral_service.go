@@ -14,8 +14,8 @@ import (
 )
 
 // validateReferral checks a new referral and fills its defaults.
-func (s *Service) validateReferral(p Principal, r *Referral, now time.Time) error {
-	var f fields
+func (s *Service) validateReferral(ctx context.Context, p Principal, r *Referral, now time.Time) error {
+	f := fieldsFor(ctx)
 	if r.PatientID == uuid.Nil {
 		f.add("referral.patient", "required")
 	}
@@ -68,7 +68,7 @@ func (s *Service) CreateReferral(ctx context.Context, p Principal, r Referral, i
 		return nil, err
 	}
 	now := s.clock.Now()
-	if err := s.validateReferral(p, &r, now); err != nil {
+	if err := s.validateReferral(ctx, p, &r, now); err != nil {
 		return nil, err
 	}
 	return mutate(ctx, s, p, "CreateReferral", idem,

@@ -105,9 +105,20 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 	if err := authorizeWrite(p); err != nil {
 		return out, err
 	}
+	// A request with bad fields that did not convert (see WithInvalid)
+	// changes nothing, even where fn's validation did not report them: its
+	// transaction rolls back.
+	change := func(tx Tx) (T, uuid.UUID, error) {
+		res, id, err := fn(tx)
+		if f := fieldsFor(ctx); err == nil && f.err() != nil {
+			var zero T
+			return zero, uuid.Nil, f.err()
+		}
+		return res, id, err
+	}
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		if idem.RequestID == uuid.Nil {
-			res, _, err := fn(tx)
+			res, _, err := change(tx)
 			out = res
 			return err
 		}
@@ -120,7 +131,7 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 			out, err = load(tx, prior)
 			return err
 		}
-		res, id, err := fn(tx)
+		res, id, err := change(tx)
 		if err != nil {
 			return err
 		}

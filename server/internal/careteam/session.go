@@ -168,7 +168,7 @@ func (s *Service) gateFacts(ctx context.Context, tx Tx, p Principal, referral, t
 // referring physician, a named therapist's. at, when set, must be the
 // present within clock skew: the gate judges no other moment.
 func (s *Service) CheckClearance(ctx context.Context, p Principal, referral, therapist uuid.UUID, at time.Time, plan []Treatment) (*CheckResult, error) {
-	var f fields
+	f := fieldsFor(ctx)
 	checkCallerTime(&f, "session_time", at, s.clock.Now(), maxClockSkew)
 	if err := f.err(); err != nil {
 		return nil, err
@@ -204,7 +204,7 @@ func (s *Service) StartSession(ctx context.Context, p Principal, referral uuid.U
 	if err := authorizeStartSession(p); err != nil {
 		return nil, err
 	}
-	var f fields
+	f := fieldsFor(ctx)
 	if len(plan) == 0 {
 		f.add("planned", "plan at least one treatment")
 	}
