@@ -122,8 +122,9 @@ func snapshotReferral(r *Referral, now time.Time) *Referral {
 
 // patientEvent is the event of a change to something of a patient's: a
 // diagnosis or a clearance (clinical), or a consent. Its audience is
-// patientAudience, over the patient's referrals (or one referral), and
-// the physicians named.
+// patientAudience over all the patient's referrals, as the reads of it are
+// patient-wide even when it concerns one referral, and the physicians
+// named.
 func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource string, patient, referral uuid.UUID, actor uuid.UUID, clinical bool, extra ...string) (Event, error) {
 	refs, err := tx.PatientReferrals(ctx, patient)
 	if err != nil {
@@ -132,9 +133,6 @@ func (s *Service) patientEvent(ctx context.Context, tx Tx, t EventType, resource
 	pt, err := tx.GetPatient(ctx, patient, PatientScope{Any: true}, false)
 	if err != nil {
 		return Event{}, err
-	}
-	if referral != uuid.Nil {
-		refs = slices.DeleteFunc(refs, func(r *Referral) bool { return r.ID != referral })
 	}
 	orgs := []uuid.UUID{pt.OrganizationID}
 	for _, r := range refs {
