@@ -72,8 +72,14 @@ func TestEmergencyReadsAndWritesNothing(t *testing.T) {
 			t.Errorf("%d %s written under emergency access", n, table)
 		}
 	}
+	// Nor does it open a stream, which would outlast the call.
+	stream, err := er.Events.WatchEvents(emergency, &pb.WatchEventsRequest{Patient: patient})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantCode(t, err, codes.PermissionDenied)
 	// Nothing lasts: without the emergency, the patient is out of reach.
-	_, err := er.Patients.GetPatient(h.ctx, &pb.GetPatientRequest{Name: patient})
+	_, err = er.Patients.GetPatient(h.ctx, &pb.GetPatientRequest{Name: patient})
 	wantCode(t, err, codes.PermissionDenied)
 	// Not even the caller's own care team is written to under it.
 	wantCode(t, func() error {

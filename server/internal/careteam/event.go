@@ -253,6 +253,9 @@ type Subscriber struct {
 
 // NewSubscriber checks the caller may watch events at all.
 func NewSubscriber(p Principal, f EventFilter) (*Subscriber, error) {
+	if err := authorizeWatch(p); err != nil {
+		return nil, err
+	}
 	aud, err := eventAudience(p)
 	if err != nil {
 		return nil, err

@@ -170,6 +170,16 @@ func authorizeWrite(p Principal) error {
 	return nil
 }
 
+// authorizeWatch refuses a stream opened under emergency access: breaking
+// the glass lasts the one call that gives its reason, and a stream would
+// outlast it.
+func authorizeWatch(p Principal) error {
+	if p.Purpose == audit.PurposeEmergency {
+		return fmt.Errorf("emergency access lasts one call; a stream is not opened under it: %w", ErrPermissionDenied)
+	}
+	return nil
+}
+
 // authorizeCreateReferral allows physicians and coordinators to refer.
 func authorizeCreateReferral(p Principal) error {
 	if p.Role == RolePhysician || p.Role == RoleCoordinator {
