@@ -271,7 +271,8 @@ func servesAsRuntimeRole(t *testing.T, dataDir string) {
 	var tableOwner string
 	var runtimeSuper, runtimeOwns bool
 	if err := conn.QueryRow(t.Context(), `
-		SELECT (SELECT array_agg(DISTINCT usename) FROM pg_stat_activity WHERE datname = 'careteam' AND pid <> pg_backend_pid()),
+		SELECT (SELECT coalesce(array_agg(DISTINCT usename), '{}') FROM pg_stat_activity
+		        WHERE datname = 'careteam' AND backend_type = 'client backend' AND pid <> pg_backend_pid()),
 		       (SELECT tableowner FROM pg_tables WHERE tablename = 'audit_events'),
 		       r.rolsuper, EXISTS (SELECT 1 FROM pg_class WHERE relowner = r.oid)
 		FROM pg_roles r WHERE r.rolname = 'careteam_runtime'`).Scan(&serving, &tableOwner, &runtimeSuper, &runtimeOwns); err != nil {

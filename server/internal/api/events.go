@@ -124,9 +124,6 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	if err != nil {
 		return err
 	}
-	if err := s.svc.Recheck(ctx, sub); err != nil {
-		return err
-	}
 	entry := audit.FromContext(ctx)
 	// recordDelivered writes what the stream touched since it last did, so
 	// that what it delivered is on the trail while it runs, not only once
@@ -136,7 +133,11 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		if !ok {
 			return nil
 		}
-		if err := s.audit.AppendAudit(ctx, r); err != nil {
+		// Written even if the caller has gone: what was sent is recorded.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := s.audit.AppendAudit(actx, r); err != nil {
+			entry.Undrain(r) // for the stream's last record
 			return status.Errorf(codes.Unavailable, "the audit trail is unavailable; resume after cursor %d", last)
 		}
 		return nil
@@ -147,6 +148,12 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			batch, err := s.svc.ReplayEvents(ctx, sub, last, 500)
 			if err != nil {
 				return cursorStatus(err)
+			}
+			if len(batch) > 0 {
+				// Each batch goes to a watcher who may still watch.
+				if err := s.svc.Recheck(ctx, sub); err != nil {
+					return err
+				}
 			}
 			for _, e := range batch {
 				audit.Touch(ctx, e.Resource, e.PatientID)
@@ -173,9 +180,15 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		return status.Error(codes.Unavailable, "the server is shutting down; retry")
 	}
 	defer w.Close()
+	// A change to the caller's entry committed before the subscription
+	// reaches the live feed no more: check now that it would.
+	if err := s.svc.Recheck(ctx, sub); err != nil {
+		return err
+	}
 	if err := replay(); err != nil {
 		return err
 	}
+
 	// Live messages go out through a sender of their own, so that a client
 	// that stops reading (its flow-control window full, Send blocked)
 	// cannot keep this loop from seeing the overflow and ending the stream.
@@ -235,15 +248,15 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		case <-w.Overflow():
 			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
 		case e := <-w.Events():
-			if e.Cursor <= last {
-				continue
-			}
 			if sub.Concerns(e) {
 				// The caller's entry changed: nothing written after it goes
 				// out before they are checked again.
 				if err := s.svc.Recheck(ctx, sub); err != nil {
 					return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
 				}
+				continue
+			}
+			if e.Cursor <= last {
 				continue
 			}
 			s.obs.EventDelivered(time.Since(e.Time))

@@ -139,6 +139,23 @@ func TestCoordinatorsReadNoClinicalFreeText(t *testing.T) {
 	if _, err := (&clientSet{tm.as("dr"), cancelled.GetName()}).cancel(); err != nil {
 		t.Fatal(err)
 	}
+	// A clearance asked for, suspended with an observation, and one revoked
+	// with a reason: the clinicians' words.
+	words = append(words, "Cleared for deep tissue?", "Bruising over the lumbar area", "Anticoagulants started")
+	accepted := tm.referralIn(pb.ReferralState_REFERRAL_STATE_ACCEPTED)
+	if _, err := tm.as("lmt").Clinical.RequestClearance(t.Context(), &pb.RequestClearanceRequest{Patient: tm.patient.GetName(),
+		Referral: accepted.GetName(), Physician: tm.dr.GetName(), Question: "Cleared for deep tissue?"}); err != nil {
+		t.Fatal(err)
+	}
+	suspended := tm.clear(&pb.Clearance{})
+	if _, err := tm.as("lmt").Clinical.SuspendClearance(t.Context(), &pb.SuspendClearanceRequest{Name: suspended.GetName(),
+		RedFlag: pb.RedFlag_RED_FLAG_INFECTION_SIGNS, Observation: "Bruising over the lumbar area"}); err != nil {
+		t.Fatal(err)
+	}
+	revoked := tm.clear(&pb.Clearance{Referral: accepted.GetName(), EvaluatedRedFlags: []pb.RedFlag{pb.RedFlag_RED_FLAG_INFECTION_SIGNS}})
+	if _, err := tm.as("dr").Clinical.RevokeClearance(t.Context(), &pb.RevokeClearanceRequest{Name: revoked.GetName(), Reason: "Anticoagulants started"}); err != nil {
+		t.Fatal(err)
+	}
 	leaks := func(where string, m proto.Message) {
 		t.Helper()
 		text := prototext.Format(m)
@@ -162,6 +179,11 @@ func TestCoordinatorsReadNoClinicalFreeText(t *testing.T) {
 			t.Fatal(err)
 		}
 		leaks("ListReferrals", list)
+		clearances, err := c.Clinical.ListClearances(t.Context(), &pb.ListClearancesRequest{Patient: tm.patient.GetName()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaks("ListClearances", clearances)
 		for _, e := range listAll(t, c, &pb.ListEventsRequest{}) {
 			leaks("ListEvents", e)
 		}
@@ -230,6 +252,20 @@ func TestClearanceRequestGivesOnlyWhatAnswersIt(t *testing.T) {
 	_, err = named.Referrals.GetReferral(ctx, &pb.GetReferralRequest{Name: r.GetName()})
 	wantCode(t, err, codes.PermissionDenied)
 	assertEventsMatchReads(t, tm, "named-dr")
+	// Nor can they write their way in, and so to the record, by anything
+	// but the answer.
+	_, err = named.Clinical.RecordDiagnosis(ctx, &pb.RecordDiagnosisRequest{Diagnosis: &pb.Diagnosis{
+		Patient: tm.patient.GetName(), Icd10Code: "M54.50", Display: "x"}})
+	wantCode(t, err, codes.PermissionDenied)
+	in := tm.newReferral()
+	in.ReferringPhysician = namedDr.GetName()
+	_, err = named.Referrals.CreateReferral(ctx, &pb.CreateReferralRequest{Referral: in})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = named.Clinical.IssueClearance(ctx, &pb.IssueClearanceRequest{Clearance: &pb.Clearance{
+		Patient: tm.patient.GetName(), Decision: pb.ClearanceDecision_CLEARANCE_DECISION_NOT_CLEARED}})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = named.Clinical.GetDiagnosis(ctx, &pb.GetDiagnosisRequest{Name: diagnosis})
+	wantCode(t, err, codes.PermissionDenied)
 
 	// Answering takes the patient on: now the record is theirs to read.
 	if _, err := named.Clinical.IssueClearance(ctx, &pb.IssueClearanceRequest{RequestedClearance: request, Clearance: &pb.Clearance{

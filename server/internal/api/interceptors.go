@@ -111,8 +111,14 @@ func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		ctx, cancel = context.WithTimeout(ctx, in.limiter.limits.DefaultTimeout)
 		defer cancel()
 	}
+	// Taken at once, so that a call refused before validation leaves
+	// nothing behind.
+	undecoded := takeUndecodable(req)
 	ctx, done := in.observe(ctx, info.FullMethod)
 	resp, err := in.guard(ctx, info.FullMethod, streaming, func(ctx context.Context) (any, error) {
+		if undecoded != nil {
+			return nil, undecoded
+		}
 		if err := in.validate(req); err != nil {
 			return nil, err
 		}
@@ -269,7 +275,9 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 	if !ok {
 		return err
 	}
-	if st.Code() == codes.Unauthenticated || (st.Code() == codes.ResourceExhausted && r.Subject == "") {
+	// Calls of no known subject (a stream whose token expired has one, and
+	// keeps its own record of what it delivered).
+	if r.Subject == "" && (st.Code() == codes.Unauthenticated || st.Code() == codes.ResourceExhausted) {
 		write, ended := in.failures.admit(r, in.service.Now())
 		in.appendAudit(ctx, ended...)
 		if !write {
@@ -416,8 +424,8 @@ func (in *interceptors) validate(req any) error {
 	if !ok {
 		return nil
 	}
-	if v, bad := undecodable.LoadAndDelete(msg); bad {
-		return &careteam.InvalidError{Violations: []careteam.FieldViolation{v.(careteam.FieldViolation)}}
+	if err := takeUndecodable(msg); err != nil {
+		return err
 	}
 	if vs := shapeViolations(msg.ProtoReflect()); len(vs) > 0 {
 		return &careteam.InvalidError{Violations: vs}

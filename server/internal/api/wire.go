@@ -58,6 +58,16 @@ func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	return nil
 }
 
+// takeUndecodable returns, and forgets, the failure lenientCodec kept for
+// req, or nil.
+func takeUndecodable(req any) error {
+	v, bad := undecodable.LoadAndDelete(req)
+	if !bad {
+		return nil
+	}
+	return &careteam.InvalidError{Violations: []careteam.FieldViolation{v.(careteam.FieldViolation)}}
+}
+
 // invalidUTF8Field finds, in the wire bytes b of a message md, the path of
 // the first string field that is not valid UTF-8.
 func invalidUTF8Field(b []byte, md protoreflect.MessageDescriptor, prefix string) (string, bool) {

@@ -136,10 +136,12 @@ func (w *world) step() {
 	}
 }
 
-// checkSince checks the events written after cursor, as each watcher
-// receives them right after they were written: an event of a resource is
-// delivered to a watcher if and only if they may read the resource then,
-// and shows it as that read does. It returns the newest cursor.
+// checkSince checks the events written after cursor (one step's), as each
+// watcher lists them right after: a resource's newest event of the step
+// is delivered to a watcher if and only if they may read the resource
+// then, and shows it as that read does. Listing and the live feed filter
+// and redact with the same audience tokens and RedactEvent (see
+// events_delivery_test.go for the live path). It returns the newest cursor.
 func (w *world) checkSince(t *testing.T, cursor int64) int64 {
 	t.Helper()
 	rows, err := w.pool.Query(w.ctx, `SELECT cursor, resource FROM events WHERE cursor > $1 AND type <> 'PRACTITIONER_CHANGED' ORDER BY cursor`, cursor)
@@ -185,10 +187,10 @@ func (w *world) checkSince(t *testing.T, cursor int64) int64 {
 	return newest
 }
 
-// TestGeneratedWorlds is the property of section 2 over generated worlds:
-// after every step of a random walk, for every watcher and every event
-// written, the event is delivered if and only if a read of its resource is
-// allowed, and shows the resource as that read does.
+// TestGeneratedWorlds: after every step of a random walk, for every
+// watcher and every resource the step wrote an event of, its newest event
+// is delivered if and only if a read of the resource is allowed, and shows
+// the resource as that read does.
 func TestGeneratedWorlds(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(4) {

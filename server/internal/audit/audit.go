@@ -218,6 +218,23 @@ func (e *Entry) Drain(now time.Time) (r Record, ok bool) {
 	return r, true
 }
 
+// Undrain gives a held entry back what Drain took, when its record could
+// not be written, so that the stream's last record lists it.
+func (e *Entry) Undrain(r Record) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, res := range r.Resources {
+		if !slices.Contains(e.record.Resources, res) {
+			e.record.Resources = append(e.record.Resources, res)
+		}
+	}
+	for _, pt := range r.Patients {
+		if !slices.Contains(e.record.Patients, pt) {
+			e.record.Patients = append(e.record.Patients, pt)
+		}
+	}
+}
+
 // Untake undoes Take when the transaction that was to write the record
 // rolled back, so the call's outcome is recorded afterwards instead.
 func (e *Entry) Untake() {

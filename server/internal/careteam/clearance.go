@@ -335,17 +335,25 @@ func (s *Service) IssueClearance(ctx context.Context, p Principal, in Clearance,
 			now := s.clock.Now()
 			c := &in
 			c.ID, c.Version, c.CreateTime = newID(), 1, now
+			// An open request addressed to the caller is their way in to
+			// the patient: answering it takes the patient on.
+			answering := false
 			if requested != uuid.Nil {
 				peek, err := s.readClearance(ctx, tx, p, requested, false)
 				if err != nil {
 					return nil, uuid.Nil, err
 				}
 				c.PatientID = peek.PatientID
+				answering = peek.Status == ClearanceRequested && peek.PhysicianID == p.PractitionerID
 			}
 			if c.PatientID == uuid.Nil {
 				return nil, uuid.Nil, &InvalidError{Violations: []FieldViolation{{Field: "clearance.patient", Description: "required"}}}
 			}
-			if err := s.lockPatientRecord(ctx, tx, p, c.PatientID, now); err != nil {
+			lock := s.lockPatientRecord
+			if answering {
+				lock = s.lockAnsweredPatient
+			}
+			if err := lock(ctx, tx, p, c.PatientID, now); err != nil {
 				return nil, uuid.Nil, err
 			}
 			if requested != uuid.Nil {
@@ -480,6 +488,16 @@ func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
 // Lock order everywhere: patient, referrals, clearances.
 func (s *Service) lockPatientRecord(ctx context.Context, tx Tx, p Principal, patient uuid.UUID, now time.Time) error {
 	if _, err := s.getPatient(ctx, tx, p, patient, true); err != nil {
+		return err
+	}
+	return s.settleClearances(ctx, tx, p.PractitionerID, patient, now)
+}
+
+// lockAnsweredPatient is lockPatientRecord for a physician answering a
+// request addressed to them, which the caller has checked: the request
+// reaches the patient where no other relation does.
+func (s *Service) lockAnsweredPatient(ctx context.Context, tx Tx, p Principal, patient uuid.UUID, now time.Time) error {
+	if _, err := loadPatient(ctx, tx, patient, PatientScope{Any: true}, true); err != nil {
 		return err
 	}
 	return s.settleClearances(ctx, tx, p.PractitionerID, patient, now)

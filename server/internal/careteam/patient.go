@@ -94,11 +94,15 @@ func (s *Service) CreatePatient(ctx context.Context, p Principal, pt Patient, id
 // ErrPermissionDenied whether or not it exists, so that nothing reveals to
 // another organization that a patient exists.
 func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UUID, forUpdate bool) (*Patient, error) {
-	audit.Touch(ctx, Patients.Name(id), id)
 	scope, err := patientScope(p, !forUpdate)
 	if err != nil {
 		return nil, err
 	}
+	return loadPatient(ctx, tx, id, scope, forUpdate)
+}
+
+func loadPatient(ctx context.Context, tx Tx, id uuid.UUID, scope PatientScope, forUpdate bool) (*Patient, error) {
+	audit.Touch(ctx, Patients.Name(id), id)
 	pt, err := tx.GetPatient(ctx, id, scope, forUpdate)
 	if errors.Is(err, ErrNotFound) {
 		return nil, fmt.Errorf("%s: %w", Patients.Name(id), ErrPermissionDenied)
@@ -106,9 +110,13 @@ func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UU
 	return pt, err
 }
 
-// GetPatient returns a patient the caller may see.
+// GetPatient returns a patient the caller may see, in demographicsScope.
 func (s *Service) GetPatient(ctx context.Context, p Principal, id uuid.UUID) (*Patient, error) {
-	return read(ctx, s, func(tx Tx) (*Patient, error) { return s.getPatient(ctx, tx, p, id, false) })
+	scope, err := demographicsScope(p)
+	if err != nil {
+		return nil, err
+	}
+	return read(ctx, s, func(tx Tx) (*Patient, error) { return loadPatient(ctx, tx, id, scope, false) })
 }
 
 // ListPatients lists the patients the caller may see, by registration.

@@ -53,12 +53,24 @@ func patientScope(p Principal, emergency bool) (PatientScope, error) {
 	}
 	switch p.Role {
 	case RolePhysician:
-		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID, AskedToClear: p.PractitionerID}, nil
+		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID}, nil
 	case RoleTherapist, RoleCoordinator:
 		rs, err := referralScope(p)
 		return PatientScope{RegisteredByOrg: p.OrganizationID, Referrals: rs}, err
 	}
 	return PatientScope{}, fmt.Errorf("role %s reads no patient data: %w", p.Role, ErrPermissionDenied)
+}
+
+// demographicsScope is patientScope for reading a patient's own record (the
+// demographics): a physician a clearance request names reads them too, to
+// answer it. Nothing else they do reaches the patient through the request;
+// answering it does (see IssueClearance).
+func demographicsScope(p Principal) (PatientScope, error) {
+	scope, err := patientScope(p, true)
+	if err == nil && p.Role == RolePhysician && !scope.Any {
+		scope.AskedToClear = p.PractitionerID
+	}
+	return scope, err
 }
 
 // clinicalScope returns whose diagnoses and clearances the caller may read.
@@ -151,7 +163,12 @@ func codedReason(c StateChange) string {
 	case c.To == ReferralCancelled:
 		return ""
 	case c.From == c.To || c.From == ReferralDeclined: // routed
-		if strings.HasPrefix(c.Reason, reasonAssignedTo) || c.Reason == reasonReimported {
+		if name, ok := strings.CutPrefix(c.Reason, reasonAssignedTo); ok {
+			if _, err := Practitioners.Parse(name); err == nil {
+				return c.Reason
+			}
+		}
+		if c.Reason == reasonReimported {
 			return c.Reason
 		}
 		return ""
@@ -440,8 +457,20 @@ func authorizeSuspend(p Principal, covered []*Referral) error {
 
 // redactClearance hides the physician's notes from coordinators.
 func redactClearance(p Principal, c *Clearance) {
-	if p.Role == RoleCoordinator {
-		c.Notes = ""
+	if p.Role != RoleCoordinator {
+		return
+	}
+	c.Notes, c.Question = "", ""
+	// Copies, not edits: the clearance may be shared with other readers.
+	if c.Suspension != nil {
+		susp := *c.Suspension
+		susp.Observation = ""
+		c.Suspension = &susp
+	}
+	if c.Revocation != nil {
+		rev := *c.Revocation
+		rev.Reason = ""
+		c.Revocation = &rev
 	}
 }
 
