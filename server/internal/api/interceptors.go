@@ -382,7 +382,7 @@ func purposeOfUse(ctx context.Context) (purpose, reason string, err error) {
 		if v := md.Get(emergencyReasonHeader); len(v) > 0 && strings.TrimSpace(v[0]) != "" && len(v[0]) <= 1000 && printable(v[0]) {
 			return purpose, strings.TrimSpace(v[0]), nil
 		}
-		return "", "", invalid(emergencyReasonHeader, "required with purpose EMERGENCY: at most 1000 characters of UTF-8 text, without control characters")
+		return "", "", invalid(emergencyReasonHeader, "required with purpose EMERGENCY: at most 1000 bytes of UTF-8 text, without control characters")
 	}
 	return "", "", invalid(purposeHeader, "must be TREATMENT, PAYMENT, OPERATIONS or EMERGENCY")
 }

@@ -124,7 +124,7 @@ func shapeViolations(m protoreflect.Message) []careteam.FieldViolation {
 					out = append(out, careteam.FieldViolation{Field: path, Description: fmt.Sprintf("at most %d items", maxRepeated)})
 					return true
 				}
-				for i := range l.Len() {
+				for i := 0; i < l.Len() && len(out) < maxViolations; i++ {
 					check(&out, fd, l.Get(i), fmt.Sprintf("%s[%d]", path, i), walk)
 				}
 			case fd.IsMap():
