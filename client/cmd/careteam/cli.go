@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -316,4 +318,31 @@ func reportError(w io.Writer, cmd string, err error) int {
 		return exitUnavailable
 	}
 	return exitError
+}
+
+// updateMask is the update mask of the flags given: each flag names the
+// field it changes in pathOf; at least one must be given.
+func updateMask(fs *flag.FlagSet, pathOf map[string]string) ([]string, error) {
+	var paths []string
+	fs.Visit(func(f *flag.Flag) {
+		if p, ok := pathOf[f.Name]; ok && !slices.Contains(paths, p) {
+			paths = append(paths, p)
+		}
+	})
+	if len(paths) == 0 {
+		return nil, usagef("nothing to update")
+	}
+	return paths, nil
+}
+
+// optionalBool parses the value of a true-or-false flag; empty is false.
+func optionalBool(name, value string) (bool, error) {
+	if value == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(value)
+	if err != nil {
+		return false, usagef("--%s: want true or false", name)
+	}
+	return b, nil
 }

@@ -161,16 +161,10 @@ func diagnosisUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		d.Name, d.Etag = name, *etag
-		paths := map[string]string{"display": "display", "status": "clinical_status", "severity": "severity", "notes": "notes",
-			"notes-shareable": "notes_shareable", "body-site": "body_sites", "red-flag": "red_flags"}
-		var mask []string
-		fs.Visit(func(f *flag.Flag) {
-			if p, ok := paths[f.Name]; ok {
-				mask = append(mask, p)
-			}
-		})
-		if len(mask) == 0 {
-			return nil, usagef("nothing to update")
+		mask, err := updateMask(fs, map[string]string{"display": "display", "status": "clinical_status", "severity": "severity",
+			"notes": "notes", "notes-shareable": "notes_shareable", "body-site": "body_sites", "red-flag": "red_flags"})
+		if err != nil {
+			return nil, err
 		}
 		c, err := e.dial()
 		if err != nil {

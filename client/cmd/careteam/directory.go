@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"strconv"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -100,24 +99,13 @@ func orgUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		o := &pb.Organization{Name: target, DisplayName: *name, Identifiers: idents, Etag: *etag}
-		var paths []string
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "name":
-				paths = append(paths, "display_name")
-			case "identifier":
-				paths = append(paths, "identifiers")
-			case "credentials-clinicians":
-				paths = append(paths, "credentials_clinicians")
-			}
-		})
-		if len(paths) == 0 {
-			return nil, usagef("nothing to update")
+		paths, err := updateMask(fs, map[string]string{"name": "display_name", "identifier": "identifiers",
+			"credentials-clinicians": "credentials_clinicians"})
+		if err != nil {
+			return nil, err
 		}
-		if *credentials != "" {
-			if o.CredentialsClinicians, err = strconv.ParseBool(*credentials); err != nil {
-				return nil, usagef("--credentials-clinicians: want true or false")
-			}
+		if o.CredentialsClinicians, err = optionalBool("credentials-clinicians", *credentials); err != nil {
+			return nil, err
 		}
 		c, err := e.dial()
 		if err != nil {
@@ -274,30 +262,13 @@ func practitionerUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		pr.Name, pr.Etag = name, *etag
-		var paths []string
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "name":
-				paths = append(paths, "display_name")
-			case "identifier":
-				paths = append(paths, "identifiers")
-			case "specialty":
-				paths = append(paths, "specialties")
-			case "licence-number", "licence-jurisdiction", "licence-expires":
-				if len(paths) == 0 || paths[len(paths)-1] != "licence" {
-					paths = append(paths, "licence")
-				}
-			case "active":
-				paths = append(paths, "active")
-			}
-		})
-		if len(paths) == 0 {
-			return nil, usagef("nothing to update")
+		paths, err := updateMask(fs, map[string]string{"name": "display_name", "identifier": "identifiers", "specialty": "specialties",
+			"licence-number": "licence", "licence-jurisdiction": "licence", "licence-expires": "licence", "active": "active"})
+		if err != nil {
+			return nil, err
 		}
-		if *active != "" {
-			if pr.Active, err = strconv.ParseBool(*active); err != nil {
-				return nil, usagef("--active: want true or false")
-			}
+		if pr.Active, err = optionalBool("active", *active); err != nil {
+			return nil, err
 		}
 		c, err := e.dial()
 		if err != nil {

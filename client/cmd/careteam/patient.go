@@ -107,23 +107,10 @@ func patientUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		pt.Name, pt.Etag = name, *etag
-		var paths []string
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "given":
-				paths = append(paths, "given_name")
-			case "family":
-				paths = append(paths, "family_name")
-			case "birth-date":
-				paths = append(paths, "birth_date")
-			case "gender":
-				paths = append(paths, "gender")
-			case "identifier":
-				paths = append(paths, "identifiers")
-			}
-		})
-		if len(paths) == 0 {
-			return nil, usagef("nothing to update")
+		paths, err := updateMask(fs, map[string]string{"given": "given_name", "family": "family_name", "birth-date": "birth_date",
+			"gender": "gender", "identifier": "identifiers"})
+		if err != nil {
+			return nil, err
 		}
 		c, err := e.dial()
 		if err != nil {

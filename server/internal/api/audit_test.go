@@ -153,20 +153,7 @@ func TestAuditTrailIsAppendOnlyAndTamperEvident(t *testing.T) {
 	if err := h.pool.QueryRow(h.ctx, `SELECT max(seq) FROM audit_events WHERE method = '/careteam.v1.PatientService/GetPatient'`).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := h.pool.Acquire(h.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for _, sql := range []string{
-		`SET session_replication_role = replica`,
-		`UPDATE audit_events SET subject = 'someone-else' WHERE seq = ` + strconv.FormatInt(seq, 10),
-		`SET session_replication_role = origin`,
-	} {
-		if _, err := conn.Exec(h.ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.asSuperuserWithoutTriggers(`UPDATE audit_events SET subject = 'someone-else' WHERE seq = ` + strconv.FormatInt(seq, 10))
 	v := verify()
 	if v.GetOk() || v.GetFirstBrokenSequence() != seq || !strings.Contains(v.GetProblem(), "altered") {
 		t.Fatalf("after tampering with %d: %v", seq, v)
@@ -207,6 +194,22 @@ func TestAuditTrailIsAppendOnlyAndTamperEvident(t *testing.T) {
 	})
 }
 
+// asSuperuserWithoutTriggers runs sql as the test database's superuser
+// with triggers off, as someone tampering with the trail would.
+func (h *harness) asSuperuserWithoutTriggers(sql string) {
+	h.t.Helper()
+	conn, err := h.pool.Acquire(h.ctx)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, s := range []string{`SET session_replication_role = replica`, sql, `SET session_replication_role = origin`} {
+		if _, err := conn.Exec(h.ctx, s); err != nil {
+			h.t.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
 // TestTruncatedChainIsFound is the finding: deleting the last records of
 // a chain (a superuser, with the append-only triggers off) left a trail
 // VerifyAuditLog reported intact, since no gap remained to find. Each
@@ -227,20 +230,7 @@ func TestTruncatedChainIsFound(t *testing.T) {
 	if err := h.pool.QueryRow(h.ctx, `SELECT chain, max(seq) FROM audit_events GROUP BY chain ORDER BY count(*) DESC LIMIT 1`).Scan(&chain, &last); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := h.pool.Acquire(h.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
-	for _, sql := range []string{
-		`SET session_replication_role = replica`,
-		`DELETE FROM audit_events WHERE seq = ` + strconv.FormatInt(last, 10),
-		`SET session_replication_role = origin`,
-	} {
-		if _, err := conn.Exec(h.ctx, sql); err != nil {
-			t.Fatal(err)
-		}
-	}
+	h.asSuperuserWithoutTriggers(`DELETE FROM audit_events WHERE seq = ` + strconv.FormatInt(last, 10))
 	v, err := h.as("auditor").Audit.VerifyAuditLog(h.ctx, &pb.VerifyAuditLogRequest{})
 	if err != nil {
 		t.Fatal(err)
