@@ -134,9 +134,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			return nil
 		}
 		// Written even if the caller has gone: what was sent is recorded.
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := s.audit.AppendAudit(actx, r); err != nil {
+		if err := appendDetached(ctx, s.audit, r); err != nil {
 			entry.Undrain(r) // for the stream's last record
 			return status.Errorf(codes.Unavailable, "the audit trail is unavailable; resume after cursor %d", last)
 		}

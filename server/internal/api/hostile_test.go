@@ -26,7 +26,7 @@ import (
 
 // rawCodec sends bytes as they are, so that a test can put on the wire
 // what no well-behaved client would.
-type rawCodec struct{ encoding.CodecV2 }
+type rawCodec struct{}
 
 func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if b, ok := v.(*[]byte); ok {

@@ -284,11 +284,7 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 			return err
 		}
 	}
-	// The record is written even if the caller has gone, but not forever:
-	// a stuck database must not hold the call, and its connection, with it.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if werr := in.audit.AppendAudit(actx, r); werr != nil {
+	if werr := appendDetached(ctx, in.audit, r); werr != nil {
 		in.log.ErrorContext(ctx, "audit record not written", "request_id", RequestID(ctx), "error", werr.Error())
 		if err == nil {
 			return status.Error(codes.Unavailable, "the audit trail is unavailable; retry")
@@ -301,12 +297,18 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 // summaries of failed authentications; a failure is logged, not returned.
 func (in *interceptors) appendAudit(ctx context.Context, rs ...audit.Record) {
 	for _, r := range rs {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		if err := in.audit.AppendAudit(actx, r); err != nil {
+		if err := appendDetached(ctx, in.audit, r); err != nil {
 			in.log.ErrorContext(ctx, "audit record not written", "request_id", r.RequestID, "error", err.Error())
 		}
-		cancel()
 	}
+}
+
+// appendDetached writes r even if the caller has gone, but not forever: a
+// stuck database must not hold the call, and its connection, with it.
+func appendDetached(ctx context.Context, w AuditWriter, r audit.Record) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return w.AppendAudit(actx, r)
 }
 
 // authenticate verifies the bearer token, or for a call without one the

@@ -80,17 +80,16 @@ func demographicsScope(p Principal) (PatientScope, error) {
 // their organization registered, not for being asked to clear one; everyone
 // else wherever they see the patient.
 func clinicalScope(p Principal, emergency bool) (PatientScope, error) {
-	switch {
-	case emergency && p.emergency():
-		return PatientScope{Any: true}, nil
-	case p.Role == RoleTherapist:
+	if p.Role == RoleTherapist {
 		return PatientScope{Referrals: ReferralScope{Therapist: p.PractitionerID}}, nil
-	case p.Role == RolePhysician:
+	}
+	scope, err := patientScope(p, emergency)
+	if err == nil && p.Role == RolePhysician {
 		// Asked to clear, a physician reads the request, not the record,
 		// until they take the patient on.
-		return PatientScope{RegisteredByOrg: p.OrganizationID, Physician: p.PractitionerID, ClearancesOf: p.PractitionerID}, nil
+		scope.ClearancesOf = p.PractitionerID
 	}
-	return patientScope(p, emergency)
+	return scope, err
 }
 
 // seesClinical reports whether the caller may read the patient's diagnoses
@@ -558,24 +557,22 @@ func orgMembers(org uuid.UUID) string       { return "o:" + org.String() }
 func staff(org uuid.UUID) string { return "s:" + org.String() }
 
 // patientAudience mirrors patientScope for an event about a patient: the
-// registering organization and every party of the patient's referrals
-// (or of the one named). For clinical content (diagnoses, clearances) it
-// mirrors clinicalScope instead: a therapist receives it only through a
-// referral assigned to them, never through their practice.
+// registering organization and every party of the patient's referrals.
+// For clinical content (diagnoses, clearances) it mirrors clinicalScope
+// instead: the registering organization's members but its therapists, and
+// a therapist only through a referral assigned to them, never through
+// their practice.
 func patientAudience(registeringOrg uuid.UUID, refs []*Referral, clinical bool) []string {
-	if !clinical {
-		aud := []string{orgMembers(registeringOrg)}
-		for _, r := range refs {
-			aud = append(aud, referralAudience(r)...)
-		}
-		return aud
+	aud := []string{orgMembers(registeringOrg)}
+	if clinical {
+		aud = []string{staff(registeringOrg)}
 	}
-	aud := []string{staff(registeringOrg)}
 	for _, r := range refs {
-		aud = append(aud, practitionerToken(r.ReferringPhysicianID), coordinators(r.ReferringOrgID), coordinators(r.TargetOrgID))
-		if r.TargetTherapistID != uuid.Nil {
-			aud = append(aud, practitionerToken(r.TargetTherapistID))
+		parties := referralAudience(r)
+		if clinical {
+			parties = slices.DeleteFunc(parties, func(a string) bool { return a == therapists(r.TargetOrgID) })
 		}
+		aud = append(aud, parties...)
 	}
 	return aud
 }

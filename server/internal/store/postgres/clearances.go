@@ -97,14 +97,7 @@ func (t *tx) GetClearance(ctx context.Context, id uuid.UUID, scope careteam.Pati
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + clearanceColumns + ` FROM clearances c JOIN patients p ON p.id = c.patient_id
 		WHERE c.id = @id AND ` + clearanceVisible(scope, args)
-	var c *careteam.Clearance
-	var err error
-	if forUpdate {
-		c, err = lockAndGet(ctx, t, "clearances", id, q, args, scanClearance)
-	} else {
-		c, err = scanClearance(t.queryRow(ctx, q, args))
-	}
-	return c, notFound(err, careteam.Clearances, id)
+	return getByID(ctx, t, "clearances", careteam.Clearances, id, forUpdate, q, args, scanClearance)
 }
 
 func (t *tx) ListClearances(ctx context.Context, scope careteam.PatientScope, f careteam.ClearanceFilter, page careteam.Page) ([]*careteam.Clearance, error) {

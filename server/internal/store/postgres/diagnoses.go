@@ -38,14 +38,7 @@ func (t *tx) GetDiagnosis(ctx context.Context, id uuid.UUID, scope careteam.Pati
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + diagnosisColumns + ` FROM diagnoses d JOIN patients p ON p.id = d.patient_id
 		WHERE d.id = @id AND ` + patientVisible(scope, args)
-	var d *careteam.Diagnosis
-	var err error
-	if forUpdate {
-		d, err = lockAndGet(ctx, t, "diagnoses", id, q, args, scanDiagnosis)
-	} else {
-		d, err = scanDiagnosis(t.queryRow(ctx, q, args))
-	}
-	return d, notFound(err, careteam.Diagnoses, id)
+	return getByID(ctx, t, "diagnoses", careteam.Diagnoses, id, forUpdate, q, args, scanDiagnosis)
 }
 
 func (t *tx) ListDiagnoses(ctx context.Context, patient uuid.UUID, page careteam.Page) ([]*careteam.Diagnosis, error) {

@@ -37,14 +37,7 @@ func scanOrganization(row pgx.Row) (*careteam.Organization, error) {
 func (t *tx) GetOrganization(ctx context.Context, id uuid.UUID, forUpdate bool) (*careteam.Organization, error) {
 	q := `SELECT ` + organizationColumns + ` FROM organizations WHERE id = @id`
 	args := pgx.NamedArgs{"id": id}
-	var o *careteam.Organization
-	var err error
-	if forUpdate {
-		o, err = lockAndGet(ctx, t, "organizations", id, q, args, scanOrganization)
-	} else {
-		o, err = scanOrganization(t.queryRow(ctx, q, args))
-	}
-	return o, notFound(err, careteam.Organizations, id)
+	return getByID(ctx, t, "organizations", careteam.Organizations, id, forUpdate, q, args, scanOrganization)
 }
 
 func (t *tx) ListOrganizations(ctx context.Context, f careteam.OrganizationFilter, page careteam.Page) ([]*careteam.Organization, error) {
@@ -118,14 +111,7 @@ func scanPractitioner(row pgx.Row) (*careteam.Practitioner, error) {
 func (t *tx) GetPractitioner(ctx context.Context, id uuid.UUID, forUpdate bool) (*careteam.Practitioner, error) {
 	q := `SELECT ` + practitionerColumns + ` FROM practitioners p WHERE p.id = @id`
 	args := pgx.NamedArgs{"id": id}
-	var p *careteam.Practitioner
-	var err error
-	if forUpdate {
-		p, err = lockAndGet(ctx, t, "practitioners", id, q, args, scanPractitioner)
-	} else {
-		p, err = scanPractitioner(t.queryRow(ctx, q, args))
-	}
-	return p, notFound(err, careteam.Practitioners, id)
+	return getByID(ctx, t, "practitioners", careteam.Practitioners, id, forUpdate, q, args, scanPractitioner)
 }
 
 func (t *tx) GetPractitionerBySubject(ctx context.Context, subject string) (*careteam.Practitioner, error) {

@@ -87,14 +87,7 @@ func patientVisible(s careteam.PatientScope, args pgx.NamedArgs) string {
 func (t *tx) GetPatient(ctx context.Context, id uuid.UUID, scope careteam.PatientScope, forUpdate bool) (*careteam.Patient, error) {
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + patientColumns + ` FROM patients p WHERE p.id = @id AND ` + patientVisible(scope, args)
-	var p *careteam.Patient
-	var err error
-	if forUpdate {
-		p, err = lockAndGet(ctx, t, "patients", id, q, args, scanPatient)
-	} else {
-		p, err = scanPatient(t.queryRow(ctx, q, args))
-	}
-	return p, notFound(err, careteam.Patients, id)
+	return getByID(ctx, t, "patients", careteam.Patients, id, forUpdate, q, args, scanPatient)
 }
 
 func (t *tx) ListPatients(ctx context.Context, scope careteam.PatientScope, f careteam.PatientFilter, page careteam.Page) ([]*careteam.Patient, error) {

@@ -203,14 +203,7 @@ func (t *tx) ClaimExpiredReferrals(ctx context.Context, now time.Time, limit int
 func (t *tx) GetReferral(ctx context.Context, id uuid.UUID, scope careteam.ReferralScope, forUpdate bool) (*careteam.Referral, error) {
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + referralColumns + ` FROM referrals r WHERE r.id = @id AND ` + referralVisible(scope, args)
-	var r *careteam.Referral
-	var err error
-	if forUpdate {
-		r, err = lockAndGet(ctx, t, "referrals", id, q, args, scanReferral)
-	} else {
-		r, err = scanReferral(t.queryRow(ctx, q, args))
-	}
-	return r, notFound(err, careteam.Referrals, id)
+	return getByID(ctx, t, "referrals", careteam.Referrals, id, forUpdate, q, args, scanReferral)
 }
 
 func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f careteam.ReferralFilter, page careteam.Page) ([]*careteam.Referral, error) {

@@ -169,14 +169,7 @@ func (t *tx) UpdateSession(ctx context.Context, s *careteam.Session) error {
 func (t *tx) GetSession(ctx context.Context, id uuid.UUID, scope careteam.SessionScope, forUpdate bool) (*careteam.Session, error) {
 	args := pgx.NamedArgs{"id": id}
 	q := `SELECT ` + sessionColumns + ` FROM sessions s WHERE s.id = @id AND ` + sessionVisible(scope, args)
-	var s *careteam.Session
-	var err error
-	if forUpdate {
-		s, err = lockAndGet(ctx, t, "sessions", id, q, args, scanSession)
-	} else {
-		s, err = scanSession(t.queryRow(ctx, q, args))
-	}
-	return s, notFound(err, careteam.Sessions, id)
+	return getByID(ctx, t, "sessions", careteam.Sessions, id, forUpdate, q, args, scanSession)
 }
 
 func (t *tx) ListSessions(ctx context.Context, scope careteam.SessionScope, f careteam.SessionFilter, page careteam.Page) ([]*careteam.Session, error) {

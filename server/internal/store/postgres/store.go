@@ -286,6 +286,21 @@ func notFound(err error, c careteam.Collection, id fmt.Stringer) error {
 	return err
 }
 
+// getByID reads the row of table with id through read, locked (see
+// lockAndGet) when forUpdate; a missing row is c's ErrNotFound.
+func getByID[T any](ctx context.Context, t *tx, table string, c careteam.Collection, id uuid.UUID, forUpdate bool,
+	read string, args pgx.NamedArgs, scan func(pgx.Row) (*T, error),
+) (*T, error) {
+	var row *T
+	var err error
+	if forUpdate {
+		row, err = lockAndGet(ctx, t, table, id, read, args, scan)
+	} else {
+		row, err = scan(t.queryRow(ctx, read, args))
+	}
+	return row, notFound(err, c, id)
+}
+
 // lockAndGet locks a row with one statement and reads it with a second, in
 // one round trip. Both cannot be one statement: under READ COMMITTED a
 // statement that waited for a row lock sees the row's new version, but its
