@@ -80,7 +80,7 @@ func TestDatabaseStarvedOrSlow(t *testing.T) {
 	shedCalls := 0
 	for _, stall := range []struct{ name, sql string }{
 		{"a table every call reads locked", `LOCK TABLE practitioners IN ACCESS EXCLUSIVE MODE`},
-		{"the audit chains locked", `SELECT chain FROM audit_chains FOR UPDATE`},
+		{"the audit inbox locked", `LOCK TABLE audit_inbox IN EXCLUSIVE MODE`},
 	} {
 		tx, err := holder.Begin(ctx)
 		if err != nil {

@@ -500,7 +500,10 @@ type VerifyAuditLogResponse struct {
 	// The first record that does not verify, when not ok.
 	FirstBrokenSequence int64 `protobuf:"varint,3,opt,name=first_broken_sequence,json=firstBrokenSequence,proto3" json:"first_broken_sequence,omitempty"`
 	// What is wrong with it.
-	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	Problem string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	// Records committed but not yet sealed onto their chains when the check
+	// ended: durable, and covered by a later check.
+	Unsealed      int64 `protobuf:"varint,5,opt,name=unsealed,proto3" json:"unsealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,6 +566,13 @@ func (x *VerifyAuditLogResponse) GetProblem() string {
 	return ""
 }
 
+func (x *VerifyAuditLogResponse) GetUnsealed() int64 {
+	if x != nil {
+		return x.Unsealed
+	}
+	return 0
+}
+
 var File_careteam_v1_audit_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_audit_proto_rawDesc = "" +
@@ -606,12 +616,13 @@ const file_careteam_v1_audit_proto_rawDesc = "" +
 	"\x15VerifyAuditLogRequest\x12,\n" +
 	"\rfrom_sequence\x18\x01 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\ffromSequence\x12(\n" +
 	"\vto_sequence\x18\x02 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\n" +
-	"toSequence\"\x90\x01\n" +
+	"toSequence\"\xac\x01\n" +
 	"\x16VerifyAuditLogResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x18\n" +
 	"\achecked\x18\x02 \x01(\x03R\achecked\x122\n" +
 	"\x15first_broken_sequence\x18\x03 \x01(\x03R\x13firstBrokenSequence\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem*\xa5\x01\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\x12\x1a\n" +
+	"\bunsealed\x18\x05 \x01(\x03R\bunsealed*\xa5\x01\n" +
 	"\fPurposeOfUse\x12\x1e\n" +
 	"\x1aPURPOSE_OF_USE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18PURPOSE_OF_USE_TREATMENT\x10\x01\x12\x1a\n" +

@@ -304,6 +304,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	go watchDatabase(ctx, pool, healthSrv, log)
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
+	go store.Seal(hubCtx)
 	go sweep(hubCtx, service, log)
 
 	select {

@@ -81,5 +81,6 @@ func (s *auditServer) VerifyAuditLog(ctx context.Context, req *pb.VerifyAuditLog
 	}
 	return &pb.VerifyAuditLogResponse{
 		Ok: v.OK(), Checked: v.Checked, FirstBrokenSequence: v.BrokenSequence, Problem: v.Problem,
+		Unsealed: v.Unsealed,
 	}, nil
 }

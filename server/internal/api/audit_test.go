@@ -20,7 +20,7 @@ import (
 // the API.
 func (h *harness) auditRows(method string) []auditRow {
 	h.t.Helper()
-	rows, err := h.pool.Query(h.ctx, `SELECT subject, outcome, resources, patients::text[], purpose, emergency_reason
+	rows, err := h.sealed().pool.Query(h.ctx, `SELECT subject, outcome, resources, patients::text[], purpose, emergency_reason
 		FROM audit_events WHERE method = $1 ORDER BY seq`, method)
 	if err != nil {
 		h.t.Fatal(err)
@@ -88,7 +88,7 @@ func TestEveryCallIsAudited(t *testing.T) {
 		}
 	})
 	t.Run("a write and its record commit together", func(t *testing.T) {
-		before := h.count(`SELECT count(*) FROM audit_events WHERE method = '/careteam.v1.ReferralService/CreateReferral'`)
+		before := h.sealed().count(`SELECT count(*) FROM audit_events WHERE method = '/careteam.v1.ReferralService/CreateReferral'`)
 		r := tm.create(tm.newReferral())
 		rows := h.auditRows("/careteam.v1.ReferralService/CreateReferral")
 		if len(rows) != before+1 || !slices.Contains(rows[len(rows)-1].resources, r.GetName()) {
@@ -150,7 +150,7 @@ func TestAuditTrailIsAppendOnlyAndTamperEvident(t *testing.T) {
 	// A superuser who disables the trigger can edit a row; the chain
 	// shows it.
 	var seq int64
-	if err := h.pool.QueryRow(h.ctx, `SELECT max(seq) FROM audit_events WHERE method = '/careteam.v1.PatientService/GetPatient'`).Scan(&seq); err != nil {
+	if err := h.sealed().pool.QueryRow(h.ctx, `SELECT max(seq) FROM audit_events WHERE method = '/careteam.v1.PatientService/GetPatient'`).Scan(&seq); err != nil {
 		t.Fatal(err)
 	}
 	h.asSuperuserWithoutTriggers(`UPDATE audit_events SET subject = 'someone-else' WHERE seq = ` + strconv.FormatInt(seq, 10))
@@ -227,7 +227,7 @@ func TestTruncatedChainIsFound(t *testing.T) {
 	}
 	var chain int
 	var last int64
-	if err := h.pool.QueryRow(h.ctx, `SELECT chain, max(seq) FROM audit_events GROUP BY chain ORDER BY count(*) DESC LIMIT 1`).Scan(&chain, &last); err != nil {
+	if err := h.sealed().pool.QueryRow(h.ctx, `SELECT chain, max(seq) FROM audit_events GROUP BY chain ORDER BY count(*) DESC LIMIT 1`).Scan(&chain, &last); err != nil {
 		t.Fatal(err)
 	}
 	h.asSuperuserWithoutTriggers(`DELETE FROM audit_events WHERE seq = ` + strconv.FormatInt(last, 10))
@@ -267,7 +267,7 @@ func TestAuditChainsDoNotForkUnderConcurrency(t *testing.T) {
 	}
 	// Positions are dense per chain: no two records share a place, none is
 	// missing.
-	if n := h.count(`SELECT count(*) FROM (SELECT chain FROM audit_events GROUP BY chain HAVING count(*) <> max(position)) x`); n != 0 {
+	if n := h.sealed().count(`SELECT count(*) FROM (SELECT chain FROM audit_events GROUP BY chain HAVING count(*) <> max(position)) x`); n != 0 {
 		t.Fatalf("%d chains with gaps or duplicates", n)
 	}
 }

@@ -115,7 +115,7 @@ func TestClientSendsPurpose(t *testing.T) {
 	treatment := metadata.AppendToOutgoingContext(h.ctx, client.PurposeHeader, "TREATMENT")
 	_, err = c.Patients.GetPatient(treatment, &pb.GetPatientRequest{Name: tm.patient.GetName()})
 	wantCode(t, err, codes.PermissionDenied)
-	if n := h.count(`SELECT count(*) FROM audit_events WHERE subject = 'er-doc' AND purpose = 'EMERGENCY' AND outcome = 'OK'
+	if n := h.sealed().count(`SELECT count(*) FROM audit_events WHERE subject = 'er-doc' AND purpose = 'EMERGENCY' AND outcome = 'OK'
 		AND emergency_reason = 'Collapsed at the pharmacy.'`); n != 1 {
 		t.Fatalf("%d emergency records", n)
 	}

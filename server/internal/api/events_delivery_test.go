@@ -132,9 +132,10 @@ func (c *dlvCluster) node(tb testing.TB, cfg dlvNodeConfig) *dlvNode {
 	var stopped sync.WaitGroup
 	n.startHub = func() {
 		once.Do(func() {
-			stopped.Add(2)
+			stopped.Add(3)
 			go func() { defer stopped.Done(); hub.Run(hubCtx) }()
 			go func() { defer stopped.Done(); store.Listen(hubCtx, hub.Wake) }()
+			go func() { defer stopped.Done(); store.Seal(hubCtx) }()
 		})
 	}
 	// The hub and its listener are gone before the pool closes (see

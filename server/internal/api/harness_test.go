@@ -55,7 +55,8 @@ type harness struct {
 	ctx    context.Context
 	// svc is the service behind the server, for the work careteamd does
 	// on its own, outside any call.
-	svc *careteam.Service
+	svc   *careteam.Service
+	store *postgres.Store
 }
 
 // start is a fixed instant in the middle of a working week (a Wednesday),
@@ -112,6 +113,7 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	hub := events.NewHub(svc, events.Config{Buffer: 64, CatchUp: 50 * time.Millisecond}, log)
 	go hub.Run(hubCtx)
 	go store.Listen(hubCtx, hub.Wake)
+	go store.Seal(hubCtx)
 	t.Cleanup(stopHub)
 	cfg := api.Config{Service: svc, Audit: auditWriter, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: time.Second}
 	for _, c := range o.configure {
@@ -127,7 +129,8 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	}
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
-	return &harness{t: t, clock: clk, addr: lis.Addr().String(), pool: pool, signer: signer, ctx: t.Context(), svc: svc}
+	return &harness{t: t, clock: clk, addr: lis.Addr().String(), pool: pool, signer: signer, ctx: t.Context(), svc: svc,
+		store: store}
 }
 
 // token mints a token for subject, valid from the harness clock's now.
@@ -265,6 +268,16 @@ func preconditionTypes(t *testing.T, err error) []string {
 		t.Fatalf("FAILED_PRECONDITION without violations: %s", st.Message())
 	}
 	return out
+}
+
+// sealed puts every audit record committed so far on its chain, for a
+// test that reads audit_events behind the API.
+func (h *harness) sealed() *harness {
+	h.t.Helper()
+	if _, err := h.store.SealAudit(h.ctx); err != nil {
+		h.t.Fatal(err)
+	}
+	return h
 }
 
 // count returns the number of rows of a query, read behind the API.

@@ -87,7 +87,7 @@ func TestHostileInputs(t *testing.T) {
 	base := residentBytes(t, "VmRSS")
 	audited := func(t *testing.T, outcome string) {
 		t.Helper()
-		if n := h.count(`SELECT count(*) FROM audit_events WHERE subject = 'dr' AND outcome = $1`, outcome); n == 0 {
+		if n := h.sealed().count(`SELECT count(*) FROM audit_events WHERE subject = 'dr' AND outcome = $1`, outcome); n == 0 {
 			t.Errorf("no %s audit record", outcome)
 		}
 	}
@@ -213,7 +213,7 @@ func TestHostileInputs(t *testing.T) {
 		if limited == 0 {
 			t.Errorf("%d calls with a bad token from one address were never limited", calls)
 		}
-		if n := h.count(`SELECT count(*) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); n != 1 {
+		if n := h.sealed().count(`SELECT count(*) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); n != 1 {
 			t.Errorf("%d records during the flood, want 1 (the rest counted)", n)
 		}
 		// Once the window has ended, the next failure brings the count.
@@ -225,7 +225,7 @@ func TestHostileInputs(t *testing.T) {
 		// ended windows, a moment later.
 		accounted := 0
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if accounted = h.count(`SELECT coalesce(sum(1 + suppressed), 0) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); accounted == calls+1 {
+			if accounted = h.sealed().count(`SELECT coalesce(sum(1 + suppressed), 0) FROM audit_events WHERE subject = '' AND method = '/careteam.v1.DirectoryService/GetCaller'`); accounted == calls+1 {
 				break
 			}
 		}

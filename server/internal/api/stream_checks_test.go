@@ -180,7 +180,7 @@ func TestStreamIsAuditedAsItDelivers(t *testing.T) {
 	}
 	recorded := func() []string {
 		var out []string
-		rows, err := tm.pool.Query(tm.ctx, `SELECT unnest(resources) FROM audit_events
+		rows, err := tm.sealed().pool.Query(tm.ctx, `SELECT unnest(resources) FROM audit_events
 			WHERE subject = 'lmt' AND method = '/careteam.v1.EventService/WatchEvents'`)
 		if err != nil {
 			t.Fatal(err)

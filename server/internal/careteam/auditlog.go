@@ -29,6 +29,9 @@ type Verification struct {
 	BrokenSequence int64
 	// Problem says what is wrong; empty when everything verifies.
 	Problem string
+	// Unsealed counts the records committed but not yet on their chains
+	// when the check ended: durable, and not yet covered by it.
+	Unsealed int64
 }
 
 // OK reports whether everything verified.
@@ -51,6 +54,11 @@ func (s *Service) ListAuditEvents(ctx context.Context, p Principal, f AuditFilte
 		return nil, 0, err
 	}
 	size = normalizePage(Page{Size: size}).Size
+	// Records are listed once sealed, in the order of their chaining,
+	// which later records never fall behind.
+	if _, err := s.store.SealAudit(ctx); err != nil {
+		return nil, 0, err
+	}
 	rows, err := read(ctx, s, func(tx Tx) ([]*audit.Record, error) { return tx.ListAudit(ctx, f, after, size+1) })
 	if err != nil {
 		return nil, 0, err
@@ -68,6 +76,9 @@ func (s *Service) ListAuditEvents(ctx context.Context, p Principal, f AuditFilte
 // edited record, or one missing from its chain. Auditors only.
 func (s *Service) VerifyAuditLog(ctx context.Context, p Principal, from, to int64) (*Verification, error) {
 	if err := authorizeAuditor(p); err != nil {
+		return nil, err
+	}
+	if _, err := s.store.SealAudit(ctx); err != nil {
 		return nil, err
 	}
 	v := &Verification{}
@@ -100,6 +111,9 @@ func (s *Service) VerifyAuditLog(ctx context.Context, p Principal, from, to int6
 				}
 				prev = r.Hash
 			}
+		}
+		if v.Unsealed, err = tx.UnsealedAudit(ctx); err != nil {
+			return err
 		}
 		if to != 0 {
 			return nil

@@ -212,6 +212,10 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 		return nil, 0, err
 	}
 	size = normalizePage(Page{Size: size}).Size
+	through, err := s.store.EventHorizon(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	var rows []*Event
 	var next int64
 	err = s.store.InTx(ctx, func(tx Tx) error {
@@ -222,7 +226,7 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 		if after != 0 && after < oldest {
 			return &CursorError{Oldest: oldest}
 		}
-		if rows, err = tx.ListEvents(ctx, aud, f, after, size+1); err != nil {
+		if rows, err = tx.ListEvents(ctx, aud, f, after, through, size+1); err != nil {
 			return err
 		}
 		if len(rows) > size {
@@ -352,14 +356,22 @@ func cloneEvent(e *Event) *Event {
 // EventsAfter returns up to limit events after cursor, unfiltered, for the
 // server's fan-out to subscribers.
 func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*Event, error) {
-	return read(ctx, s, func(tx Tx) ([]*Event, error) { return tx.ListEvents(ctx, nil, EventFilter{}, after, limit) })
+	through, err := s.store.EventHorizon(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return read(ctx, s, func(tx Tx) ([]*Event, error) { return tx.ListEvents(ctx, nil, EventFilter{}, after, through, limit) })
 }
 
 // ReplayEvents returns up to limit events after cursor that sub receives,
 // checking first that the cursor is still retained.
 func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64, limit int) ([]*Event, error) {
+	through, err := s.store.EventHorizon(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var rows []*Event
-	err := s.store.InTx(ctx, func(tx Tx) error {
+	err = s.store.InTx(ctx, func(tx Tx) error {
 		oldest, err := tx.OldestEventCursor(ctx)
 		if err != nil {
 			return err
@@ -367,7 +379,7 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 		if after != 0 && after < oldest {
 			return &CursorError{Oldest: oldest}
 		}
-		rows, err = tx.ListEvents(ctx, sub.audience, sub.Filter, after, limit)
+		rows, err = tx.ListEvents(ctx, sub.audience, sub.Filter, after, through, limit)
 		return err
 	})
 	for _, e := range rows {
@@ -376,9 +388,10 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 	return rows, err
 }
 
-// LatestEventCursor returns the newest cursor committed.
+// LatestEventCursor returns the newest cursor below which no event can
+// still be committed.
 func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
-	return read(ctx, s, func(tx Tx) (int64, error) { return tx.LatestEventCursor(ctx) })
+	return s.store.EventHorizon(ctx)
 }
 
 // AnnounceExpiries writes the REFERRAL_EXPIRED event of up to limit

@@ -18,6 +18,13 @@ import (
 type Store interface {
 	InTx(ctx context.Context, fn func(tx Tx) error) error
 	Read(ctx context.Context, fn func(tx Tx) error) error
+	// EventHorizon is a cursor at or below which no event can still be
+	// committed: events are read up to it, so none is ever found behind a
+	// cursor a reader has passed.
+	EventHorizon(ctx context.Context) (int64, error)
+	// SealAudit puts every audit record committed so far on its hash
+	// chain, and reports how many it sealed.
+	SealAudit(ctx context.Context) (int, error)
 }
 
 // Tx is the data access one transaction offers. Get methods return
@@ -113,6 +120,7 @@ type Tx interface {
 	// position (the empty hash before the first).
 	ListAudit(ctx context.Context, f AuditFilter, after int64, limit int) ([]*audit.Record, error)
 	AuditRange(ctx context.Context, from, to int64) ([]*audit.Record, error)
+	UnsealedAudit(ctx context.Context) (int64, error)
 	AuditHashAt(ctx context.Context, chain int, position int64) ([]byte, error)
 	// AuditHeads returns, for every chain, its head checkpoint and its
 	// last record.
@@ -122,9 +130,8 @@ type Tx interface {
 	// its commit-ordered cursor, just before it commits. ListEvents returns
 	// events after a cursor that share a token with audience (nil: all).
 	AppendEvent(e Event)
-	ListEvents(ctx context.Context, audience []string, f EventFilter, after int64, limit int) ([]*Event, error)
+	ListEvents(ctx context.Context, audience []string, f EventFilter, after, through int64, limit int) ([]*Event, error)
 	OldestEventCursor(ctx context.Context) (int64, error)
-	LatestEventCursor(ctx context.Context) (int64, error)
 	PruneEvents(ctx context.Context, before time.Time) (int64, error)
 	// PatientReferrals returns every referral of a patient;
 	// LockPatientReferrals locks and returns those in the given states.

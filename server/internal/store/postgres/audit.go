@@ -1,7 +1,9 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,17 +14,13 @@ import (
 	"github.com/careteam/careteam/server/internal/careteam"
 )
 
-// auditSQL appends a record to its chain in one statement: the chain's
-// head row advances (and stays locked until the transaction ends, so the
-// chain never forks) and the record is written with SHA-256(previous head
-// hash || canonical bytes).
+// auditSQL puts a record in the inbox, where it is durable but not yet
+// chained: the write shares no row with any other call's, so calls do not
+// queue behind one another; SealAudit chains it shortly after.
 const auditSQL = `
-	WITH head AS (
-		UPDATE audit_chains SET position = position + 1, hash = sha256(hash || $2)
-		WHERE chain = $1 RETURNING position, hash)
-	INSERT INTO audit_events (chain, position, hash, time, subject, practitioner_id, role, organization_id, method,
+	INSERT INTO audit_inbox (chain, canonical, time, subject, practitioner_id, role, organization_id, method,
 		resources, patients, outcome, purpose, emergency_reason, request_id, peer, suppressed)
-	SELECT $1, head.position, head.hash, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16 FROM head`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 
 func auditArgs(r audit.Record) []any {
 	return []any{r.PickChain(), r.Canonical(), r.Time, r.Subject, nullID(r.PractitionerID), r.Role, nullID(r.OrganizationID), r.Method,
@@ -34,10 +32,146 @@ func auditArgs(r audit.Record) []any {
 func (s *Store) AppendAudit(ctx context.Context, r audit.Record) error {
 	start := time.Now()
 	_, err := s.pool.Exec(ctx, auditSQL, auditArgs(r)...)
-	if err == nil && s.auditWritten != nil {
-		s.auditWritten(time.Since(start))
+	if err == nil {
+		s.auditCommitted(time.Since(start))
 	}
 	return mapError(err)
+}
+
+// auditCommitted is told of each record committed to the inbox.
+func (s *Store) auditCommitted(took time.Duration) {
+	if s.auditWritten != nil {
+		s.auditWritten(took)
+	}
+	select {
+	case s.sealWake <- struct{}{}:
+	default:
+	}
+}
+
+// sealLock is the advisory lock that lets one sealer run at a time, on
+// whichever replica.
+const sealLock = 0x63617265_61756469 // "careaudi"
+
+// sealBatch bounds the records one sealing transaction moves.
+const sealBatch = 1000
+
+// sealEvery is how often Seal runs with no record written on this
+// replica, to seal what other replicas (or a replica that stopped) left.
+const sealEvery = time.Second
+
+// Seal runs the sealer until ctx ends: shortly after records are
+// committed on this replica, and every sealEvery.
+func (s *Store) Seal(ctx context.Context) {
+	tick := time.NewTicker(sealEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.sealWake:
+		case <-tick.C:
+		}
+		if _, err := s.SealAudit(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "sealing the audit trail", "error", err.Error())
+		}
+	}
+}
+
+// SealAudit moves every record committed to the inbox onto its hash
+// chain, in the order the records were written, and reports how many it
+// moved. Sealers on several replicas take turns.
+func (s *Store) SealAudit(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := s.sealOnce(ctx)
+		total += n
+		if err != nil || n < sealBatch {
+			return total, mapError(err)
+		}
+	}
+}
+
+var sealColumns = []string{"chain", "position", "hash", "time", "subject", "practitioner_id", "role", "organization_id", "method",
+	"resources", "patients", "outcome", "purpose", "emergency_reason", "request_id", "peer", "suppressed"}
+
+func (s *Store) sealOnce(ctx context.Context) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(sealLock)); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			DELETE FROM audit_inbox WHERE id IN (SELECT id FROM audit_inbox ORDER BY id LIMIT $1)
+			RETURNING id, chain, canonical, time, subject, practitioner_id, role, organization_id, method,
+				resources, patients, outcome, purpose, emergency_reason, request_id, peer, suppressed`, sealBatch)
+		if err != nil {
+			return err
+		}
+		type inboxed struct {
+			id        int64
+			canonical []byte
+			values    []any // in sealColumns' order
+		}
+		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (inboxed, error) {
+			var (
+				in                                                             inboxed
+				chain, suppressed                                              int32
+				at                                                             time.Time
+				subject, role, method, outcome, purpose, reason, request, peer string
+				practitioner, org                                              *uuid.UUID
+				resources                                                      []string
+				patients                                                       []uuid.UUID
+			)
+			err := row.Scan(&in.id, &chain, &in.canonical, &at, &subject, &practitioner, &role, &org, &method,
+				&resources, &patients, &outcome, &purpose, &reason, &request, &peer, &suppressed)
+			in.values = []any{chain, nil, nil, at, subject, practitioner, role, org, method,
+				resources, patients, outcome, purpose, reason, request, peer, suppressed}
+			return in, err
+		})
+		slices.SortFunc(batch, func(a, b inboxed) int { return cmp.Compare(a.id, b.id) })
+		type head struct {
+			position int64
+			hash     []byte
+		}
+		heads := map[int32]*head{}
+		hrows, err := tx.Query(ctx, `SELECT chain, position, hash FROM audit_chains ORDER BY chain FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		var chain int32
+		var h head
+		if _, err := pgx.ForEachRow(hrows, []any{&chain, &h.position, &h.hash}, func() error {
+			heads[chain] = &head{h.position, h.hash}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, in := range batch {
+			hd := heads[in.values[0].(int32)]
+			hd.position++
+			hd.hash = audit.ChainHash(hd.hash, in.canonical)
+			in.values[1], in.values[2] = hd.position, hd.hash
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, sealColumns, pgx.CopyFromSlice(len(batch),
+			func(i int) ([]any, error) { return batch[i].values, nil })); err != nil {
+			return err
+		}
+		var b pgx.Batch
+		for c, hd := range heads {
+			b.Queue(`UPDATE audit_chains SET position = $2, hash = $3 WHERE chain = $1 AND position <> $2`, c, hd.position, hd.hash)
+		}
+		n = len(batch)
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	return n, err
+}
+
+// UnsealedAudit counts the records committed and not yet sealed.
+func (t *tx) UnsealedAudit(ctx context.Context) (int64, error) {
+	var n int64
+	err := t.queryRow(ctx, `SELECT count(*) FROM audit_inbox`).Scan(&n)
+	return n, err
 }
 
 const auditColumns = `seq, chain, position, time, subject, practitioner_id, role, organization_id, method,

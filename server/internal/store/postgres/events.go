@@ -19,9 +19,11 @@ const EventChannel = "careteam_events"
 
 func (t *tx) AppendEvent(e careteam.Event) { t.events = append(t.events, e) }
 
-// queueEvents queues the events' write as the transaction's last act: the
-// cursor row is advanced (and locked until commit) and the events numbered
-// from it, in one statement; the notification goes out at commit.
+// queueEvents queues the events' write as the transaction's last act:
+// each takes the next cursor from a sequence, which holds no lock to
+// commit, after the transaction has its transaction id, so that the
+// horizon (EventHorizon) sees it as running from before its cursors
+// existed.
 func (t *tx) queueEvents() {
 	if len(t.events) == 0 {
 		return
@@ -48,13 +50,15 @@ func (t *tx) queueEvents() {
 		rows[i] = row{Seq: i + 1, ID: e.ID, Type: string(e.Type), Resource: e.Resource, Patient: nullID(e.PatientID),
 			Referral: nullID(e.ReferralID), Time: e.Time, Audience: nonNil(e.Audience), Payload: payload}
 	}
+	t.pending.Queue(`SELECT pg_current_xact_id()`)
+	// Volatile functions in the select list are evaluated after ORDER BY:
+	// a transaction's events are numbered in the order it wrote them.
 	t.pending.Queue(`
-		WITH c AS (UPDATE event_cursor SET last_cursor = last_cursor + $2 WHERE id = 1 RETURNING last_cursor)
 		INSERT INTO events (cursor, id, type, resource, patient_id, referral_id, time, audience, payload)
-		SELECT c.last_cursor - $2 + x.seq, x.id, x.type, x.resource, x.patient, x.referral, x.time, x.audience, x."Payload"
-		FROM c, jsonb_to_recordset($1::jsonb) AS x(seq int, id uuid, type text, resource text, patient uuid, referral uuid,
-			time timestamptz, audience text[], "Payload" jsonb)`, rows, len(rows))
-	t.pending.Queue(`SELECT pg_notify($1, '')`, EventChannel)
+		SELECT nextval('event_cursors'), x.id, x.type, x.resource, x.patient, x.referral, x.time, x.audience, x."Payload"
+		FROM jsonb_to_recordset($1::jsonb) AS x(seq int, id uuid, type text, resource text, patient uuid, referral uuid,
+			time timestamptz, audience text[], "Payload" jsonb)
+		ORDER BY x.seq`, rows)
 	t.events = nil
 }
 
@@ -72,9 +76,9 @@ func scanEvent(row pgx.Row) (*careteam.Event, error) {
 	return &e, nil
 }
 
-func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.EventFilter, after int64, limit int) ([]*careteam.Event, error) {
-	args := pgx.NamedArgs{"after": after, "limit": limit}
-	where := []string{`cursor > @after`}
+func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.EventFilter, after, through int64, limit int) ([]*careteam.Event, error) {
+	args := pgx.NamedArgs{"after": after, "through": through, "limit": limit}
+	where := []string{`cursor > @after`, `cursor <= @through`}
 	if audience != nil {
 		args["audience"] = audience
 		where = append(where, `audience && @audience`)
@@ -102,12 +106,6 @@ func (t *tx) ListEvents(ctx context.Context, audience []string, f careteam.Event
 func (t *tx) OldestEventCursor(ctx context.Context) (int64, error) {
 	var c int64
 	err := t.queryRow(ctx, `SELECT pruned_through FROM event_cursor WHERE id = 1`).Scan(&c)
-	return c, err
-}
-
-func (t *tx) LatestEventCursor(ctx context.Context) (int64, error) {
-	var c int64
-	err := t.queryRow(ctx, `SELECT coalesce(max(cursor), 0) FROM events`).Scan(&c)
 	return c, err
 }
 
@@ -141,11 +139,81 @@ func (t *tx) LockPatientReferrals(ctx context.Context, patient uuid.UUID, states
 	return collect(rows, scanReferral)
 }
 
+// horizonWait bounds how long EventHorizon waits for the transactions
+// that might still write events below the newest cursor.
+const horizonWait = time.Second
+
+// EventHorizon returns a cursor at or below which every event is final:
+// none can still commit below it, so a reader that has read every event up
+// to it never later finds one it missed. Cursors come from a sequence as a
+// transaction's last act, after it has its transaction id, and
+// transactions commit in any order; so the newest cursor taken is final
+// once every transaction id assigned before it was read has ended.
+// EventHorizon reads the cursor, then takes a transaction id of its own as
+// the mark, and waits, up to horizonWait, for the oldest transaction still
+// running to be younger than the mark. A transaction held open longer
+// (anywhere on the cluster: transaction ids are the cluster's) holds
+// events back, and the last horizon proven is returned meanwhile.
+func (s *Store) EventHorizon(ctx context.Context) (int64, error) {
+	var b pgx.Batch
+	var newest, mark int64
+	// One implicit transaction; its commit needs no flush, for it only
+	// marks a point in the order of transaction ids.
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	b.Queue(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_cursors`).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&newest)
+	})
+	b.Queue(`SELECT pg_current_xact_id()::text::bigint`).QueryRow(func(r pgx.Row) error { return r.Scan(&mark) })
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
+		return 0, mapError(err)
+	}
+	deadline := time.Now().Add(horizonWait)
+	for pause := time.Duration(0); ; pause = min(max(2*pause, 500*time.Microsecond), 20*time.Millisecond) {
+		select {
+		case <-ctx.Done():
+			return 0, mapError(ctx.Err())
+		case <-time.After(pause):
+		}
+		var passed bool
+		if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1`, mark).Scan(&passed); err != nil {
+			return 0, mapError(err)
+		}
+		if passed {
+			break
+		}
+		if time.Now().After(deadline) {
+			return s.horizon.Load(), nil
+		}
+	}
+	for {
+		proven := s.horizon.Load()
+		if newest <= proven || s.horizon.CompareAndSwap(proven, newest) {
+			return max(newest, proven), nil
+		}
+	}
+}
+
+// eventsCommitted is told of each commit that wrote events: this
+// replica's watchers wake at once, and the others through one
+// notification for however many commits happened while the last was sent.
+// The notification is its own transaction because NOTIFY queues every
+// transaction that sends one behind a lock on the notification queue.
+func (s *Store) eventsCommitted() {
+	s.wakeLocal()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
 // Listen calls wake whenever a commit on any replica wrote events, until
-// ctx ends. It holds a connection of its own and reconnects after losing
-// it; a notification lost meanwhile only delays delivery, because the
-// caller also polls.
+// ctx ends, and sends this replica's notifications. It holds a connection
+// of its own and reconnects after losing it; a notification lost
+// meanwhile only delays delivery, because the caller also polls.
 func (s *Store) Listen(ctx context.Context, wake func()) {
+	s.setLocalWake(wake)
+	defer s.setLocalWake(nil)
+	go s.sendNotifications(ctx)
 	for ctx.Err() == nil {
 		err := s.listen(ctx, wake)
 		if ctx.Err() != nil {
@@ -157,6 +225,34 @@ func (s *Store) Listen(ctx context.Context, wake func()) {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+func (s *Store) sendNotifications(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.notify:
+		}
+		if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, '')`, EventChannel); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "notifying other replicas of events", "error", err.Error())
+		}
+	}
+}
+
+func (s *Store) setLocalWake(wake func()) {
+	s.wakeMu.Lock()
+	defer s.wakeMu.Unlock()
+	s.wake = wake
+}
+
+func (s *Store) wakeLocal() {
+	s.wakeMu.Lock()
+	wake := s.wake
+	s.wakeMu.Unlock()
+	if wake != nil {
+		wake()
 	}
 }
 

@@ -190,3 +190,34 @@ func TestMigration11(t *testing.T) {
 		t.Errorf("consent event readdressed to %v", got)
 	}
 }
+
+// TestMigration13 moves event numbering from the cursor row to a
+// sequence: the next cursor follows the last one handed out before.
+func TestMigration13(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+	if err := postgres.MigrateTo(ctx, pool, 12); err != nil {
+		t.Fatal(err)
+	}
+	// Cursor 3 was taken by a transaction that did not commit its event.
+	for _, c := range []int{1, 2} {
+		if _, err := pool.Exec(ctx, `INSERT INTO events (cursor, id, type, resource, time, audience, payload)
+			VALUES ($1, $2, 'CONSENT_RECORDED', 'x/1', now(), '{}', '{}')`, c, uuid.New()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE event_cursor SET last_cursor = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Migrate(ctx, pool, quiet); err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	if err := pool.QueryRow(ctx, `SELECT nextval('event_cursors')`).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	if next != 4 {
+		t.Errorf("the first cursor after the migration is %d, want 4", next)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,6 +32,15 @@ type Store struct {
 	auditWritten func(time.Duration)
 	// acquireWait, when set, bounds a call's wait for a connection.
 	acquireWait time.Duration
+
+	// horizon is the newest event horizon proven (see EventHorizon).
+	horizon atomic.Int64
+	// notify asks for a notification to the other replicas' watchers.
+	notify chan struct{}
+	// sealWake asks the sealer to chain the records just committed.
+	sealWake chan struct{}
+	wakeMu   sync.Mutex
+	wake     func() // this replica's watchers, once Listen runs
 }
 
 // ObserveAudit has f told how long each audit append takes.
@@ -44,7 +55,7 @@ func (s *Store) ShedAfter(d time.Duration) { s.acquireWait = d }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
-	return &Store{pool: pool, log: log}
+	return &Store{pool: pool, log: log, notify: make(chan struct{}, 1), sealWake: make(chan struct{}, 1)}
 }
 
 // maxAttempts bounds how often InTx reruns a transaction that lost a
@@ -103,8 +114,7 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 			audited = true
 		}
 	}
-	// The event cursor row comes last: it serializes every transaction that
-	// writes events, so it is held for the least time.
+	wroteEvents := len(t.events) > 0
 	t.queueEvents()
 	start := time.Now()
 	if err = t.flush(ctx); err != nil {
@@ -113,8 +123,11 @@ func (s *Store) inTx(ctx context.Context, fn func(careteam.Tx) error) (err error
 	if err = ptx.Commit(ctx); err != nil {
 		return err
 	}
-	if audited && s.auditWritten != nil {
-		s.auditWritten(time.Since(start))
+	if audited {
+		s.auditCommitted(time.Since(start))
+	}
+	if wroteEvents {
+		s.eventsCommitted()
 	}
 	return nil
 }
