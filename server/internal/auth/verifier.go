@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"time"
@@ -50,6 +51,7 @@ type Verifier struct {
 	clock    func() time.Time
 	leeway   time.Duration
 	maxLife  time.Duration
+	verified tokenCache
 }
 
 // NewVerifier returns a Verifier for cfg. Issuer, Audience and Keys are
@@ -94,46 +96,17 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if len(raw) > maxTokenBytes {
 		return Identity{}, fmt.Errorf("%w: token longer than %d bytes", ErrUnauthenticated, maxTokenBytes)
 	}
-	tok, err := jwt.ParseSigned(raw, allowedAlgorithms)
+	// A token seen before skips parsing and its signature check while the
+	// key that verified it is still trusted; its claims are checked every
+	// time.
+	sum := sha256.Sum256([]byte(raw))
+	claims, err := v.verified.get(ctx, sum, v.keys)
+	if errors.Is(err, errNotCached) {
+		claims, err = v.verifySignature(ctx, sum, raw)
+	}
 	if err != nil {
-		// The parser's own message may quote decoded header bytes; a fixed
-		// message keeps attacker-chosen content out of logs.
-		if errors.As(err, new(*jose.ErrUnexpectedSignatureAlgorithm)) {
-			return Identity{}, fmt.Errorf("%w: signature algorithm not allowed", ErrUnauthenticated)
-		}
-		return Identity{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+		return Identity{}, err
 	}
-	// ParseSigned accepts only the compact form, which has exactly one
-	// signature and so exactly one header.
-	header := tok.Headers[0]
-	alg := jose.SignatureAlgorithm(header.Algorithm)
-
-	keys, err := v.keys.Keys(ctx, header.KeyID)
-	if err != nil {
-		return Identity{}, fmt.Errorf("auth: key set unavailable: %w", err)
-	}
-	var claims jwt.Claims
-	verified := false
-	for _, k := range keys {
-		pub, ok := verificationKey(k, alg)
-		if !ok {
-			continue
-		}
-		err := tok.Claims(pub, &claims)
-		if err == nil {
-			verified = true
-			break
-		}
-		if !errors.Is(err, jose.ErrCryptoFailure) {
-			// Not a wrong key but a bad token (critical headers, or claims
-			// that are not valid JSON), so no other key will do better.
-			return Identity{}, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
-		}
-	}
-	if !verified {
-		return Identity{}, fmt.Errorf("%w: signature does not match any trusted key", ErrUnauthenticated)
-	}
-
 	// go-jose treats a missing exp as "never expires"; we want every token to.
 	if claims.Expiry == nil {
 		return Identity{}, fmt.Errorf("%w: token has no expiry", ErrUnauthenticated)
@@ -155,4 +128,46 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 		return Identity{}, fmt.Errorf("%w: token lives longer than the %s this server accepts", ErrUnauthenticated, v.maxLife)
 	}
 	return Identity{Issuer: claims.Issuer, Subject: claims.Subject, Expiry: expiry}, nil
+}
+
+// verifySignature parses raw and returns its claims if one of the trusted
+// keys signed it, remembering them under sum.
+func (v *Verifier) verifySignature(ctx context.Context, sum [sha256.Size]byte, raw string) (jwt.Claims, error) {
+	var claims jwt.Claims
+	tok, err := jwt.ParseSigned(raw, allowedAlgorithms)
+	if err != nil {
+		// The parser's own message may quote decoded header bytes; a fixed
+		// message keeps attacker-chosen content out of logs.
+		if errors.As(err, new(*jose.ErrUnexpectedSignatureAlgorithm)) {
+			return claims, fmt.Errorf("%w: signature algorithm not allowed", ErrUnauthenticated)
+		}
+		return claims, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+	}
+	// ParseSigned accepts only the compact form, which has exactly one
+	// signature and so exactly one header.
+	header := tok.Headers[0]
+	alg := jose.SignatureAlgorithm(header.Algorithm)
+	keys, err := v.keys.Keys(ctx, header.KeyID)
+	if err != nil {
+		return claims, fmt.Errorf("auth: key set unavailable: %w", err)
+	}
+	for _, k := range keys {
+		pub, ok := verificationKey(k, alg)
+		if !ok {
+			continue
+		}
+		err := tok.Claims(pub, &claims)
+		if err == nil {
+			if claims.Expiry != nil {
+				v.verified.put(sum, cachedToken{claims: claims, kid: header.KeyID, alg: alg, key: pub}, v.clock())
+			}
+			return claims, nil
+		}
+		if !errors.Is(err, jose.ErrCryptoFailure) {
+			// Not a wrong key but a bad token (critical headers, or claims
+			// that are not valid JSON), so no other key will do better.
+			return claims, fmt.Errorf("%w: malformed token", ErrUnauthenticated)
+		}
+	}
+	return claims, fmt.Errorf("%w: signature does not match any trusted key", ErrUnauthenticated)
 }
