@@ -204,6 +204,11 @@ func compactIDs(ids ...uuid.UUID) []uuid.UUID {
 	return out
 }
 
+// horizonWait bounds how long a list or a replay waits for the events
+// committed before it to be final (see Store.EventHorizon): a transaction
+// held open longer holds them back, and the answer ends before them.
+const horizonWait = time.Second
+
 // ListEvents pages through the events the caller may receive, in cursor
 // order.
 func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, after int64, size int) ([]*Event, int64, error) {
@@ -212,7 +217,7 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 		return nil, 0, err
 	}
 	size = normalizePage(Page{Size: size}).Size
-	through, err := s.store.EventHorizon(ctx)
+	through, err := s.store.EventHorizon(ctx, horizonWait)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -356,7 +361,9 @@ func cloneEvent(e *Event) *Event {
 // EventsAfter returns up to limit events after cursor, unfiltered, for the
 // server's fan-out to subscribers.
 func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*Event, error) {
-	through, err := s.store.EventHorizon(ctx)
+	// The fan-out waits for nothing: it is woken again when the horizon
+	// moves.
+	through, err := s.store.EventHorizon(ctx, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +373,7 @@ func (s *Service) EventsAfter(ctx context.Context, after int64, limit int) ([]*E
 // ReplayEvents returns up to limit events after cursor that sub receives,
 // checking first that the cursor is still retained.
 func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64, limit int) ([]*Event, error) {
-	through, err := s.store.EventHorizon(ctx)
+	through, err := s.store.EventHorizon(ctx, horizonWait)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +398,7 @@ func (s *Service) ReplayEvents(ctx context.Context, sub *Subscriber, after int64
 // LatestEventCursor returns the newest cursor below which no event can
 // still be committed.
 func (s *Service) LatestEventCursor(ctx context.Context) (int64, error) {
-	return s.store.EventHorizon(ctx)
+	return s.store.EventHorizon(ctx, horizonWait)
 }
 
 // AnnounceExpiries writes the REFERRAL_EXPIRED event of up to limit

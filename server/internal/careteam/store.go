@@ -20,8 +20,9 @@ type Store interface {
 	Read(ctx context.Context, fn func(tx Tx) error) error
 	// EventHorizon is a cursor at or below which no event can still be
 	// committed: events are read up to it, so none is ever found behind a
-	// cursor a reader has passed.
-	EventHorizon(ctx context.Context) (int64, error)
+	// cursor a reader has passed. It waits up to wait for the events
+	// committed before the call to fall below it.
+	EventHorizon(ctx context.Context, wait time.Duration) (int64, error)
 	// SealAudit puts every audit record committed so far on its hash
 	// chain, and reports how many it sealed.
 	SealAudit(ctx context.Context) (int, error)

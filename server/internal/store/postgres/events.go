@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -139,58 +141,158 @@ func (t *tx) LockPatientReferrals(ctx context.Context, patient uuid.UUID, states
 	return collect(rows, scanReferral)
 }
 
-// horizonWait bounds how long EventHorizon waits for the transactions
-// that might still write events below the newest cursor.
-const horizonWait = time.Second
-
 // EventHorizon returns a cursor at or below which every event is final:
 // none can still commit below it, so a reader that has read every event up
-// to it never later finds one it missed. Cursors come from a sequence as a
-// transaction's last act, after it has its transaction id, and
-// transactions commit in any order; so the newest cursor taken is final
-// once every transaction id assigned before it was read has ended.
-// EventHorizon reads the cursor, then takes a transaction id of its own as
-// the mark, and waits, up to horizonWait, for the oldest transaction still
-// running to be younger than the mark. A transaction held open longer
-// (anywhere on the cluster: transaction ids are the cluster's) holds
-// events back, and the last horizon proven is returned meanwhile.
-func (s *Store) EventHorizon(ctx context.Context) (int64, error) {
+// to it never later finds one it missed.
+//
+// Cursors come from a sequence as a transaction's last act, after it has
+// its transaction id, and transactions commit in any order; so the newest
+// cursor taken is final once every transaction id assigned before it was
+// read has ended. EventHorizon reads the cursor, then takes a transaction
+// id of its own as the mark: the cursor is proven once the oldest
+// transaction still running on the cluster is younger than the mark. It
+// waits up to wait for that (zero: not at all) and returns the newest
+// cursor proven, by this call or an earlier one. A transaction held open
+// (anywhere on the cluster: transaction ids are the cluster's) holds back
+// every cursor taken after it began.
+func (s *Store) EventHorizon(ctx context.Context, wait time.Duration) (int64, error) {
 	var b pgx.Batch
-	var newest, mark int64
+	var m horizonMark
+	var xmin int64
 	// One implicit transaction; its commit needs no flush, for it only
 	// marks a point in the order of transaction ids.
 	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
 	b.Queue(`SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM event_cursors`).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&newest)
+		return r.Scan(&m.cursor)
 	})
-	b.Queue(`SELECT pg_current_xact_id()::text::bigint`).QueryRow(func(r pgx.Row) error { return r.Scan(&mark) })
+	b.Queue(`SELECT pg_current_xact_id()::text::bigint`).QueryRow(func(r pgx.Row) error { return r.Scan(&m.xid) })
+	b.Queue(oldestRunning).QueryRow(func(r pgx.Row) error { return r.Scan(&xmin) })
 	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return 0, mapError(err)
 	}
-	deadline := time.Now().Add(horizonWait)
-	for pause := time.Duration(0); ; pause = min(max(2*pause, 500*time.Microsecond), 20*time.Millisecond) {
+	if s.horizon.add(m) {
+		select {
+		case s.marked <- struct{}{}:
+		default:
+		}
+	}
+	s.settle(xmin)
+	deadline := time.Now().Add(wait)
+	for pause := 500 * time.Microsecond; s.horizon.provenCursor() < m.cursor && time.Now().Before(deadline); pause = min(2*pause, 20*time.Millisecond) {
 		select {
 		case <-ctx.Done():
 			return 0, mapError(ctx.Err())
 		case <-time.After(pause):
 		}
-		var passed bool
-		if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint > $1`, mark).Scan(&passed); err != nil {
+		if err := s.pool.QueryRow(ctx, oldestRunning).Scan(&xmin); err != nil {
 			return 0, mapError(err)
 		}
-		if passed {
-			break
-		}
-		if time.Now().After(deadline) {
-			return s.horizon.Load(), nil
-		}
+		s.settle(xmin)
 	}
+	return s.horizon.provenCursor(), nil
+}
+
+// oldestRunning is the oldest transaction id still running on the cluster
+// (or the next to be assigned, when none is).
+const oldestRunning = `SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint`
+
+// settle proves the marks older than xmin; this replica's watchers wake
+// when the horizon moves.
+func (s *Store) settle(xmin int64) {
+	if s.horizon.settle(xmin) {
+		s.wakeLocal()
+	}
+}
+
+// settleMarks proves pending marks as the transactions before them end,
+// so that the watchers learn of a horizon that moved without waiting for
+// the next commit.
+func (s *Store) settleMarks(ctx context.Context) {
 	for {
-		proven := s.horizon.Load()
-		if newest <= proven || s.horizon.CompareAndSwap(proven, newest) {
-			return max(newest, proven), nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.marked:
+		}
+		for pause := 500 * time.Microsecond; s.horizon.waiting(); pause = min(2*pause, 25*time.Millisecond) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.marked:
+				pause = 500 * time.Microsecond
+			case <-time.After(pause):
+			}
+			var xmin int64
+			if err := s.pool.QueryRow(ctx, oldestRunning).Scan(&xmin); err != nil {
+				if ctx.Err() == nil {
+					s.log.WarnContext(ctx, "events: reading the oldest running transaction", "error", err.Error())
+				}
+				continue
+			}
+			s.settle(xmin)
 		}
 	}
+}
+
+// horizonMark is a cursor, final once every transaction older than xid
+// has ended.
+type horizonMark struct{ cursor, xid int64 }
+
+// maxMarks bounds the marks waiting while a long transaction holds the
+// horizon back; beyond it, the newest mark takes the place of the last.
+const maxMarks = 64
+
+// eventHorizon is the newest cursor proven final and the marks waiting.
+type eventHorizon struct {
+	mu      sync.Mutex
+	proven  int64
+	pending []horizonMark // cursor and xid rising
+}
+
+// add registers m unless its cursor is proven already, and reports
+// whether it did.
+func (h *eventHorizon) add(m horizonMark) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if m.cursor <= h.proven || (len(h.pending) > 0 && m.cursor <= h.pending[len(h.pending)-1].cursor) {
+		return false
+	}
+	if len(h.pending) == maxMarks {
+		h.pending[maxMarks-1] = m
+	} else {
+		h.pending = append(h.pending, m)
+	}
+	return true
+}
+
+// settle proves every mark older than xmin and reports whether the
+// horizon moved.
+func (h *eventHorizon) settle(xmin int64) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for n < len(h.pending) && h.pending[n].xid < xmin {
+		n++
+	}
+	if n == 0 {
+		return false
+	}
+	moved := h.pending[n-1].cursor > h.proven
+	h.proven = max(h.proven, h.pending[n-1].cursor)
+	h.pending = slices.Delete(h.pending, 0, n)
+	return moved
+}
+
+func (h *eventHorizon) provenCursor() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.proven
+}
+
+func (h *eventHorizon) waiting() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.pending) > 0
 }
 
 // eventsCommitted is told of each commit that wrote events: this
@@ -214,6 +316,7 @@ func (s *Store) Listen(ctx context.Context, wake func()) {
 	s.setLocalWake(wake)
 	defer s.setLocalWake(nil)
 	go s.sendNotifications(ctx)
+	go s.settleMarks(ctx)
 	for ctx.Err() == nil {
 		err := s.listen(ctx, wake)
 		if ctx.Err() != nil {

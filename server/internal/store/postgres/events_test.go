@@ -62,7 +62,7 @@ func TestEventHorizonUnderRacingCommits(t *testing.T) {
 	var after int64
 	seen := 0
 	follow := func() {
-		through, err := store.EventHorizon(ctx)
+		through, err := store.EventHorizon(ctx, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -33,8 +32,10 @@ type Store struct {
 	// acquireWait, when set, bounds a call's wait for a connection.
 	acquireWait time.Duration
 
-	// horizon is the newest event horizon proven (see EventHorizon).
-	horizon atomic.Int64
+	// horizon is how far events are proven final (see EventHorizon);
+	// marked tells settleMarks a mark waits.
+	horizon eventHorizon
+	marked  chan struct{}
 	// notify asks for a notification to the other replicas' watchers.
 	notify chan struct{}
 	// sealWake asks the sealer to chain the records just committed.
@@ -55,7 +56,7 @@ func (s *Store) ShedAfter(d time.Duration) { s.acquireWait = d }
 
 // New returns a Store on pool.
 func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
-	return &Store{pool: pool, log: log, notify: make(chan struct{}, 1), sealWake: make(chan struct{}, 1)}
+	return &Store{pool: pool, log: log, notify: make(chan struct{}, 1), marked: make(chan struct{}, 1), sealWake: make(chan struct{}, 1)}
 }
 
 // maxAttempts bounds how often InTx reruns a transaction that lost a
