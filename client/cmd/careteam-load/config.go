@@ -71,7 +71,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&targets, "target", "careteamd address, host:port (repeatable: two or more are balanced round robin; default 127.0.0.1:50051)")
 	fs.Var(&metrics, "metrics", "careteamd's Prometheus endpoint, such as http://127.0.0.1:9464/metrics (repeatable, one per target): resident memory, goroutines and the server-side view of StartSession")
 	fs.StringVar(&c.dataDir, "data-dir", "", "careteamd's data directory, whose dev key mints the tokens (default as careteamd's)")
-	fs.StringVar(&c.databaseURL, "database-url", "", "the database careteamd uses, for the database floor (default: the embedded one in --data-dir)")
+	fs.StringVar(&c.databaseURL, "database-url", "", "the database careteamd uses, for the database floors (in a schema of their own, careteam_floor), the lock-wait sampler and --scale (default: the embedded one in --data-dir)")
 	fs.StringVar(&c.ca, "ca", "", "speak TLS, trusting the CA certificates in this PEM file (default: plaintext to loopback)")
 	fs.IntVar(&c.concurrency, "concurrency", 32, "callers in a closed loop (each waits for its answer), and of every solo and floor phase")
 	fs.Float64Var(&c.rate, "rate", 0, "open loop: calls started per second in the mix whatever the answers' speed (0: closed loop at --concurrency)")
@@ -83,7 +83,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.conns, "conns", 4, "gRPC connections the calls are spread over (each balanced over every target)")
 	mixSpec := fs.String("mix", defaultMix, "the mix: RPC=weight,... from "+strings.Join(mixNames(), ", "))
 	solo := fs.String("solo", defaultSolo, "hot RPCs measured alone at --concurrency and compared with the floors")
-	phases := fs.String("phases", "mix,solo", "phases to run: mix (the realistic mix), solo (each --solo RPC alone, and the gRPC and database floors)")
+	phases := fs.String("phases", "mix,solo", "phases to run: mix (the realistic mix), solo (each --solo RPC alone, and the floors)")
 	fs.IntVar(&c.watchers, "watchers", 8, "WatchEvents streams open during the mix, as integrations keep them")
 	fs.IntVar(&c.watchConns, "watch-conns", 4, "connections the watchers' streams are spread over")
 	fs.IntVar(&c.scale, "scale", 0, "before the run, bulk-load this many referrals with their sessions (COPY, through the database URL) into the load's practices")
@@ -99,8 +99,9 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: careteam-load [flags]\n\n"+
 			"Drives a realistic mix of careteam calls through the Go client against running careteamd replicas,\n"+
-			"then each hot RPC alone beside its floors (GetCaller: gRPC and authentication; loadfloor: StartSession's\n"+
-			"database work alone), and prints per-RPC latency and throughput and their ratios to the floors.\n"+
+			"then each hot RPC alone beside floors that run none of careteamd's code (raw pgx transactions and\n"+
+			"primary-key reads on careteamd's database, a bare gRPC call in this process), and prints per-RPC\n"+
+			"latency and throughput, their ratios to each floor, the targets, and StartSession's lock waits.\n"+
 			"careteamd must run in dev mode (its data directory's key mints the tokens) and with --rate-limit 0.\n\n")
 		fs.PrintDefaults()
 	}

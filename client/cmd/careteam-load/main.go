@@ -1,13 +1,15 @@
 // Command careteam-load measures careteamd under a realistic load through
-// the Go client, and measures its floors in the same run so that each
-// result is also a ratio that holds on any machine: the gRPC floor (an
-// authenticated call that does nothing) and the database floor
-// (StartSession's transaction without gRPC, authentication or audit).
+// the Go client, and measures floors that run none of careteamd's code in
+// the same run, so that each result is also a ratio that holds on any
+// machine: raw pgx transactions and primary-key reads of the shapes of
+// careteamd's calls on careteamd's database (server/loadfloor), and a
+// bare gRPC call to a server in the load tool itself.
 //
 // It sets itself up on an empty server in dev mode (practices, people
 // with dev tokens, patients, consents, clearances, referrals), runs the
 // mix (open or closed loop) with WatchEvents streams open, then each hot
-// RPC alone beside the floors, and prints a table per phase with
+// RPC alone beside the floors (sampling the database's lock waits during
+// StartSession's), and prints a table per phase with
 // HdrHistogram latencies; --json writes the same for machines. --scale,
 // --watchers and --soak add the large-table, many-streams and long-run
 // measurements. See the README's Performance section.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/careteam/careteam/server/loadfloor"
 )
 
 // results is everything a run measured, as printed and as --json writes
@@ -22,7 +24,7 @@ type results struct {
 	Config      configEcho     `json:"config"`
 	Setup       setupFigures   `json:"setup"`
 	Phases      []phaseOut     `json:"phases"`
-	Floors      floors         `json:"floors"`
+	Floors      []floorResult  `json:"floors,omitempty"`
 	Ratios      []ratio        `json:"ratios,omitempty"`
 	Memory      *memoryFigures `json:"memory,omitempty"`
 	Soak        *soakFigures   `json:"soak,omitempty"`
@@ -77,24 +79,45 @@ type phaseOut struct {
 	LoadToolCPUs float64     `json:"load_tool_cpu_cores"`
 	RPCs         []rpcResult `json:"rpcs"`
 	Server       *serverView `json:"server,omitempty"`
+	Locks        *lockReport `json:"lock_waits,omitempty"`
 }
 
-type floors struct {
-	GRPC rpcResult `json:"grpc"`
-	DB   rpcResult `json:"database"`
+// floorResult is one floor's figures: the floor's phase, under the
+// floor's phase name.
+type floorResult struct {
+	Key  string `json:"key"`
+	What string `json:"what"`
+	rpcResult
 }
 
-// ratio is one hot RPC, measured alone, against the floors.
+// lockReport is what the lock-wait sampler saw over a phase.
+type lockReport struct {
+	loadfloor.LockWaits
+	Error string `json:"error,omitempty"`
+}
+
+// ratio is one careteam call, measured alone, against every floor.
 type ratio struct {
-	RPC          string  `json:"rpc"`
-	Throughput   float64 `json:"throughput_per_s"`
-	OfGRPCFloor  float64 `json:"throughput_of_grpc_floor"`
-	OfDBFloor    float64 `json:"throughput_of_database_floor"`
-	P99Ms        float64 `json:"p99_ms"`
-	P99OfGRPCP99 float64 `json:"p99_over_grpc_floor_p99"`
-	P99OfDBP99   float64 `json:"p99_over_database_floor_p99"`
-	Target       string  `json:"target,omitempty"`
-	TargetMet    *bool   `json:"target_met,omitempty"`
+	RPC        string       `json:"rpc"`
+	Throughput float64      `json:"throughput_per_s"`
+	P99Ms      float64      `json:"p99_ms"`
+	Floors     []floorRatio `json:"against_floors"`
+	Targets    []targetOut  `json:"targets,omitempty"`
+}
+
+type floorRatio struct {
+	Floor string `json:"floor"`
+	// Throughput is the call's over the floor's; P99 the call's p99 over
+	// the floor's.
+	Throughput float64 `json:"throughput_of_floor"`
+	P99        float64 `json:"p99_over_floor_p99"`
+}
+
+type targetOut struct {
+	Floor  string `json:"floor"`
+	Target string `json:"target"`
+	// Met is absent when the call or its floor was not measured.
+	Met *bool `json:"met,omitempty"`
 }
 
 type memoryFigures struct {
@@ -116,14 +139,30 @@ func newResults(cfg *config) *results {
 	return r
 }
 
-func (r *results) addPhase(ph *phaseStats, view *serverView) {
+func (r *results) addPhase(ph *phaseStats, view *serverView, locks *lockReport) {
 	loop := "closed"
 	if ph.open {
 		loop = "open"
 	}
 	secs := ph.elapsed().Seconds()
 	r.Phases = append(r.Phases, phaseOut{Name: ph.name, Loop: loop, Seconds: secs, LoadToolCPUs: ph.cpu.Seconds() / secs,
-		RPCs: ph.results(), Server: view})
+		RPCs: ph.results(), Server: view, Locks: locks})
+}
+
+// addFloor adds a floor's phase, and its figures to the floors.
+func (r *results) addFloor(fl floor, ph *phaseStats, locks *lockReport) {
+	r.addPhase(ph, nil, locks)
+	r.Floors = append(r.Floors, floorResult{Key: fl.key, What: fl.what, rpcResult: ph.result(fl.name)})
+}
+
+// floor is fl's figures, if it ran and had successful calls.
+func (r *results) floor(fl floor) (floorResult, bool) {
+	for _, f := range r.Floors {
+		if f.Key == fl.key {
+			return f, f.Count > 0
+		}
+	}
+	return floorResult{}, false
 }
 
 // phaseRPC is rpc's figures in the solo phase named after it.
@@ -140,23 +179,39 @@ func (r *results) phaseRPC(rpc string) (rpcResult, *serverView, bool) {
 	return rpcResult{}, nil, false
 }
 
-// targets are the issue's goals for the hot RPCs against the floors.
-var targets = map[string]struct {
-	text string
-	met  func(ratio) bool
-}{
-	"StartSession":   {">= 60% of the database floor, p99 < 4x its p99", func(x ratio) bool { return x.OfDBFloor >= 0.6 && x.P99OfDBP99 < 4 }},
-	"GetReferral":    {">= 50% of the gRPC floor", func(x ratio) bool { return x.OfGRPCFloor >= 0.5 }},
-	"CheckClearance": {">= 50% of the gRPC floor", func(x ratio) bool { return x.OfGRPCFloor >= 0.5 }},
+// target is a goal the product is held to: a call alone against one
+// floor.
+type target struct {
+	rpc   string
+	floor floor
+	// minThroughput is the least throughput as a fraction of the floor's;
+	// maxP99 the most p99 as a multiple of the floor's (0: no bound).
+	minThroughput, maxP99 float64
 }
 
-func (r *results) ratios() {
-	div := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
-		}
-		return a / b
+var targets = []target{
+	{"StartSession", txFloor, 0.5, 3},
+	{"GetReferral", readFloor, 0.4, 0},
+	{"GetReferral", readAudit, 1.0, 0},
+	{"CheckClearance", readFloor, 0.4, 0},
+	{"CheckClearance", readAudit, 1.0, 0},
+}
+
+func (t target) String() string {
+	s := fmt.Sprintf("throughput >= %g of %s", t.minThroughput, t.floor.key)
+	if t.maxP99 > 0 {
+		s += fmt.Sprintf(", p99 <= %gx its p99", t.maxP99)
 	}
+	return s
+}
+
+func (t target) met(x floorRatio) bool {
+	return x.Throughput >= t.minThroughput && (t.maxP99 == 0 || x.P99 <= t.maxP99)
+}
+
+// ratios compares each call measured alone with every floor measured,
+// and checks the targets.
+func (r *results) ratios() {
 	for _, p := range r.Phases {
 		if strings.HasPrefix(p.Name, "floor: ") || p.Name == "mix" || p.Name == "soak" || strings.HasPrefix(p.Name, "mix ") {
 			continue
@@ -165,12 +220,24 @@ func (r *results) ratios() {
 		if !ok {
 			continue
 		}
-		q := ratio{RPC: x.RPC, Throughput: x.Throughput, OfGRPCFloor: div(x.Throughput, r.Floors.GRPC.Throughput),
-			OfDBFloor: div(x.Throughput, r.Floors.DB.Throughput), P99Ms: x.P99,
-			P99OfGRPCP99: div(x.P99, r.Floors.GRPC.P99), P99OfDBP99: div(x.P99, r.Floors.DB.P99)}
-		if t, ok := targets[x.RPC]; ok && x.Count > 0 {
-			met := t.met(q)
-			q.Target, q.TargetMet = t.text, &met
+		q := ratio{RPC: x.RPC, Throughput: x.Throughput, P99Ms: x.P99}
+		against := map[string]floorRatio{}
+		for _, fl := range allFloors {
+			if f, ok := r.floor(fl); ok && x.Count > 0 {
+				fr := floorRatio{Floor: fl.key, Throughput: x.Throughput / f.Throughput, P99: x.P99 / f.P99}
+				q.Floors = append(q.Floors, fr)
+				against[fl.key] = fr
+			}
+		}
+		for _, t := range targets {
+			if t.rpc != x.RPC {
+				continue
+			}
+			out := targetOut{Floor: t.floor.key, Target: t.String()}
+			if fr, ok := against[t.floor.key]; ok {
+				out.Met = new(t.met(fr))
+			}
+			q.Targets = append(q.Targets, out)
 		}
 		r.Ratios = append(r.Ratios, q)
 	}
@@ -215,7 +282,7 @@ func (r *results) write(out io.Writer) {
 					continue
 				}
 				name := p.Name
-				if x.RPC != p.Name && !strings.HasPrefix(p.Name, "floor: ") {
+				if x.RPC != p.Name {
 					name = "  " + x.RPC // a detail row: one shape of the phase's RPC
 				}
 				server := ""
@@ -231,20 +298,8 @@ func (r *results) write(out io.Writer) {
 			writeFirstErrors(out, p.RPCs)
 		}
 	}
-	if len(r.Ratios) > 0 {
-		fmt.Fprintf(out, "\n== against the floors (gRPC floor: %s %.0f/s, p99 %.2f ms; database floor: %s %.0f/s, p99 %.2f ms)\n",
-			grpcFloor, r.Floors.GRPC.Throughput, r.Floors.GRPC.P99, dbFloor, r.Floors.DB.Throughput, r.Floors.DB.P99)
-		tw := table(out, "RPC\tcalls/s\tof gRPC floor\tof DB floor\tp99 ms\tp99 / gRPC floor p99\tp99 / DB floor p99\ttarget")
-		for _, q := range r.Ratios {
-			target := ""
-			if q.TargetMet != nil {
-				target = q.Target + ": " + map[bool]string{true: "MET", false: "MISSED"}[*q.TargetMet]
-			}
-			fmt.Fprintf(tw, "%s\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%.1fx\t%.1fx\t%s\n", q.RPC, q.Throughput, 100*q.OfGRPCFloor,
-				100*q.OfDBFloor, q.P99Ms, q.P99OfGRPCP99, q.P99OfDBP99, target)
-		}
-		tw.Flush()
-	}
+	r.writeFloors(out)
+	r.writeLocks(out)
 	if _, view, ok := r.phaseRPC("StartSession"); ok && view != nil {
 		r.writeServerView(out, view)
 	}
@@ -305,6 +360,96 @@ func (r *results) write(out io.Writer) {
 		}
 	}
 	fmt.Fprintln(out)
+}
+
+// writeFloors prints what each floor is, each call against each floor,
+// and the targets.
+func (r *results) writeFloors(out io.Writer) {
+	if len(r.Floors) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\n== floors: none of careteamd's code, same run, same callers")
+	tw := table(out, "floor\tcalls/s\tp99\twhat")
+	for _, f := range r.Floors {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%s\n", f.Key, f.Throughput, f.P99, f.What)
+	}
+	tw.Flush()
+	if len(r.Ratios) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "\n== careteam calls alone against each floor: throughput as a fraction of the floor's / p99 as a multiple of the floor's")
+	header := "RPC\tcalls/s\tp99"
+	for _, fl := range allFloors {
+		header += "\t" + fl.key
+	}
+	tw = table(out, header)
+	for _, q := range r.Ratios {
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f", q.RPC, q.Throughput, q.P99Ms)
+		for _, fl := range allFloors {
+			cell := "-"
+			for _, fr := range q.Floors {
+				if fr.Floor == fl.key {
+					cell = fmt.Sprintf("%.2f / %.1fx", fr.Throughput, fr.P99)
+				}
+			}
+			fmt.Fprintf(tw, "\t%s", cell)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	var rows []string
+	for _, q := range r.Ratios {
+		for _, t := range q.Targets {
+			verdict := "not measured"
+			if t.Met != nil {
+				verdict = map[bool]string{true: "MET", false: "MISSED"}[*t.Met]
+				for _, fr := range q.Floors {
+					if fr.Floor == t.Floor {
+						verdict = fmt.Sprintf("%.2f, p99 %.1fx: %s", fr.Throughput, fr.P99, verdict)
+					}
+				}
+			}
+			rows = append(rows, fmt.Sprintf("%s\t%s\t%s\n", q.RPC, t.Target, verdict))
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(out, "\n== targets")
+		tw = table(out, "RPC\ttarget\tmeasured")
+		for _, row := range rows {
+			fmt.Fprint(tw, row)
+		}
+		tw.Flush()
+	}
+}
+
+// writeLocks prints the lock-wait samples of the phases that took them.
+func (r *results) writeLocks(out io.Writer) {
+	header := false
+	for _, p := range r.Phases {
+		lw := p.Locks
+		if lw == nil {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(out, "\n== lock waits in careteamd's database: pg_stat_activity and ungranted pg_locks every 50 ms over the recorded interval")
+			header = true
+		}
+		if lw.Error != "" {
+			fmt.Fprintf(out, "%s: sampler failed: %s\n", p.Name, lw.Error)
+		}
+		fmt.Fprintf(out, "%s: %d samples, %d with a lock wait, at most %d waiters\n", p.Name, lw.Samples, lw.Waiting, lw.MaxWaiters)
+		for i, k := range lw.Kinds {
+			if i == 5 {
+				fmt.Fprintf(out, "  and %d more\n", len(lw.Kinds)-i)
+				break
+			}
+			rel := k.Relation
+			if k.LockType == "transactionid" {
+				rel = "(another transaction's row lock)"
+			}
+			fmt.Fprintf(out, "  %-14s %-40s in %d samples, at most %d waiters\n", k.LockType, rel, k.Samples, k.MaxWaiters)
+		}
+	}
 }
 
 func (r *results) writePhase(out io.Writer, p phaseOut) {

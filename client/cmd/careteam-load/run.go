@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/careteam/careteam/client"
 	"github.com/careteam/careteam/server/loadfloor"
+	"github.com/careteam/careteam/server/loadfloor/seed"
 )
 
 // load is one run: its configuration, what it set up, and the
@@ -68,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if mixStats, res.Memory, err = l.mixPhase(ctx); err != nil {
 			return err
 		}
-		res.addPhase(mixStats, nil)
+		res.addPhase(mixStats, nil, nil)
 	}
 	if cfg.runs("solo") && ctx.Err() == nil {
 		if err := l.soloPhases(ctx, res); err != nil {
@@ -93,12 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // seed bulk-loads --scale referrals into the load's practices.
 func (l *load) seed(ctx context.Context) (*seedFigures, error) {
-	f, err := loadfloor.Open(ctx, l.cfg.databaseURL, 4)
-	if err != nil {
-		return nil, fmt.Errorf("--scale needs the database (give --database-url when it is not the embedded one in --data-dir): %w", err)
-	}
-	defer f.Close()
-	spec := loadfloor.SeedSpec{Referrals: l.cfg.scale}
+	spec := seed.Spec{Referrals: l.cfg.scale}
 	for _, ph := range l.w.physicians {
 		spec.Physicians = append(spec.Physicians, ph.subject)
 	}
@@ -106,12 +103,12 @@ func (l *load) seed(ctx context.Context) (*seedFigures, error) {
 		spec.Therapists = append(spec.Therapists, th.subject)
 	}
 	began := time.Now()
-	r, err := f.Seed(ctx, spec, func(stage string, done, total int64) {
+	r, err := seed.Write(ctx, l.cfg.databaseURL, spec, func(stage string, done, total int64) {
 		l.prog.update("seed: %-34s %s %d/%d  %v", stage, bar(done, total), done, total, time.Since(began).Round(time.Second))
 	})
 	if err != nil {
 		l.prog.done("seed: failed")
-		return nil, err
+		return nil, fmt.Errorf("--scale writes through --database-url (by default the embedded database in --data-dir): %w", err)
 	}
 	l.prog.done("seed: %d referrals, %d sessions, %d patients in %v (copy %v, indexes and analyze %v)", r.Referrals, r.Sessions,
 		r.Patients, time.Since(began).Round(time.Second), r.Copy.Round(time.Second), r.Index.Round(time.Second))
@@ -168,7 +165,9 @@ func (l *load) mixPhase(ctx context.Context) (*phaseStats, *memoryFigures, error
 	return ph, mem, nil
 }
 
-// soloPhases runs the floors and each --solo RPC alone at --concurrency.
+// soloPhases runs the floors and each --solo RPC alone at --concurrency,
+// each floor beside the calls it is the floor of, so that a drift of the
+// machine over the run falls on both alike.
 func (l *load) soloPhases(ctx context.Context, res *results) error {
 	cfg := l.cfg
 	// The reads need accepted referrals to read, even when the mix did
@@ -176,51 +175,44 @@ func (l *load) soloPhases(ctx context.Context, res *results) error {
 	if err := l.prime(ctx, 0); err != nil {
 		return err
 	}
-	grpcF, view := l.grpcFloorPhase(ctx)
-	res.addPhase(grpcF, view)
-	res.Floors.GRPC = grpcF.result(grpcFloor)
-	solo := func(name string) error {
-		if name == "StartSession" {
-			rate := max(res.Floors.DB.Throughput, res.Floors.GRPC.Throughput)
-			if err := l.prime(ctx, visitsFor(rate, cfg.soloDuration+cfg.warmup)); err != nil {
-				return err
-			}
-		}
+	f, err := loadfloor.Open(ctx, cfg.databaseURL, cfg.concurrency)
+	if err != nil {
+		return fmt.Errorf("the database floors (give --database-url when careteamd's database is not the embedded one in --data-dir): %w", err)
+	}
+	defer f.Close()
+	l.prog.done("floors: schema careteam_floor ready in %s, a row per caller", redactURL(cfg.databaseURL))
+	if err := l.grpcFloorPhase(ctx, res); err != nil {
+		return err
+	}
+	l.dbFloorPhases(ctx, f, res, true)
+	solo := func(name string) {
 		var before []*scrape
 		var view *serverView
 		p := phase{name: name, concurrency: cfg.concurrency, warmup: cfg.warmup, duration: cfg.soloDuration,
 			choose:  soloWork(l.opWork(name)),
 			started: func(*phaseStats) { before = l.scrapeAll(ctx) },
 			stopped: func(*phaseStats) { view = viewOf(name, before, l.scrapeAll(ctx)) }}
+		var locks *lockWatch
+		if name == "StartSession" {
+			locks = l.watchLocks(ctx, &p)
+		}
 		ph := l.run(ctx, p)
-		res.addPhase(ph, view)
-		return nil
+		res.addPhase(ph, view, locks.result())
 	}
 	for _, name := range cfg.solo {
 		if name != "StartSession" && ctx.Err() == nil {
-			if err := solo(name); err != nil {
-				return err
-			}
+			solo(name)
 		}
 	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := l.prime(ctx, visitsFor(2*res.Floors.GRPC.Throughput, cfg.soloDuration+cfg.warmup)); err != nil {
-		return err
-	}
-	dbF, err := l.dbFloorPhase(ctx)
-	if err != nil {
-		return err
-	}
-	res.addPhase(dbF, nil)
-	res.Floors.DB = dbF.result(dbFloor)
-	for _, name := range cfg.solo {
-		if name == "StartSession" && ctx.Err() == nil {
-			if err := solo(name); err != nil {
-				return err
-			}
+	l.dbFloorPhases(ctx, f, res, false)
+	if slices.Contains(cfg.solo, "StartSession") && ctx.Err() == nil {
+		// Room for StartSession at twice the faster transaction floor.
+		tx, _ := res.floor(txFloor)
+		txa, _ := res.floor(txAuditFloor)
+		if err := l.prime(ctx, visitsFor(2*max(tx.Throughput, txa.Throughput), cfg.soloDuration+cfg.warmup)); err != nil {
+			return err
 		}
+		solo("StartSession")
 	}
 	res.ratios()
 	return nil

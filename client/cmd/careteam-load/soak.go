@@ -45,7 +45,7 @@ func (l *load) soakPhase(ctx context.Context, mixStats *phaseStats, res *results
 			}
 			mixStats = l.run(ctx, phase{name: "mix at maximum rate", concurrency: cfg.concurrency, warmup: cfg.warmup,
 				duration: cfg.duration, choose: l.mixWork(cfg.mix)})
-			res.addPhase(mixStats, nil)
+			res.addPhase(mixStats, nil, nil)
 		}
 		rate = totalThroughput(mixStats) / 2
 	}
@@ -121,7 +121,7 @@ func (l *load) soakPhase(ctx context.Context, mixStats *phaseStats, res *results
 			s.End = l.processFigures(l.scrapeAll(ctx))
 		}}
 	ph := l.run(ctx, p)
-	res.addPhase(ph, nil)
+	res.addPhase(ph, nil, nil)
 	l.prog.update("soak: waiting 5s for careteamd to go idle")
 	select {
 	case <-ctx.Done():

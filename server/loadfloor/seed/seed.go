@@ -1,4 +1,9 @@
-package loadfloor
+// Package seed bulk-loads years of referral history into careteamd's
+// tables for careteam-load's --scale. Unlike its parent loadfloor, it is
+// careteam's own code on purpose: the rows it writes must be the ones
+// careteamd would have written (states, signed notes' hashes), and it
+// finds the practitioners through the domain.
+package seed
 
 import (
 	"context"
@@ -6,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -14,34 +21,37 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/careteam/careteam/server/internal/careteam"
+	"github.com/careteam/careteam/server/internal/clock"
+	"github.com/careteam/careteam/server/internal/store/postgres"
 )
 
-// SeedSpec says whose history Seed writes: the practitioners it names by
+// Spec says whose history Write writes: the practitioners it names by
 // token subject send and receive the referrals, so that their worklists
 // and lists read through the history, as those of a practice network with
 // years of it would.
-type SeedSpec struct {
+type Spec struct {
 	// Referrals is how many referrals to write.
 	Referrals int
-	// Physicians refer (each for the patients Seed registers at their
+	// Physicians refer (each for the patients Write registers at their
 	// organization); Therapists receive and treat.
 	Physicians []string
 	Therapists []string
 }
 
-// SeedResult counts what Seed wrote.
-type SeedResult struct {
+// Result counts what Write wrote.
+type Result struct {
 	Patients, Referrals, Transitions, Sessions int64
 	// Copy is the time the rows took; Index the time spent rebuilding
 	// indexes and analyzing the tables.
 	Copy, Index time.Duration
 }
 
-// SeedProgress is told, now and then, how far a seed is: the stage, and
+// Progress is told, now and then, how far a seed is: the stage, and
 // the rows copied of the rows to copy.
-type SeedProgress func(stage string, done, total int64)
+type Progress func(stage string, done, total int64)
 
 // History shape, after the store's list benchmarks: three years of
 // referrals, the last week mostly open work, the last validity period
@@ -122,11 +132,11 @@ type seedRef struct {
 	sessions  int8
 }
 
-// Seed writes spec.Referrals referrals with their history, and the
+// Write writes spec.Referrals referrals with their history, and the
 // sessions (signed notes but for an open last one) of those that reached
-// treatment, to the database with COPY, for the load tool's --scale. It
-// also registers a patient, with a patient-wide clearance, per four
-// referrals. Rows are generated, not replayed through the service: a
+// treatment, to the database at databaseURL with COPY, for the load
+// tool's --scale. It also registers a patient, with a patient-wide
+// clearance, per four referrals. Rows are generated, not replayed through the service: a
 // million referrals take minutes this way rather than hours.
 //
 // It is for load-test databases only. When it may (as the embedded
@@ -134,13 +144,24 @@ type seedRef struct {
 // generator keeps satisfied, and it drops the referrals' and sessions'
 // secondary indexes while copying and builds them again from their own
 // definitions afterwards: writers of those tables wait meanwhile.
-func (f *Floor) Seed(ctx context.Context, spec SeedSpec, progress SeedProgress) (SeedResult, error) {
-	var res SeedResult
+func Write(ctx context.Context, databaseURL string, spec Spec, progress Progress) (Result, error) {
+	var res Result
 	if spec.Referrals <= 0 {
 		return res, nil
 	}
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return res, errors.New("seed: the database URL is malformed")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return res, fmt.Errorf("seed: %w", err)
+	}
+	defer pool.Close()
+	service := careteam.NewService(postgres.New(pool, slog.New(slog.NewTextHandler(io.Discard, nil))), clock.System{},
+		careteam.Config{AckWindow: seedAck})
 	if len(spec.Physicians) == 0 || len(spec.Therapists) == 0 {
-		return res, errors.New("loadfloor: seeding needs at least one physician and one therapist")
+		return res, errors.New("seed: seeding needs at least one physician and one therapist")
 	}
 	if progress == nil {
 		progress = func(string, int64, int64) {}
@@ -148,12 +169,12 @@ func (f *Floor) Seed(ctx context.Context, spec SeedSpec, progress SeedProgress) 
 	resolve := func(subjects []string, role careteam.Role) ([]party, error) {
 		out := make([]party, len(subjects))
 		for i, s := range subjects {
-			p, err := f.service.Authenticate(ctx, s)
+			p, err := service.Authenticate(ctx, s)
 			if err != nil {
-				return nil, fmt.Errorf("loadfloor: %s: %w", s, err)
+				return nil, fmt.Errorf("seed: %s: %w", s, err)
 			}
 			if p.Role != role {
-				return nil, fmt.Errorf("loadfloor: %s is a %s, not a %s", s, p.Role, role)
+				return nil, fmt.Errorf("seed: %s is a %s, not a %s", s, p.Role, role)
 			}
 			out[i] = party{p.PractitionerID, p.OrganizationID}
 		}
@@ -210,7 +231,7 @@ func (f *Floor) Seed(ctx context.Context, spec SeedSpec, progress SeedProgress) 
 	res.Patients, res.Referrals = int64(len(patients)), int64(n)
 
 	g := &generator{now: now, refs: refs, patients: patients, physicians: physicians, therapists: therapists}
-	if err := f.copyAll(ctx, g, &res, progress); err != nil {
+	if err := copyAll(ctx, cfg.ConnConfig, g, &res, progress); err != nil {
 		return res, err
 	}
 	return res, nil
@@ -371,7 +392,7 @@ func (g *generator) sessionRows(r *seedRef, rng *rand.Rand, planJSON json.RawMes
 // copyAll copies parents first (in case the foreign keys are checked),
 // then the referrals and the sessions on one connection each and the
 // transitions on a third, then rebuilds the dropped indexes and analyzes.
-func (f *Floor) copyAll(ctx context.Context, g *generator, res *SeedResult, progress SeedProgress) error {
+func copyAll(ctx context.Context, connCfg *pgx.ConnConfig, g *generator, res *Result, progress Progress) error {
 	began := time.Now()
 	checked := false
 	var conns []*pgx.Conn
@@ -381,9 +402,9 @@ func (f *Floor) copyAll(ctx context.Context, g *generator, res *SeedResult, prog
 		}
 	}()
 	for range 3 {
-		conn, err := pgx.ConnectConfig(ctx, f.pool.Config().ConnConfig.Copy())
+		conn, err := pgx.ConnectConfig(ctx, connCfg.Copy())
 		if err != nil {
-			return fmt.Errorf("loadfloor: %w", err)
+			return fmt.Errorf("seed: %w", err)
 		}
 		conns = append(conns, conn)
 		// Skipping the foreign-key triggers makes the copy several times
@@ -395,7 +416,7 @@ func (f *Floor) copyAll(ctx context.Context, g *generator, res *SeedResult, prog
 	}
 	copyRows := func(conn *pgx.Conn, table string, cols []string, src pgx.CopyFromSource) error {
 		if _, err := conn.CopyFrom(ctx, pgx.Identifier{table}, cols, binaryIDs{src}); err != nil {
-			return fmt.Errorf("loadfloor: copying %s: %w", table, err)
+			return fmt.Errorf("seed: copying %s: %w", table, err)
 		}
 		return nil
 	}
@@ -514,7 +535,7 @@ func (f *Floor) copyAll(ctx context.Context, g *generator, res *SeedResult, prog
 				}
 				progress("indexes", int64(k), int64(len(indexes)))
 				if _, err := conns[w].Exec(ctx, indexes[k]); err != nil {
-					ierrs[w] = fmt.Errorf("loadfloor: rebuilding an index: %w", err)
+					ierrs[w] = fmt.Errorf("seed: rebuilding an index: %w", err)
 					return
 				}
 			}
@@ -526,7 +547,7 @@ func (f *Floor) copyAll(ctx context.Context, g *generator, res *SeedResult, prog
 	}
 	progress("vacuum and analyze", 0, 1)
 	if _, err := conns[0].Exec(ctx, `VACUUM (ANALYZE) patients, clearances, referrals, referral_transitions, sessions`); err != nil {
-		return fmt.Errorf("loadfloor: vacuum: %w", err)
+		return fmt.Errorf("seed: vacuum: %w", err)
 	}
 	progress("vacuum and analyze", 1, 1)
 	res.Index = time.Since(indexed)
@@ -586,7 +607,7 @@ func dropIndexes(ctx context.Context, conn *pgx.Conn, table string) ([]string, e
 	rows, err := conn.Query(ctx, `SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = $1
 		AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass)`, table)
 	if err != nil {
-		return nil, fmt.Errorf("loadfloor: listing indexes: %w", err)
+		return nil, fmt.Errorf("seed: listing indexes: %w", err)
 	}
 	type index struct{ name, def string }
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (index, error) {
@@ -595,12 +616,12 @@ func dropIndexes(ctx context.Context, conn *pgx.Conn, table string) ([]string, e
 		return ix, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("loadfloor: listing indexes: %w", err)
+		return nil, fmt.Errorf("seed: listing indexes: %w", err)
 	}
 	defs := make([]string, 0, len(list))
 	for _, ix := range list {
 		if _, err := conn.Exec(ctx, `DROP INDEX `+pgx.Identifier{ix.name}.Sanitize()); err != nil {
-			return nil, fmt.Errorf("loadfloor: dropping index %s: %w", ix.name, err)
+			return nil, fmt.Errorf("seed: dropping index %s: %w", ix.name, err)
 		}
 		defs = append(defs, ix.def)
 	}
