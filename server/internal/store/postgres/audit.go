@@ -60,6 +60,10 @@ const sealBatch = 1000
 // replica, to seal what other replicas (or a replica that stopped) left.
 const sealEvery = time.Second
 
+// sealGather is how long the sealer lets records gather after one is
+// committed on this replica.
+const sealGather = 10 * time.Millisecond
+
 // Seal runs the sealer until ctx ends: shortly after records are
 // committed on this replica, and every sealEvery.
 func (s *Store) Seal(ctx context.Context) {
@@ -70,6 +74,12 @@ func (s *Store) Seal(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-s.sealWake:
+			// Let the records of a burst gather into one seal.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(sealGather):
+			}
 		case <-tick.C:
 		}
 		if _, err := s.SealAudit(ctx); err != nil && ctx.Err() == nil {

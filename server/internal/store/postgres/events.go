@@ -204,6 +204,10 @@ func (s *Store) settle(xmin int64) {
 	}
 }
 
+// settleEvery is how often settleMarks looks while marks wait: a delay
+// added to delivery, against a query each time on every replica.
+const settleEvery = 5 * time.Millisecond
+
 // settleMarks proves pending marks as the transactions before them end,
 // so that the watchers learn of a horizon that moved without waiting for
 // the next commit.
@@ -214,13 +218,11 @@ func (s *Store) settleMarks(ctx context.Context) {
 			return
 		case <-s.marked:
 		}
-		for pause := 500 * time.Microsecond; s.horizon.waiting(); pause = min(2*pause, 25*time.Millisecond) {
+		for s.horizon.waiting() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-s.marked:
-				pause = 500 * time.Microsecond
-			case <-time.After(pause):
+			case <-time.After(settleEvery):
 			}
 			var xmin int64
 			if err := s.pool.QueryRow(ctx, oldestRunning).Scan(&xmin); err != nil {
