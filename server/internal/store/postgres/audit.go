@@ -145,7 +145,7 @@ func (s *Store) sealOnce(ctx context.Context) (int, error) {
 			hash     []byte
 		}
 		heads := map[int32]*head{}
-		hrows, err := tx.Query(ctx, `SELECT chain, position, hash FROM audit_chains ORDER BY chain FOR UPDATE`)
+		hrows, err := tx.Query(ctx, `SELECT chain, position, hash FROM audit_chains ORDER BY chain FOR NO KEY UPDATE`)
 		if err != nil {
 			return err
 		}

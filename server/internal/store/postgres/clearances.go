@@ -160,7 +160,7 @@ func (t *tx) ClearancesInForce(ctx context.Context, patient uuid.UUID) ([]*caret
 // that match where (see lockAndGet for why in two statements).
 func (t *tx) lockClearances(ctx context.Context, where string, args ...any) ([]*careteam.Clearance, error) {
 	where += ` AND c.status IN ('ACTIVE', 'SUSPENDED', 'SCHEDULED')`
-	if err := t.exec(ctx, `SELECT 1 FROM clearances c WHERE `+where+` ORDER BY c.id FOR UPDATE`, args...); err != nil {
+	if err := t.exec(ctx, `SELECT 1 FROM clearances c WHERE `+where+` ORDER BY c.id FOR NO KEY UPDATE`, args...); err != nil {
 		return nil, err
 	}
 	rows, err := t.query(ctx, `SELECT `+clearanceColumns+` FROM clearances c WHERE `+where+` ORDER BY c.id`, args...)
@@ -174,7 +174,7 @@ func (t *tx) ClaimScheduledPatients(ctx context.Context, now time.Time, limit in
 	rows, err := t.query(ctx, `
 		SELECT p.id FROM patients p
 		WHERE p.id IN (SELECT c.patient_id FROM clearances c WHERE c.status = 'SCHEDULED' AND c.valid_from <= $1)
-		ORDER BY p.id LIMIT $2 FOR UPDATE SKIP LOCKED`, now, limit)
+		ORDER BY p.id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED`, now, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (t *tx) ReferralsCoveredBy(ctx context.Context, c *careteam.Clearance, stat
 	}
 	// Lock first, then read in a statement of its own (see lockAndGet).
 	if err := t.exec(ctx, `SELECT 1 FROM referrals r WHERE r.patient_id = @patient AND r.state = ANY(@states) AND `+cover+
-		` ORDER BY r.id FOR UPDATE`, args); err != nil {
+		` ORDER BY r.id FOR NO KEY UPDATE`, args); err != nil {
 		return nil, err
 	}
 	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r
@@ -246,7 +246,7 @@ func (t *tx) ListConsents(ctx context.Context, patient uuid.UUID, page careteam.
 }
 
 // GateSnapshot loads in one round trip what the session gate decides on:
-// the referral (locked FOR UPDATE when lock is set, so that visits are
+// the referral (locked FOR NO KEY UPDATE when lock is set, so that visits are
 // counted one start at a time), the therapist, the clearances that may
 // govern (locked FOR SHARE, so that a concurrent revocation or suspension
 // orders itself before or after the start, never in between), the red
@@ -266,7 +266,7 @@ func (t *tx) GateSnapshot(ctx context.Context, referral uuid.UUID, scope caretea
 		// patient's row, shared, waits for a clearance being issued for the
 		// patient, so the clearances read below include the new one.
 		b.Queue(`SELECT 1 FROM patients WHERE id = (SELECT patient_id FROM referrals WHERE id = $1) FOR SHARE`, referral)
-		b.Queue(`SELECT 1 FROM referrals WHERE id = $1 FOR UPDATE`, referral)
+		b.Queue(`SELECT 1 FROM referrals WHERE id = $1 FOR NO KEY UPDATE`, referral)
 		forShare = " FOR SHARE"
 	}
 	// A start saves the referral, so it reads it whole; a check only judges

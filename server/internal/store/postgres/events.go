@@ -131,7 +131,7 @@ func (t *tx) PatientReferrals(ctx context.Context, patient uuid.UUID) ([]*carete
 
 func (t *tx) LockPatientReferrals(ctx context.Context, patient uuid.UUID, states []careteam.ReferralState) ([]*careteam.Referral, error) {
 	// Lock first, then read in a statement of its own (see lockAndGet).
-	if err := t.exec(ctx, `SELECT 1 FROM referrals WHERE patient_id = $1 AND state = ANY($2) ORDER BY id FOR UPDATE`, patient, states); err != nil {
+	if err := t.exec(ctx, `SELECT 1 FROM referrals WHERE patient_id = $1 AND state = ANY($2) ORDER BY id FOR NO KEY UPDATE`, patient, states); err != nil {
 		return nil, err
 	}
 	rows, err := t.query(ctx, `SELECT `+referralColumns+` FROM referrals r WHERE r.patient_id = $1 AND r.state = ANY($2) ORDER BY r.id`, patient, states)

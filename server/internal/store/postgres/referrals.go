@@ -191,7 +191,7 @@ func (t *tx) ClaimExpiredReferrals(ctx context.Context, now time.Time, limit int
 			WHERE NOT expiry_announced AND valid_until <= @now
 			  AND state IN ('DRAFT', 'SUBMITTED', 'AWAITING_INFO', 'ACCEPTED', 'DECLINED', 'IN_PROGRESS', 'ON_HOLD')
 			ORDER BY valid_until, id LIMIT @limit
-			FOR UPDATE SKIP LOCKED)
+			FOR NO KEY UPDATE SKIP LOCKED)
 		UPDATE referrals r SET expiry_announced = true FROM due WHERE r.id = due.id
 		RETURNING `+referralColumns, pgx.NamedArgs{"now": now, "limit": limit})
 	if err != nil {
