@@ -512,7 +512,8 @@ func (r *results) writeServerView(out io.Writer, v *serverView) {
 	fmt.Fprintf(out, "  process_cpu_seconds_total                                 careteamd used %.2f cores\n", v.CPUCores)
 	fmt.Fprintln(out, "  Where to look when StartSession slows down: a server mean far below the client's p50 points at the")
 	fmt.Fprintln(out, "  network or the client; pool waits at the pool size point at --db-max-conns or at transactions held")
-	fmt.Fprintln(out, "  open; a high audit mean points at commit (fsync) and the audit chain and event cursor locks; refusals")
+	fmt.Fprintln(out, "  open; a high audit mean points at the final batch and commit (fsync), and the lock waits above at")
+	fmt.Fprintln(out, "  rows the calls share (a wait on another transaction's row lock between unrelated calls is a bug); refusals")
 	fmt.Fprintln(out, "  are fast FAILED_PRECONDITIONs, not slowness. Then profile: go tool pprof -top")
 	fmt.Fprintln(out, "  'http://DEBUG-LISTEN/debug/pprof/profile?seconds=20' while this phase runs (careteamd --debug-listen).")
 }

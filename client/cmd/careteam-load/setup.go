@@ -94,6 +94,19 @@ func (l *load) plan() []person {
 		w.spaCoords = append(w.spaCoords, co)
 		people = append(people, person{co, pb.Role_ROLE_COORDINATOR, s, true})
 	}
+	// careteamd lets one caller hold streamsPerCaller streams: more
+	// watchers than the others can hold watch as coordinators of their
+	// own, spread over the practices.
+	others := len(w.physicians) + len(w.therapists) + len(w.coordinators)
+	for i := range max(0, (cfg.watchers+streamsPerCaller-1)/streamsPerCaller-others) {
+		co := &actor{subject: fmt.Sprintf("%s-watch-%d", cfg.prefix, i)}
+		w.watchOnly = append(w.watchOnly, co)
+		if org := i % (cfg.clinics + cfg.spas); org < cfg.clinics {
+			people = append(people, person{co, pb.Role_ROLE_COORDINATOR, org, false})
+		} else {
+			people = append(people, person{co, pb.Role_ROLE_COORDINATOR, org - cfg.clinics, true})
+		}
+	}
 	for _, ph := range w.physicians {
 		for range cfg.patients {
 			p := &patient{physician: ph, therapist: w.therapists[len(w.patients)%len(w.therapists)]}

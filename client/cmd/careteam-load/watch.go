@@ -17,6 +17,10 @@ import (
 // here.
 const watchLag = "WatchEvents delivery lag"
 
+// streamsPerCaller is how many streams careteamd lets one caller hold
+// open (its default); the watchers never ask one subscriber for more.
+const streamsPerCaller = 16
+
 // watchers are the integrations' open WatchEvents streams.
 type watchers struct {
 	conns   *conns
@@ -31,7 +35,7 @@ type watchers struct {
 
 // openWatchers opens n streams over their own connections, as the load's
 // physicians, therapists and coordinators in turn (each sees only their
-// own events). Each starts from the newest event its subscriber may see,
+// own events), and the watch-only coordinators the plan added for n. Each starts from the newest event its subscriber may see,
 // as an integration resuming from its stored cursor would, rather than
 // replaying the run's history n times.
 func (l *load) openWatchers(ctx context.Context, n int) (*watchers, error) {
@@ -55,6 +59,7 @@ func (l *load) openWatchers(ctx context.Context, n int) (*watchers, error) {
 		subscribers = append(subscribers, &th.actor)
 	}
 	subscribers = append(subscribers, l.w.coordinators...)
+	subscribers = append(subscribers, l.w.watchOnly...)
 	cursors := make([]int64, len(subscribers))
 	err := l.parallel(ctx, "watchers' cursors", len(subscribers), func(i int) error {
 		var err error

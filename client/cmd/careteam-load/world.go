@@ -83,7 +83,10 @@ type world struct {
 	therapists   []*therapist
 	coordinators []*actor // of clinics then of spas
 	spaCoords    []*actor
-	patients     []*patient
+	// watchOnly are coordinators that only hold WatchEvents streams, as
+	// many as --watchers needs beyond the others (watch.go).
+	watchOnly []*actor
+	patients  []*patient
 
 	drafts, submitted queue[*referral]
 	started, noted    queue[*session]

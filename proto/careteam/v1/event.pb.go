@@ -712,6 +712,13 @@ type ListEventsResponse struct {
 	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
 	// Empty when there are no more.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// Every event the caller may receive after the request's cursor and at
+	// or below this one is in this page. Events still being committed when
+	// the call was answered get higher cursors, so a caller that resumes
+	// after through_cursor misses nothing; a list answered while a
+	// transaction was held open ends below the newest events (see the
+	// README's Events section).
+	ThroughCursor int64 `protobuf:"varint,3,opt,name=through_cursor,json=throughCursor,proto3" json:"through_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -760,6 +767,13 @@ func (x *ListEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+func (x *ListEventsResponse) GetThroughCursor() int64 {
+	if x != nil {
+		return x.ThroughCursor
+	}
+	return 0
+}
+
 var File_careteam_v1_event_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_event_proto_rawDesc = "" +
@@ -802,10 +816,11 @@ const file_careteam_v1_event_proto_rawDesc = "" +
 	"\tpage_size\x18\x05 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12'\n" +
 	"\n" +
-	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"h\n" +
+	"page_token\x18\x06 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\tpageToken\"\x8f\x01\n" +
 	"\x12ListEventsResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.careteam.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xd7\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12%\n" +
+	"\x0ethrough_cursor\x18\x03 \x01(\x03R\rthroughCursor*\xd7\a\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1f\n" +
 	"\x1bEVENT_TYPE_REFERRAL_CREATED\x10\x01\x12!\n" +

@@ -85,12 +85,12 @@ func (s *eventServer) ListEvents(ctx context.Context, req *pb.ListEventsRequest)
 			return nil, err
 		}
 	}
-	rows, next, err := s.svc.ListEvents(ctx, p, f, after, int(req.GetPageSize()))
+	page, err := s.svc.ListEvents(ctx, p, f, after, int(req.GetPageSize()))
 	if err != nil {
 		return nil, cursorStatus(err)
 	}
-	resp := &pb.ListEventsResponse{NextPageToken: encodeSequence(req, next)}
-	for _, e := range rows {
+	resp := &pb.ListEventsResponse{NextPageToken: encodeSequence(req, page.Next), ThroughCursor: page.Through}
+	for _, e := range page.Events {
 		resp.Events = append(resp.Events, eventToProto(e))
 	}
 	return resp, nil

@@ -339,6 +339,14 @@ func watchStream(ctx context.Context, c *client.Client, req *pb.WatchEventsReque
 // listAll pages through ListEvents with req.
 func listAll(t *testing.T, c *client.Client, req *pb.ListEventsRequest) []*pb.Event {
 	t.Helper()
+	out, _ := listPages(t, c, req)
+	return out
+}
+
+// listPages lists every page and returns the events and the cursor the
+// last page is complete through.
+func listPages(t *testing.T, c *client.Client, req *pb.ListEventsRequest) ([]*pb.Event, int64) {
+	t.Helper()
 	req = proto.Clone(req).(*pb.ListEventsRequest)
 	if req.PageSize == 0 {
 		req.PageSize = 97 // odd, so that pages split the history unevenly
@@ -351,9 +359,27 @@ func listAll(t *testing.T, c *client.Client, req *pb.ListEventsRequest) []*pb.Ev
 		}
 		out = append(out, resp.GetEvents()...)
 		if resp.GetNextPageToken() == "" {
-			return out
+			return out, resp.GetThroughCursor()
 		}
 		req.PageToken = resp.GetNextPageToken()
+	}
+}
+
+// listThrough lists every event of req up to cursor at least: a list
+// answered while some transaction on the cluster (another test's) was
+// held open ends before it, and is asked again.
+func listThrough(t *testing.T, c *client.Client, req *pb.ListEventsRequest, cursor int64) []*pb.Event {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, through := listPages(t, c, req)
+		if through >= cursor {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ListEvents answered through cursor %d for 30 s, not %d", through, cursor)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -58,6 +58,10 @@ func TestHeldTransactionHoldsEventsBack(t *testing.T) {
 	if len(list.GetEvents()) != 0 {
 		t.Errorf("ListEvents returned %d events beyond a cursor still open", len(list.GetEvents()))
 	}
+	if through := list.GetThroughCursor(); through < replayed.GetCursor() || through >= heldCursor {
+		t.Errorf("ListEvents claims completeness through cursor %d, with %d still open (it started after %d)",
+			through, heldCursor, replayed.GetCursor())
+	}
 	select {
 	case e := <-got:
 		t.Fatalf("delivered cursor %d while cursor %d was open", e.GetCursor(), heldCursor)
@@ -80,6 +84,9 @@ func TestHeldTransactionHoldsEventsBack(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("event %d never came", i)
 		}
+	}
+	if got := listThrough(t, tm.as("dr"), &pb.ListEventsRequest{AfterCursor: replayed.GetCursor()}, last); len(got) != 3 {
+		t.Errorf("after the commit, ListEvents returned %d events, want 3", len(got))
 	}
 }
 

@@ -162,7 +162,7 @@ func (w *world) checkSince(t *testing.T, cursor int64) int64 {
 	for _, who := range w.watchers {
 		c := w.as(who)
 		delivered := map[string]*pb.Event{}
-		for _, e := range listAll(t, c, &pb.ListEventsRequest{AfterCursor: cursor}) {
+		for _, e := range listThrough(t, c, &pb.ListEventsRequest{AfterCursor: cursor}, newest) {
 			delivered[e.GetResource()] = e
 		}
 		for resource := range written {

@@ -209,17 +209,25 @@ func compactIDs(ids ...uuid.UUID) []uuid.UUID {
 // held open longer holds them back, and the answer ends before them.
 const horizonWait = time.Second
 
+// EventPage is a page of events: Next is the cursor the next page starts
+// after (zero: none), Through the cursor up to which the page is
+// complete.
+type EventPage struct {
+	Events        []*Event
+	Next, Through int64
+}
+
 // ListEvents pages through the events the caller may receive, in cursor
 // order.
-func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, after int64, size int) ([]*Event, int64, error) {
+func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, after int64, size int) (*EventPage, error) {
 	aud, err := eventAudience(p)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	size = normalizePage(Page{Size: size}).Size
 	through, err := s.store.EventHorizon(ctx, horizonWait)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	var rows []*Event
 	var next int64
@@ -244,12 +252,16 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 		return nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	for _, e := range rows {
 		RedactEvent(p, e)
 	}
-	return rows, next, nil
+	page := &EventPage{Events: rows, Next: next, Through: max(through, after)}
+	if next != 0 {
+		page.Through = next
+	}
+	return page, nil
 }
 
 // Subscriber is what a watcher needs from the domain: who may receive

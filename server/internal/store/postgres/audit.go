@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -22,20 +23,115 @@ const auditSQL = `
 		resources, patients, outcome, purpose, emergency_reason, request_id, peer, suppressed)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 
+// inboxColumns are auditSQL's columns, in auditArgs' order.
+var inboxColumns = []string{"chain", "canonical", "time", "subject", "practitioner_id", "role", "organization_id", "method",
+	"resources", "patients", "outcome", "purpose", "emergency_reason", "request_id", "peer", "suppressed"}
+
 func auditArgs(r audit.Record) []any {
 	return []any{r.PickChain(), r.Canonical(), r.Time, r.Subject, nullID(r.PractitionerID), r.Role, nullID(r.OrganizationID), r.Method,
 		nonNil(r.Resources), nonNil(r.Patients), r.Outcome, r.Purpose, r.EmergencyReason, r.RequestID, r.Peer, r.Suppressed}
 }
 
 // AppendAudit writes a record on its own: for a call whose transaction did
-// not commit (denied, failed) or that had none.
+// not commit (denied, failed) or that had none. It returns once the record
+// is committed. Records of concurrent calls are committed together: while
+// one group is being written the next gathers, so a burst of reads costs a
+// commit per group rather than per call, and a lone call waits for nothing
+// but its own write.
 func (s *Store) AppendAudit(ctx context.Context, r audit.Record) error {
+	p := &pendingAudit{record: r, done: make(chan error, 1)}
+	s.auditGroup.add(s, p)
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		// The record may still be written; the caller has gone either way.
+		return mapError(ctx.Err())
+	}
+}
+
+// pendingAudit is a record waiting for its group's commit.
+type pendingAudit struct {
+	record audit.Record
+	done   chan error
+}
+
+// auditGroup gathers the records that arrive while a group is written.
+type auditGroup struct {
+	mu      sync.Mutex
+	queue   []*pendingAudit
+	running bool
+}
+
+// maxAuditGroup bounds the records one statement writes.
+const maxAuditGroup = 1000
+
+// auditWriteTimeout bounds one group's write: records are written even
+// when their callers have gone, but not forever.
+const auditWriteTimeout = 5 * time.Second
+
+func (g *auditGroup) add(s *Store, p *pendingAudit) {
+	g.mu.Lock()
+	g.queue = append(g.queue, p)
+	start := !g.running
+	g.running = true
+	g.mu.Unlock()
+	if start {
+		go g.run(s)
+	}
+}
+
+// run writes groups until none waits; a writer exists only while records
+// do.
+func (g *auditGroup) run(s *Store) {
+	for {
+		g.mu.Lock()
+		n := min(len(g.queue), maxAuditGroup)
+		group := g.queue[:n:n]
+		g.queue = g.queue[n:]
+		if n == 0 {
+			g.queue, g.running = nil, false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		s.writeAuditGroup(group)
+	}
+}
+
+// writeAuditGroup commits a group in one statement. Should that fail, each
+// record is tried on its own, so that one record the database refuses
+// costs no other its write.
+func (s *Store) writeAuditGroup(group []*pendingAudit) {
+	ctx, cancel := context.WithTimeout(context.Background(), auditWriteTimeout)
+	defer cancel()
 	start := time.Now()
-	_, err := s.pool.Exec(ctx, auditSQL, auditArgs(r)...)
+	var err error
+	if len(group) == 1 {
+		_, err = s.pool.Exec(ctx, auditSQL, auditArgs(group[0].record)...)
+	} else {
+		_, err = s.pool.CopyFrom(ctx, pgx.Identifier{"audit_inbox"}, inboxColumns, pgx.CopyFromSlice(len(group),
+			func(i int) ([]any, error) { return auditArgs(group[i].record), nil }))
+	}
+	if err != nil && len(group) > 1 {
+		for _, p := range group {
+			_, err := s.pool.Exec(ctx, auditSQL, auditArgs(p.record)...)
+			s.auditWrote(start, err)
+			p.done <- mapError(err)
+		}
+		return
+	}
+	for _, p := range group {
+		s.auditWrote(start, err)
+		p.done <- mapError(err)
+	}
+}
+
+// auditWrote is told of each record written on its own, or not.
+func (s *Store) auditWrote(start time.Time, err error) {
 	if err == nil {
 		s.auditCommitted(time.Since(start))
 	}
-	return mapError(err)
 }
 
 // auditCommitted is told of each record committed to the inbox.

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/careteam"
@@ -134,5 +137,76 @@ func TestMigration14(t *testing.T) {
 		outcome, purpose, emergency_reason, request_id, peer, suppressed)
 		VALUES (16, '', now(), 's', '', '', '{}', '{}', '', '', '', '', '', 0)`); err == nil {
 		t.Error("a record for chain 16 was taken")
+	}
+}
+
+// statementCounter counts the statements and COPYs its pool runs.
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (c *statementCounter) TraceCopyFromStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceCopyFromStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+func (c *statementCounter) TraceCopyFromEnd(context.Context, *pgx.Conn, pgx.TraceCopyFromEndData) {}
+
+// TestAuditRecordsCommitInGroups appends records from many callers at once:
+// each caller returns once its record is committed, and the records of
+// callers that arrived together share statements. Then a record the
+// database refuses (a NUL byte, which careteamd's callers never send)
+// fails alone, its group's other records written one by one.
+func TestAuditRecordsCommitInGroups(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	counter := &statementCounter{}
+	pool := newPool(t, testdb.NewURL(t), counter, 8)
+	store := postgres.New(pool, quiet)
+	appendAll := func(subject string, callers, bad int) []error {
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i := range callers {
+			wg.Go(func() {
+				r := record(subject, i)
+				if i == bad {
+					r.Subject = "bad\x00subject"
+				}
+				errs[i] = store.AppendAudit(ctx, r)
+			})
+		}
+		wg.Wait()
+		return errs
+	}
+	count := func(subject string) int {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM audit_inbox WHERE subject = $1`, subject).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	const callers = 200
+	for i, err := range appendAll("together", callers, -1) {
+		if err != nil {
+			t.Errorf("caller %d: %v", i, err)
+		}
+	}
+	if n := count("together"); n != callers {
+		t.Errorf("the inbox holds %d records, want %d", n, callers)
+	}
+	if n := counter.n.Load(); n > callers/2 {
+		t.Errorf("%d records took %d statements: they were not grouped", callers, n)
+	}
+
+	for i, err := range appendAll("beside a bad one", 20, 7) {
+		if (err != nil) != (i == 7) {
+			t.Errorf("caller %d: %v", i, err)
+		}
+	}
+	if n := count("beside a bad one"); n != 19 {
+		t.Errorf("the inbox holds %d of the good records, want 19", n)
 	}
 }

@@ -40,8 +40,10 @@ type Store struct {
 	notify chan struct{}
 	// sealWake asks the sealer to chain the records just committed.
 	sealWake chan struct{}
-	wakeMu   sync.Mutex
-	wake     func() // this replica's watchers, once Listen runs
+	// auditGroup commits the records written on their own in groups.
+	auditGroup auditGroup
+	wakeMu     sync.Mutex
+	wake       func() // this replica's watchers, once Listen runs
 }
 
 // ObserveAudit has f told how long each audit append takes.
