@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
-
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/audit"
@@ -25,6 +27,57 @@ type eventServer struct {
 	heartbeat time.Duration
 	recheck   time.Duration
 	obs       Observer
+	encoded   encodedViews
+}
+
+// encodedEvent is a live event's message in its wire form, which
+// lenientCodec sends as it is: every stream of a view class is handed the
+// same view of an event by the hub, and it is encoded once for them all.
+type encodedEvent struct {
+	once   sync.Once
+	bytes  []byte
+	err    error
+	cursor int64
+}
+
+// encodedViews remembers the encodings of the newest views, so that
+// streams woken together by one commit share them.
+type encodedViews struct {
+	mu     sync.Mutex
+	byView map[*careteam.Event]*encodedEvent
+	ring   [encodedViewsKept]*careteam.Event
+	next   int
+}
+
+// encodedViewsKept bounds the views remembered: a few hub batches' worth
+// of events in each view class.
+const encodedViewsKept = 4096
+
+// encode returns the wire form of view, encoding it on first use.
+func (c *encodedViews) encode(view *careteam.Event) (*encodedEvent, error) {
+	c.mu.Lock()
+	if c.byView == nil {
+		c.byView = make(map[*careteam.Event]*encodedEvent, encodedViewsKept)
+	}
+	enc := c.byView[view]
+	if enc == nil {
+		enc = &encodedEvent{cursor: view.Cursor}
+		if old := c.ring[c.next]; old != nil {
+			delete(c.byView, old)
+		}
+		c.ring[c.next], c.next = view, (c.next+1)%encodedViewsKept
+		c.byView[view] = enc
+	}
+	c.mu.Unlock()
+	enc.once.Do(func() {
+		enc.bytes, enc.err = proto.Marshal(&pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(view)}})
+	})
+	return enc, enc.err
+}
+
+// jittered returns a random duration in [d/2, d).
+func jittered(d time.Duration) time.Duration {
+	return d/2 + rand.N(d/2+1)
 }
 
 // streamAuditEvery is how often a stream puts what it delivered live on
@@ -190,27 +243,31 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	// Live messages go out through a sender of their own, so that a client
 	// that stops reading (its flow-control window full, Send blocked)
 	// cannot keep this loop from seeing the overflow and ending the stream.
-	out := make(chan *pb.WatchEventsResponse)
+	// Each message is an *encodedEvent or a heartbeat.
+	out := make(chan any)
 	sendErr := make(chan error, 1)
 	var sent atomic.Int64 // the last cursor the client was sent
 	sent.Store(last)
 	go func() {
 		for m := range out {
-			if err := stream.Send(m); err != nil {
+			if err := stream.SendMsg(m); err != nil {
 				sendErr <- err
 				for range out {
 				}
 				return
 			}
-			if e := m.GetEvent(); e != nil {
-				sent.Store(e.GetCursor())
+			if e, ok := m.(*encodedEvent); ok {
+				sent.Store(e.cursor)
 			}
 		}
 	}()
 	defer close(out)
 	beat := time.NewTicker(s.heartbeat)
 	defer beat.Stop()
-	recheck := time.NewTicker(s.recheck)
+	// Rechecks come at random within each interval, so that streams opened
+	// together (a replica's clients reconnecting after a restart) do not
+	// all query the database, and stall their deliveries, at once.
+	recheck := time.NewTimer(jittered(s.recheck))
 	defer recheck.Stop()
 	recordLive := time.NewTicker(streamAuditEvery)
 	defer recordLive.Stop()
@@ -223,7 +280,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		expired = t.C
 	}
 	for {
-		var m *pb.WatchEventsResponse
+		var m any
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -235,6 +292,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			if err := s.svc.Recheck(ctx, sub); err != nil {
 				return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
 			}
+			recheck.Reset(jittered(s.recheck))
 			continue
 		case <-recordLive.C:
 			if err := recordDelivered(sent.Load()); err != nil {
@@ -260,7 +318,9 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			s.obs.EventDelivered(time.Since(e.Time))
 			audit.Touch(ctx, e.Resource, e.PatientID)
 			last = e.Cursor
-			m = &pb.WatchEventsResponse{Message: &pb.WatchEventsResponse_Event{Event: eventToProto(e)}}
+			if m, err = s.encoded.encode(e); err != nil {
+				return err
+			}
 		case <-beat.C:
 			// With nothing waiting, everything the hub examined is sent or
 			// was not for this subscriber: safe to resume after it.

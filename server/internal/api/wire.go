@@ -43,6 +43,14 @@ var undecodable sync.Map // proto.Message -> careteam.FieldViolation
 
 func newLenientCodec() lenientCodec { return lenientCodec{encoding.GetCodecV2("proto")} }
 
+// Marshal sends an event encoded once for many streams as it is.
+func (c lenientCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if e, ok := v.(*encodedEvent); ok {
+		return mem.BufferSlice{mem.SliceBuffer(e.bytes)}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
+
 func (c lenientCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	err := c.CodecV2.Unmarshal(data, v)
 	m, ok := v.(proto.Message)

@@ -340,7 +340,16 @@ func (sub *Subscriber) Receives(e *Event) bool {
 	return false
 }
 
-// View returns e as the subscriber may see it.
+// ViewClass is the part of a reader that decides how an event is redacted
+// for them: every reader of one class sees an event alike.
+type ViewClass = Role
+
+// ViewClass returns the subscriber's class: redaction (RedactEvent)
+// depends on the reader's role alone.
+func (sub *Subscriber) ViewClass() ViewClass { return sub.Principal.Role }
+
+// View returns e as the subscriber may see it, the same for every
+// subscriber of its ViewClass.
 func (sub *Subscriber) View(e *Event) *Event {
 	c := cloneEvent(e)
 	RedactEvent(sub.Principal, c)

@@ -123,8 +123,9 @@ func (h *Hub) poll(ctx context.Context) {
 		}
 		h.mu.Lock()
 		for _, e := range batch {
+			views := map[careteam.ViewClass]*careteam.Event{}
 			for w := range h.watchers {
-				w.offer(e)
+				w.offer(e, views)
 			}
 		}
 		h.cursor = batch[len(batch)-1].Cursor
@@ -185,8 +186,10 @@ func (w *Watcher) Events() <-chan *careteam.Event { return w.events }
 func (w *Watcher) Overflow() <-chan struct{} { return w.overflow }
 
 // offer hands e to the watcher if it may receive it; called with the hub
-// locked.
-func (w *Watcher) offer(e *careteam.Event) {
+// locked. views holds e as each class of reader sees it, made once and
+// shared by every watcher of the class, so that the streams can encode
+// each view once.
+func (w *Watcher) offer(e *careteam.Event, views map[careteam.ViewClass]*careteam.Event) {
 	if w.full {
 		return
 	}
@@ -195,7 +198,11 @@ func (w *Watcher) offer(e *careteam.Event) {
 	case w.sub.Concerns(e):
 		v = e // a signal to the stream, never sent on
 	case w.sub.Receives(e):
-		v = w.sub.View(e)
+		class := w.sub.ViewClass()
+		if v = views[class]; v == nil {
+			v = w.sub.View(e)
+			views[class] = v
+		}
 	default:
 		return
 	}
