@@ -178,7 +178,7 @@ func (s *Store) Seal(ctx context.Context) {
 			}
 		case <-tick.C:
 		}
-		if _, err := s.SealAudit(ctx); err != nil && ctx.Err() == nil {
+		if _, err := s.seal(ctx, false); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "sealing the audit trail", "error", err.Error())
 		}
 	}
@@ -186,11 +186,18 @@ func (s *Store) Seal(ctx context.Context) {
 
 // SealAudit moves every record committed to the inbox onto its hash
 // chain, in the order the records were written, and reports how many it
-// moved. Sealers on several replicas take turns.
-func (s *Store) SealAudit(ctx context.Context) (int, error) {
+// moved. Sealers on several replicas take turns: it waits for another
+// replica's sealer, so that every record committed before the call is
+// sealed when it returns.
+func (s *Store) SealAudit(ctx context.Context) (int, error) { return s.seal(ctx, true) }
+
+// seal seals batches until the inbox is empty. Unless wait is set, it
+// leaves the work to another replica's sealer that holds the turn, which
+// seals what this one would have.
+func (s *Store) seal(ctx context.Context, wait bool) (int, error) {
 	total := 0
 	for {
-		n, err := s.sealOnce(ctx)
+		n, err := s.sealOnce(ctx, wait)
 		total += n
 		if err != nil || n < sealBatch {
 			return total, mapError(err)
@@ -201,11 +208,18 @@ func (s *Store) SealAudit(ctx context.Context) (int, error) {
 var sealColumns = []string{"chain", "position", "hash", "time", "subject", "practitioner_id", "role", "organization_id", "method",
 	"resources", "patients", "outcome", "purpose", "emergency_reason", "request_id", "peer", "suppressed"}
 
-func (s *Store) sealOnce(ctx context.Context) (int, error) {
+func (s *Store) sealOnce(ctx context.Context, wait bool) (int, error) {
 	var n int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(sealLock)); err != nil {
-			return err
+		if wait {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(sealLock)); err != nil {
+				return err
+			}
+		} else {
+			var turn bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(sealLock)).Scan(&turn); err != nil || !turn {
+				return err
+			}
 		}
 		rows, err := tx.Query(ctx, `
 			DELETE FROM audit_inbox WHERE id IN (SELECT id FROM audit_inbox ORDER BY id LIMIT $1)

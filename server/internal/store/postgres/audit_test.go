@@ -210,3 +210,40 @@ func TestAuditRecordsCommitInGroups(t *testing.T) {
 		t.Errorf("the inbox holds %d of the good records, want 19", n)
 	}
 }
+
+// TestSealersTakeTurns: while another replica's sealer holds the turn,
+// the background sealer leaves the work to it at once, and SealAudit (run
+// before an audit list or verification) waits for its turn; then it seals.
+func TestSealersTakeTurns(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := testdb.New(t)
+	store := postgres.New(pool, quiet)
+	if err := store.AppendAudit(ctx, record("one", 0)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.WithoutCancel(ctx))
+	if _, err := other.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(postgres.SealLock)); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if n, err := store.SealInTurn(wctx); n != 0 || err != nil {
+		t.Errorf("the background sealer sealed %d (%v) while another held the turn", n, err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := store.SealAudit(short); err == nil {
+		t.Error("SealAudit did not wait for the sealer holding the turn")
+	}
+	if err := other.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := store.SealAudit(ctx); n != 1 || err != nil {
+		t.Errorf("SealAudit sealed %d (%v), want 1", n, err)
+	}
+}

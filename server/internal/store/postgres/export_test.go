@@ -31,3 +31,10 @@ func MigrationVersions(pool *pgxpool.Pool) ([]int64, error) {
 	}
 	return out, nil
 }
+
+// SealInTurn runs one background sealing pass: it leaves the work to a
+// sealer that holds the turn.
+func (s *Store) SealInTurn(ctx context.Context) (int, error) { return s.seal(ctx, false) }
+
+// SealLock is the advisory lock that gives a sealer its turn.
+const SealLock = sealLock
