@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"io/fs"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -38,3 +39,24 @@ func (s *Store) SealInTurn(ctx context.Context) (int, error) { return s.seal(ctx
 
 // SealLock is the advisory lock that gives a sealer its turn.
 const SealLock = sealLock
+
+// Migrations are the embedded migration files.
+func Migrations() fs.FS {
+	dir, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return dir
+}
+
+// MigrateFS applies the migrations in dir, as a released version shipped
+// them, up to version.
+func MigrateFS(ctx context.Context, pool *pgxpool.Pool, dir fs.FS, version int64) error {
+	provider, closeDB, err := providerOf(pool, dir)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	_, err = provider.UpTo(ctx, version)
+	return err
+}

@@ -46,6 +46,11 @@ func migrationProvider(pool *pgxpool.Pool) (p *goose.Provider, closeDB func() er
 	if err != nil {
 		return nil, nil, err
 	}
+	return providerOf(pool, dir)
+}
+
+// providerOf runs the migrations in dir on pool under the advisory lock.
+func providerOf(pool *pgxpool.Pool, dir fs.FS) (p *goose.Provider, closeDB func() error, err error) {
 	locker, err := lock.NewPostgresSessionLocker()
 	if err != nil {
 		return nil, nil, fmt.Errorf("migration lock: %w", err)
