@@ -16,7 +16,8 @@ import (
 // Watch streams the events req asks for to handle, in cursor order,
 // reconnecting with backoff after a dropped stream and resuming after the
 // last cursor handled, so nothing is missed (delivery is at least once:
-// handle may see an event again after a reconnect only if it failed). It
+// handle may see an event again after a reconnect only if it failed); a
+// stream that outlived its credential reconnects with a fresh token. It
 // returns when ctx ends, when handle returns an error, or on an error a
 // retry cannot fix (OUT_OF_RANGE: the cursor was pruned; resynchronize).
 // req.AfterCursor is where it starts.
@@ -32,9 +33,13 @@ func (c *Client) Watch(ctx context.Context, req *pb.WatchEventsRequest, handle f
 		if errors.As(err, &handlerErr) {
 			return handlerErr.err
 		}
-		switch status.Code(err) {
-		case codes.OutOfRange, codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.Unimplemented:
-			return err
+		// A stream that outlived its credential reconnects with a fresh
+		// one; other refusals a retry cannot fix end the watch.
+		if Reason(err) != pb.ErrorReason_ERROR_REASON_CREDENTIAL_EXPIRED {
+			switch status.Code(err) {
+			case codes.OutOfRange, codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.Unimplemented:
+				return err
+			}
 		}
 		select {
 		case <-ctx.Done():

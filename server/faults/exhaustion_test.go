@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 

@@ -30,7 +30,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/pgembed"
 )

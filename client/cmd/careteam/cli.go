@@ -18,7 +18,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
+	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 
 // Exit codes, so scripts can tell outcomes apart.
@@ -109,9 +110,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	fs := flag.NewFlagSet("careteam "+cmd.path, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	act := cmd.setup(fs)
+	own := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) { own[f.Name] = true })
+	// Global flags may follow the command too ("careteam org list -o
+	// json"); a command's own flag of the same name wins after it.
+	global.VisitAll(func(f *flag.Flag) {
+		if !own[f.Name] {
+			fs.Var(f.Value, f.Name, f.Usage)
+		}
+	})
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: careteam %s [flags] %s\n\n%s\n\n", cmd.path, cmd.args, cmd.summary)
-		fs.PrintDefaults()
+		printFlags(stderr, fs, func(name string) bool { return own[name] })
+		fmt.Fprintf(stderr, "\nGlobal flags (run 'careteam -h') may be given before or after the command.\n")
 	}
 	positional, err := parseInterspersed(fs, rest)
 	if err != nil {
@@ -188,6 +199,26 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		positional = append(positional, args[0])
 		args = args[1:]
 	}
+}
+
+// printFlags prints the flags of fs that show selects, as
+// flag.PrintDefaults does.
+func printFlags(w io.Writer, fs *flag.FlagSet, show func(string) bool) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if !show(f.Name) {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  -%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(w, " %s", name)
+		}
+		fmt.Fprintf(w, "\n    \t%s", strings.ReplaceAll(usage, "\n", "\n    \t"))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -288,7 +319,11 @@ func reportError(w io.Writer, cmd string, err error) int {
 			msg = "failed precondition"
 		}
 	}
-	fmt.Fprintf(w, "careteam %s: %s: %s\n", cmd, st.Code(), msg)
+	code := st.Code().String()
+	if r := client.Reason(err); r != pb.ErrorReason_ERROR_REASON_UNSPECIFIED {
+		code += " (" + strings.TrimPrefix(r.String(), "ERROR_REASON_") + ")"
+	}
+	fmt.Fprintf(w, "careteam %s: %s: %s\n", cmd, code, msg)
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.BadRequest:

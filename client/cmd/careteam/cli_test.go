@@ -338,7 +338,7 @@ func TestExitCodes(t *testing.T) {
 		{name: "no dev key", env: map[string]string{"CARETEAM_DATA_DIR": t.TempDir()}, args: []string{"--as", "admin", "org", "list"}, code: exitError,
 			stderr: []string{"signing key"}},
 		{name: "birth date in the future", args: []string{"--as", tm.drSubject, "patient", "create", "--birth-date", date(1)}, code: exitInvalid,
-			stderr: []string{"InvalidArgument: invalid request", "field patient.birth_date: must not be in the future", "field patient.family_name: required"}},
+			stderr: []string{"InvalidArgument (REQUEST_INVALID): invalid request", "field patient.birth_date: must not be in the future", "field patient.family_name: required"}},
 		{name: "licence already expired, NPI without its check digit", args: []string{"--as", "admin", "practitioner", "create", "--org", tm.spa,
 			"--role", "massage-therapist", "--subject", unique("lmt"), "--name", "X", "--licence-number", "LMT-1", "--licence-jurisdiction", "us-wa",
 			"--licence-expires", date(-1), "--identifier", "http://hl7.org/fhir/sid/us-npi|1234567890"}, code: exitInvalid,
@@ -347,16 +347,16 @@ func TestExitCodes(t *testing.T) {
 		{name: "a physician in a massage practice", args: []string{"--as", "admin", "practitioner", "create", "--org", tm.spa,
 			"--role", "physician", "--subject", unique("dr"), "--name", "X"}, code: exitInvalid,
 			stderr: []string{"field practitioner.role: a PHYSICIAN does not belong to a MASSAGE_PRACTICE organization"}},
-		{name: "organization not found", args: []string{"--as", "admin", "org", "get", "organizations/" + uuid.NewString()}, code: exitNotFound, stderr: []string{"NotFound"}},
+		{name: "organization not found", args: []string{"--as", "admin", "org", "get", "organizations/" + uuid.NewString()}, code: exitNotFound, stderr: []string{"NotFound (NOT_FOUND)"}},
 		{name: "same MRN twice in one organization", args: []string{"--as", tm.drSubject, "patient", "create", "--family", "Doe", "--birth-date", "1970-01-01", "--identifier", mrn},
-			code: exitExists, stderr: []string{"AlreadyExists: a patient with that identifier is registered in this organization"}},
+			code: exitExists, stderr: []string{"AlreadyExists (ALREADY_EXISTS): a patient with that identifier is registered in this organization"}},
 		{name: "therapist without a relation gets the patient", args: []string{"--as", tm.lmtSubject, "patient", "get", patient.GetName()}, code: exitDenied,
 			stderr: []string{"PermissionDenied"}},
 		{name: "subject not in the directory", args: []string{"--as", unique("stranger"), "org", "list"}, code: exitDenied,
-			stderr: []string{"PermissionDenied: subject is not in the directory"}},
-		{name: "token not a JWT", args: []string{"--token", "not-a-jwt", "org", "list"}, code: exitDenied, stderr: []string{"Unauthenticated: invalid token"}},
+			stderr: []string{"PermissionDenied (PERMISSION_DENIED): subject is not in the directory"}},
+		{name: "token not a JWT", args: []string{"--token", "not-a-jwt", "org", "list"}, code: exitDenied, stderr: []string{"Unauthenticated (TOKEN_INVALID): invalid token"}},
 		{name: "stale etag", args: []string{"--as", tm.drSubject, "patient", "update", "--etag", "999", "--given", "Jane", patient.GetName()}, code: exitConflict,
-			stderr: []string{"Aborted"}},
+			stderr: []string{"Aborted (ETAG_STALE)"}},
 		{name: "server unreachable", env: map[string]string{"CARETEAM_ADDR": closed}, args: []string{"--timeout", "2s", "--as", "admin", "org", "list"},
 			code: exitUnavailable, stderr: []string{"Unavailable"}},
 	}
@@ -541,5 +541,21 @@ func TestHelpExitsZero(t *testing.T) {
 				t.Fatalf("exit %d, want 0 and %q in stderr:\n%s", r.code, tc.want, r.stderr)
 			}
 		})
+	}
+}
+
+// TestGlobalFlagsAnywhere: global flags work after the command as before
+// it, and a refusal names its reason beside its code.
+func TestGlobalFlagsAnywhere(t *testing.T) {
+	t.Parallel()
+	created := jsonAs[pb.Organization](t, "admin", "org", "create", "--name", unique("Flags Clinic"), "--kind", "physician-practice")
+	r := cli(t, "org", "get", created.GetName(), "-o", "json", "--as", "admin")
+	var got pb.Organization
+	if r.code != exitOK || protojson.Unmarshal([]byte(r.stdout), &got) != nil || got.GetName() != created.GetName() {
+		t.Fatalf("org get NAME -o json --as admin: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = cli(t, "org", "update", "--credentials-clinicians", "true", "--etag", `W/"0"`, created.GetName(), "--as", "admin")
+	if r.code != exitConflict || !strings.Contains(r.stderr, "Aborted (ETAG_STALE)") {
+		t.Fatalf("a stale etag: exit %d, want %d and the reason\n%s", r.code, exitConflict, r.stderr)
 	}
 }

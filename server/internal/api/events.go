@@ -2,15 +2,11 @@ package api
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -140,23 +136,13 @@ func (s *eventServer) ListEvents(ctx context.Context, req *pb.ListEventsRequest)
 	}
 	page, err := s.svc.ListEvents(ctx, p, f, after, int(req.GetPageSize()))
 	if err != nil {
-		return nil, cursorStatus(err)
+		return nil, err
 	}
 	resp := &pb.ListEventsResponse{NextPageToken: encodeSequence(req, page.Next), ThroughCursor: page.Through}
 	for _, e := range page.Events {
 		resp.Events = append(resp.Events, eventToProto(e))
 	}
 	return resp, nil
-}
-
-// cursorStatus turns a pruned cursor into OUT_OF_RANGE, which tells the
-// subscriber to resynchronize rather than silently skip events.
-func cursorStatus(err error) error {
-	var ce *careteam.CursorError
-	if errors.As(err, &ce) {
-		return status.Error(codes.OutOfRange, ce.Error())
-	}
-	return err
 }
 
 // WatchEvents replays what the caller may see after their cursor, then
@@ -189,7 +175,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		// Written even if the caller has gone: what was sent is recorded.
 		if err := appendDetached(ctx, s.audit, r); err != nil {
 			entry.Undrain(r) // for the stream's last record
-			return status.Errorf(codes.Unavailable, "the audit trail is unavailable; resume after cursor %d", last)
+			return resumeAfter(last, errAuditUnavailable)
 		}
 		return nil
 	}
@@ -198,7 +184,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		for {
 			batch, err := s.svc.ReplayEvents(ctx, sub, last, 500)
 			if err != nil {
-				return cursorStatus(err)
+				return err
 			}
 			if len(batch) > 0 {
 				// Each batch goes to a watcher who may still watch.
@@ -228,7 +214,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 	}
 	w, err := s.hub.Subscribe(ctx, sub)
 	if err != nil {
-		return status.Error(codes.Unavailable, "the server is shutting down; retry")
+		return errStopping
 	}
 	defer w.Close()
 	// A change to the caller's entry committed before the subscription
@@ -287,10 +273,10 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		case err := <-sendErr:
 			return err
 		case <-expired:
-			return status.Errorf(codes.Unauthenticated, "the credential expired; reconnect with a fresh one and resume after cursor %d", sent.Load())
+			return resumeAfter(sent.Load(), errCredentialExpired)
 		case <-recheck.C:
 			if err := s.svc.Recheck(ctx, sub); err != nil {
-				return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
+				return resumeAfter(sent.Load(), err)
 			}
 			recheck.Reset(jittered(s.recheck))
 			continue
@@ -300,15 +286,15 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 			}
 			continue
 		case <-s.hub.Done():
-			return status.Errorf(codes.Unavailable, "the server is shutting down; resume after cursor %d", sent.Load())
+			return resumeAfter(sent.Load(), errStopping)
 		case <-w.Overflow():
-			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
+			return resumeAfter(sent.Load(), errWatcherTooSlow)
 		case e := <-w.Events():
 			if sub.Concerns(e) {
 				// The caller's entry changed: nothing written after it goes
 				// out before they are checked again.
 				if err := s.svc.Recheck(ctx, sub); err != nil {
-					return fmt.Errorf("resume after cursor %d once access is restored: %w", sent.Load(), err)
+					return resumeAfter(sent.Load(), err)
 				}
 				continue
 			}
@@ -339,7 +325,7 @@ func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventSer
 		case err := <-sendErr:
 			return err
 		case <-w.Overflow():
-			return status.Errorf(codes.ResourceExhausted, "the watcher fell too far behind; resume after cursor %d", sent.Load())
+			return resumeAfter(sent.Load(), errWatcherTooSlow)
 		}
 	}
 }

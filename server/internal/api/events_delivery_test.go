@@ -7,12 +7,10 @@ package api_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -26,20 +24,15 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
-	"github.com/careteam/careteam/server/internal/api"
-	"github.com/careteam/careteam/server/internal/auth"
-	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/clock"
-	"github.com/careteam/careteam/server/internal/events"
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/testdb"
 )
@@ -52,25 +45,22 @@ import (
 type dlvCluster struct {
 	url    string
 	clock  *clock.Manual
-	key    jose.JSONWebKey
+	key    *jose.JSONWebKey
 	signer *devtoken.Signer
 }
 
 // dlvNodeConfig tunes one replica.
 type dlvNodeConfig struct {
-	buffer    int           // events.Config.Buffer (default 256)
-	catchUp   time.Duration // events.Config.CatchUp (default 50ms)
-	heartbeat time.Duration // api.Config.Heartbeat (default 1s)
+	buffer    int           // --event-buffer (default 256)
+	catchUp   time.Duration // how often the hub reads unprompted (default 50ms)
+	heartbeat time.Duration // --heartbeat (default 1s)
 	manualHub bool          // the test calls startHub itself
 }
 
-// dlvNode is one replica: an API server on loopback with its own pool,
-// service and hub.
+// dlvNode is one replica: careteamd on loopback with its own pool over
+// the cluster's database.
 type dlvNode struct {
-	addr     string
-	pool     *pgxpool.Pool
-	svc      *careteam.Service
-	hub      *events.Hub
+	*harness
 	startHub func()
 
 	mu sync.Mutex
@@ -83,12 +73,8 @@ const watcherLabel = "x-test-watcher"
 
 func newDlvCluster(tb testing.TB) *dlvCluster {
 	tb.Helper()
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	key := jose.JSONWebKey{Key: priv, KeyID: "test", Algorithm: string(jose.EdDSA), Use: "sig"}
-	signer, err := devtoken.NewSigner(key)
+	key := newTestKey(tb)
+	signer, err := devtoken.NewSigner(*key)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -99,9 +85,6 @@ func (c *dlvCluster) node(tb testing.TB, cfg dlvNodeConfig) *dlvNode {
 	tb.Helper()
 	if cfg.buffer == 0 {
 		cfg.buffer = 256
-	}
-	if cfg.catchUp == 0 {
-		cfg.catchUp = 50 * time.Millisecond
 	}
 	if cfg.heartbeat == 0 {
 		cfg.heartbeat = time.Second
@@ -116,34 +99,7 @@ func (c *dlvCluster) node(tb testing.TB, cfg dlvNodeConfig) *dlvNode {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(pool.Close)
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{c.key.Public()}, Clock: c.clock.Now,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := postgres.New(pool, log)
-	svc := careteam.NewService(store, c.clock, careteam.Config{BootstrapAdmin: rootAdmin, AckWindow: 48 * time.Hour})
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	hub := events.NewHub(svc, events.Config{Buffer: cfg.buffer, CatchUp: cfg.catchUp}, log)
-	n := &dlvNode{pool: pool, svc: svc, hub: hub, ended: map[string]error{}}
-	var once sync.Once
-	var stopped sync.WaitGroup
-	n.startHub = func() {
-		once.Do(func() {
-			stopped.Add(3)
-			go func() { defer stopped.Done(); hub.Run(hubCtx) }()
-			go func() { defer stopped.Done(); store.Listen(hubCtx, hub.Wake) }()
-			go func() { defer stopped.Done(); store.Seal(hubCtx) }()
-		})
-	}
-	// The hub and its listener are gone before the pool closes (see
-	// TestEventListenerLeavesThePoolUsable for why the listener must be).
-	tb.Cleanup(func() { stopHub(); stopped.Wait() })
-	if !cfg.manualHub {
-		n.startHub()
-	}
+	n := &dlvNode{ended: map[string]error{}, startHub: func() {}}
 	record := func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		err := handler(srv, ss)
 		if md, ok := metadata.FromIncomingContext(ss.Context()); ok && len(md.Get(watcherLabel)) > 0 {
@@ -153,19 +109,15 @@ func (c *dlvCluster) node(tb testing.TB, cfg dlvNodeConfig) *dlvNode {
 		}
 		return err
 	}
-	srv, err := api.NewServer(api.Config{
-		Service: svc, Audit: store, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: cfg.heartbeat,
-	}, grpc.ChainStreamInterceptor(record))
-	if err != nil {
-		tb.Fatal(err)
+	o := harnessOptions{pool: pool, clock: c.clock, key: c.key, hubCatchUp: cfg.catchUp,
+		flags:         []string{"--event-buffer", strconv.Itoa(cfg.buffer), "--heartbeat", cfg.heartbeat.String()},
+		serverOptions: []grpc.ServerOption{grpc.ChainStreamInterceptor(record)}}
+	if cfg.manualHub {
+		hold := make(chan struct{})
+		var once sync.Once
+		o.holdLoops, n.startHub = hold, func() { once.Do(func() { close(hold) }) }
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	tb.Cleanup(srv.Stop)
-	n.addr = lis.Addr().String()
+	n.harness = newHarnessWith(tb, o)
 	return n
 }
 
@@ -179,9 +131,11 @@ func (n *dlvNode) streamEnd(label string) (error, bool) {
 }
 
 // harness returns the test harness of replica n, so that the fixtures
-// (newTeam's cast, tm.ready and the like) work against it.
+// (newTeam's cast, tm.ready and the like) work against it, reporting to t.
 func (c *dlvCluster) harness(t *testing.T, n *dlvNode) *harness {
-	return &harness{t: t, clock: c.clock, addr: n.addr, pool: n.pool, signer: c.signer, ctx: t.Context()}
+	h := *n.harness
+	h.t, h.ctx = t, t.Context()
+	return &h
 }
 
 // dial connects to addr as subject, with extra client options.
@@ -540,8 +494,8 @@ func TestEventsTwoReplicasEightWriters(t *testing.T) {
 	firstConn := cl.dial(t, nodes[1].addr, "dr")
 	watch(firstCtx, firstConn, &pb.WatchEventsRequest{}, resumed.got)
 	watchers = append(watchers, severed, resumed)
-	if !waitUntil(10*time.Second, func() bool { return nodes[0].hub.Watchers() == 5 && nodes[1].hub.Watchers() == 7 }) {
-		t.Fatalf("watchers subscribed: %d and %d, want 5 and 7", nodes[0].hub.Watchers(), nodes[1].hub.Watchers())
+	if !waitUntil(10*time.Second, func() bool { return nodes[0].app.Watchers() == 5 && nodes[1].app.Watchers() == 7 }) {
+		t.Fatalf("watchers subscribed: %d and %d, want 5 and 7", nodes[0].app.Watchers(), nodes[1].app.Watchers())
 	}
 
 	// One client per replica and subject, shared by the writers.
@@ -698,7 +652,7 @@ func TestEventCursorsFollowCommitOrder(t *testing.T) {
 			return out, err
 		}},
 		{name: "Service.EventsAfter", poll: func(after int64) ([]int64, error) {
-			es, err := nodes[0].svc.EventsAfter(ctx, after, 1000)
+			es, err := nodes[0].app.Service().EventsAfter(ctx, after, 1000)
 			var out []int64
 			for _, e := range es {
 				out = append(out, e.Cursor)
@@ -794,7 +748,7 @@ func TestEventCursorsFollowCommitOrder(t *testing.T) {
 			t.Fatalf("%s: %v", p.name, p.err)
 		}
 	}
-	final, err := nodes[1].svc.EventsAfter(ctx, 0, 100000)
+	final, err := nodes[1].app.Service().EventsAfter(ctx, 0, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -852,8 +806,8 @@ func TestEventAccessAndRedaction(t *testing.T) {
 		live[who] = newReceived()
 		watchStream(ctx, cl.dial(t, n.addr, who), &pb.WatchEventsRequest{}, live[who])
 	}
-	if !waitUntil(10*time.Second, func() bool { return n.hub.Watchers() == len(principals) }) {
-		t.Fatalf("%d watchers subscribed, want %d", n.hub.Watchers(), len(principals))
+	if !waitUntil(10*time.Second, func() bool { return n.app.Watchers() == len(principals) }) {
+		t.Fatalf("%d watchers subscribed, want %d", n.app.Watchers(), len(principals))
 	}
 
 	// Patient 1 is lmt's (through r1), patient 2 other-lmt's (through r2):
@@ -1039,17 +993,21 @@ func TestEventAccessAndRedaction(t *testing.T) {
 // ---------------------------------------------------------------------------
 // 4. A pruned cursor is OUT_OF_RANGE.
 
-var resumeAfter = regexp.MustCompile(`after cursor (\d+)`)
-
-// resumeCursor returns the cursor an OUT_OF_RANGE or RESOURCE_EXHAUSTED
-// error says to resume after.
-func resumeCursor(t *testing.T, err error) int64 {
+// resumeCursor returns the cursor an ended stream says to resume after,
+// or a pruned cursor's error says to watch from, as its ErrorInfo gives
+// it; reason is the ErrorInfo's reason it must have.
+func resumeCursor(t *testing.T, err error, reason pb.ErrorReason) int64 {
 	t.Helper()
-	m := resumeAfter.FindStringSubmatch(status.Convert(err).Message())
-	if m == nil {
+	if got := client.Reason(err); got != reason {
+		t.Fatalf("%v: reason %v, want %v", err, got, reason)
+	}
+	c, ok := client.ResumeAfter(err)
+	if !ok {
+		c, ok = client.OldestCursor(err)
+	}
+	if !ok {
 		t.Fatalf("%v names no cursor to resume after", err)
 	}
-	c, _ := strconv.ParseInt(m[1], 10, 64)
 	return c
 }
 
@@ -1058,7 +1016,7 @@ func TestEventsPrunedCursorIsOutOfRange(t *testing.T) {
 	cl := newDlvCluster(t)
 	n := cl.node(t, dlvNodeConfig{})
 	tm := teamOn(cl.harness(t, n))
-	svc := n.svc // a careteam.Service on the same database
+	svc := n.app.Service()
 	dr := tm.as("dr")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -1094,7 +1052,7 @@ func TestEventsPrunedCursorIsOutOfRange(t *testing.T) {
 	t.Run("ListEvents after a pruned cursor", func(t *testing.T) {
 		_, err := dr.Events.ListEvents(ctx, &pb.ListEventsRequest{AfterCursor: old[0].GetCursor()})
 		wantCode(t, err, codes.OutOfRange)
-		if c := resumeCursor(t, err); c != prunedThrough {
+		if c := resumeCursor(t, err, pb.ErrorReason_ERROR_REASON_CURSOR_PRUNED); c != prunedThrough {
 			t.Errorf("resume after %d, want %d", c, prunedThrough)
 		}
 		_, err = dr.Events.ListEvents(ctx, &pb.ListEventsRequest{PageSize: 1, PageToken: firstPage.GetNextPageToken()})
@@ -1107,7 +1065,7 @@ func TestEventsPrunedCursorIsOutOfRange(t *testing.T) {
 			_, err = stream.Recv()
 		}
 		wantCode(t, err, codes.OutOfRange)
-		if c := resumeCursor(t, err); c != prunedThrough {
+		if c := resumeCursor(t, err, pb.ErrorReason_ERROR_REASON_CURSOR_PRUNED); c != prunedThrough {
 			t.Errorf("resume after %d, want %d", c, prunedThrough)
 		}
 		// Client.Watch gives up rather than retrying forever.
@@ -1162,8 +1120,8 @@ func TestEventsSlowConsumerIsCutOff(t *testing.T) {
 	}
 	fast := newReceived()
 	watch(ctx, cl.dial(t, n.addr, "coord"), &pb.WatchEventsRequest{}, fast)
-	if !waitUntil(10*time.Second, func() bool { return n.hub.Watchers() == 2 }) {
-		t.Fatalf("%d watchers subscribed, want 2", n.hub.Watchers())
+	if !waitUntil(10*time.Second, func() bool { return n.app.Watchers() == 2 }) {
+		t.Fatalf("%d watchers subscribed, want 2", n.app.Watchers())
 	}
 
 	// Referrals with long clinical notes (which the physician receives) fill
@@ -1178,10 +1136,10 @@ func TestEventsSlowConsumerIsCutOff(t *testing.T) {
 		}
 	}
 	writes := 0
-	for ; writes < 300 && n.hub.Watchers() == 2; writes++ {
+	for ; writes < 300 && n.app.Watchers() == 2; writes++ {
 		write()
 	}
-	if !waitUntil(5*time.Second, func() bool { return n.hub.Watchers() == 1 }) {
+	if !waitUntil(5*time.Second, func() bool { return n.app.Watchers() == 1 }) {
 		t.Fatalf("after %d writes the slow watcher is still subscribed", writes)
 	}
 	t.Logf("the slow watcher overflowed after %d writes", writes)
@@ -1216,7 +1174,7 @@ func TestEventsSlowConsumerIsCutOff(t *testing.T) {
 			// The cursor named is the last one the server knows went out;
 			// a message in flight when the stream was cut may still arrive.
 			// Resuming after it can repeat that one event, never skip one.
-			c, before := resumeCursor(t, err), int64(0)
+			c, before := resumeCursor(t, err, pb.ErrorReason_ERROR_REASON_WATCHER_TOO_SLOW), int64(0)
 			if len(got) > 1 {
 				before = got[len(got)-2].GetCursor()
 			}
@@ -1474,13 +1432,13 @@ func BenchmarkEventDelivery(b *testing.B) {
 				}
 			}()
 		}
-		if !waitUntil(60*time.Second, func() bool { return n.hub.Watchers() == k }) {
-			b.Fatalf("%d of %d watchers subscribed", n.hub.Watchers(), k)
+		if !waitUntil(60*time.Second, func() bool { return n.app.Watchers() == k }) {
+			b.Fatalf("%d of %d watchers subscribed", n.app.Watchers(), k)
 		}
 		return arr, func() {
 			cancel()
 			wg.Wait()
-			waitUntil(10*time.Second, func() bool { return n.hub.Watchers() == 0 })
+			waitUntil(10*time.Second, func() bool { return n.app.Watchers() == 0 })
 		}
 	}
 
@@ -1550,7 +1508,7 @@ func BenchmarkEventDelivery(b *testing.B) {
 
 // lastCursorOf is the newest cursor committed on n's database.
 func lastCursorOf(tb testing.TB, n *dlvNode) int64 {
-	c, err := n.svc.LatestEventCursor(context.Background())
+	c, err := n.app.Service().LatestEventCursor(context.Background())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestExpiryIsAnnounced(t *testing.T) {
 	done := tm.referralIn(pb.ReferralState_REFERRAL_STATE_COMPLETED)
 	announce := func() int {
 		t.Helper()
-		n, err := h.svc.AnnounceExpiries(h.ctx, 100)
+		n, err := h.app.Service().AnnounceExpiries(h.ctx, 100)
 		if err != nil {
 			t.Fatal(err)
 		}

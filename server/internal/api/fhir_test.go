@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,10 +17,7 @@ import (
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
-	"github.com/careteam/careteam/server/internal/clock"
 	"github.com/careteam/careteam/server/internal/fhir"
-	"github.com/careteam/careteam/server/internal/store/postgres"
-	"github.com/careteam/careteam/server/internal/testdb"
 )
 
 // The identifiers the FHIR samples in server/internal/fhir/testdata name.
@@ -655,9 +649,8 @@ func FuzzImport(f *testing.F) {
 // fuzzService is the service on a database of its own with a physician
 // and a therapist known by the samples' NPIs, and a practice by its OID.
 func fuzzService(f *testing.F) (*careteam.Service, careteam.Principal, *pgxpool.Pool) {
-	pool := testdb.New(f)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	svc := careteam.NewService(postgres.New(pool, log), clock.NewManual(start), careteam.Config{BootstrapAdmin: rootAdmin, AckWindow: 48 * time.Hour})
+	h := newHarness(f)
+	svc, pool := h.app.Service(), h.pool
 	ctx := context.Background()
 	root := careteam.Principal{Subject: rootAdmin, Role: careteam.RoleAdmin, Bootstrap: true}
 	must := func(err error) {

@@ -401,7 +401,7 @@ func TestScheduledClearance(t *testing.T) {
 		if got := tm.clearance(renewal); got.GetStatus() != pb.ClearanceStatus_CLEARANCE_STATUS_ACTIVE {
 			t.Errorf("the renewal reads %v", got.GetStatus())
 		}
-		n, err := tm.svc.SettleScheduledClearances(tm.ctx, 10)
+		n, err := tm.app.Service().SettleScheduledClearances(tm.ctx, 10)
 		if err != nil || n != 1 {
 			t.Fatalf("settled %d patients: %v", n, err)
 		}
@@ -411,7 +411,7 @@ func TestScheduledClearance(t *testing.T) {
 		if n := tm.count(`SELECT count(*) FROM events WHERE type = 'CLEARANCE_IN_FORCE' AND resource = $1`, renewal.GetName()); n != 1 {
 			t.Errorf("%d CLEARANCE_IN_FORCE events", n)
 		}
-		if n, err := tm.svc.SettleScheduledClearances(tm.ctx, 10); err != nil || n != 0 {
+		if n, err := tm.app.Service().SettleScheduledClearances(tm.ctx, 10); err != nil || n != 0 {
 			t.Errorf("a second sweep settled %d: %v", n, err)
 		}
 	})

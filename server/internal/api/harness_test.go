@@ -5,8 +5,8 @@ import (
 	"crypto/ed25519"
 	"io"
 	"log/slog"
-	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,7 +15,6 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/health"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -25,14 +24,15 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/api"
+	"github.com/careteam/careteam/server/internal/app"
 	"github.com/careteam/careteam/server/internal/audit"
 	"github.com/careteam/careteam/server/internal/auth"
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/clock"
-	"github.com/careteam/careteam/server/internal/events"
+	"github.com/careteam/careteam/server/internal/config"
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/testdb"
 )
@@ -53,10 +53,9 @@ type harness struct {
 	pool   *pgxpool.Pool
 	signer *devtoken.Signer
 	ctx    context.Context
-	// svc is the service behind the server, for the work careteamd does
-	// on its own, outside any call.
-	svc   *careteam.Service
-	store *postgres.Store
+	// app is careteamd; its service does the work careteamd does on its
+	// own, outside any call, when a test says when.
+	app *app.App
 }
 
 // start is a fixed instant in the middle of a working week (a Wednesday),
@@ -71,26 +70,49 @@ func newHarness(t testing.TB, configure ...func(*api.Config)) *harness {
 // harnessOptions are the rarer ways to build a harness.
 type harnessOptions struct {
 	configure []func(*api.Config)
+	// flags are careteamd's flags, after the harness's own.
+	flags []string
 	// unaudited runs the server without its audit trail, which only the
 	// benchmark of the trail's cost wants.
 	unaudited bool
+	// sweepEvery is how often the sweeps run (default: careteamd's minute).
+	sweepEvery time.Duration
+	// hubCatchUp is how often the hub reads the outbox unprompted
+	// (default 50ms).
+	hubCatchUp time.Duration
+	// serverOptions are added to the gRPC server's.
+	serverOptions []grpc.ServerOption
+	// holdLoops starts the hub and the work beside it once closed.
+	holdLoops <-chan struct{}
+	// pool is the database, shared with other replicas (default: one of
+	// the harness's own).
+	pool *pgxpool.Pool
+	// clock and key are the replicas' shared clock and signing key
+	// (default: the harness's own).
+	clock *clock.Manual
+	key   *jose.JSONWebKey
 }
 
+// newHarnessWith starts careteamd (package app, as its main does) on a
+// database of its own, with a clock the test sets, tokens of a key of its
+// own, and a listener on loopback.
 func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	t.Helper()
-	pool := testdb.New(t)
-	clk := clock.NewManual(start)
-	_, priv, err := ed25519.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
+	if o.pool == nil {
+		o.pool = testdb.New(t)
 	}
-	key := jose.JSONWebKey{Key: priv, KeyID: "test", Algorithm: string(jose.EdDSA), Use: "sig"}
-	signer, err := devtoken.NewSigner(key)
+	if o.clock == nil {
+		o.clock = clock.NewManual(start)
+	}
+	if o.key == nil {
+		o.key = newTestKey(t)
+	}
+	signer, err := devtoken.NewSigner(*o.key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	verifier, err := auth.NewVerifier(auth.VerifierConfig{
-		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{key.Public()}, Clock: clk.Now,
+		Issuer: testIssuer, Audience: devtoken.Audience, Keys: auth.StaticKeySet{o.key.Public()}, Clock: o.clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -99,38 +121,58 @@ func newHarnessWith(t testing.TB, o harnessOptions) *harness {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	store := postgres.New(pool, log)
-	var svcStore careteam.Store = store
-	var auditWriter api.AuditWriter = store
+	// careteamd's own flags, as an operator would give them: no rate limit
+	// (tests call fast as a few subjects), and calls that wait for a
+	// connection rather than being shed (tests race many goroutines).
+	flags := append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--bootstrap-admin", rootAdmin,
+		"--rate-limit", "0", "--db-acquire-wait", "1m", "--event-buffer", "64", "--heartbeat", "1s"}, o.flags...)
+	cfg, err := config.Parse(flags, func(string) string { return "" }, "", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.hubCatchUp == 0 {
+		o.hubCatchUp = 50 * time.Millisecond
+	}
+	opts := app.Options{Clock: o.clock, Verifier: verifier, Pool: o.pool, HubCatchUp: o.hubCatchUp,
+		SweepEvery: o.sweepEvery, ServerOptions: o.serverOptions, HoldLoops: o.holdLoops,
+		API: func(c *api.Config) {
+			for _, f := range o.configure {
+				f(c)
+			}
+		}}
 	if o.unaudited {
-		svcStore, auditWriter = unaudited{store}, unaudited{store}
+		opts.Storage = func(s *postgres.Store) (careteam.Store, api.AuditWriter) { return unaudited{s}, unaudited{s} }
 	}
-	svc := careteam.NewService(svcStore, clk, careteam.Config{
-		BootstrapAdmin: rootAdmin,
-		AckWindow:      48 * time.Hour,
+	a, err := app.New(t.Context(), cfg, log, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("careteamd: %v", err)
+		}
 	})
-	hubCtx, stopHub := context.WithCancel(context.Background())
-	hub := events.NewHub(svc, events.Config{Buffer: 64, CatchUp: 50 * time.Millisecond}, log)
-	go hub.Run(hubCtx)
-	go store.Listen(hubCtx, hub.Wake)
-	go store.Seal(hubCtx)
-	t.Cleanup(stopHub)
-	cfg := api.Config{Service: svc, Audit: auditWriter, Verifier: verifier, Health: health.NewServer(), Log: log, Events: hub, Heartbeat: time.Second}
-	for _, c := range o.configure {
-		c(&cfg)
+	select {
+	case <-a.Serving():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("careteamd: %v", err)
 	}
-	srv, err := api.NewServer(cfg)
+	return &harness{t: t, clock: o.clock, addr: a.Addr(), pool: o.pool, signer: signer, ctx: t.Context(), app: a}
+}
+
+// newTestKey makes a signing key for the tests' tokens.
+func newTestKey(t testing.TB) *jose.JSONWebKey {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	return &harness{t: t, clock: clk, addr: lis.Addr().String(), pool: pool, signer: signer, ctx: t.Context(), svc: svc,
-		store: store}
+	return &jose.JSONWebKey{Key: priv, KeyID: "test", Algorithm: string(jose.EdDSA), Use: "sig"}
 }
 
 // token mints a token for subject, valid from the harness clock's now.
@@ -224,14 +266,40 @@ func (h *harness) patient(as, mrn string) *pb.Patient {
 	return resp.GetPatient()
 }
 
-// wantCode fails the test unless err has code c.
+// wantCode fails the test unless err has code c, and an ErrorInfo whose
+// reason is one of that code's.
 func wantCode(t *testing.T, err error, c codes.Code) *status.Status {
 	t.Helper()
 	st, _ := status.FromError(err)
 	if st.Code() != c {
 		t.Fatalf("got %v (%s), want %v", st.Code(), st.Message(), c)
 	}
+	if c != codes.OK {
+		if r := client.Reason(err); !slices.Contains(reasonsOf[c], r) {
+			t.Fatalf("%v (%s) has reason %v, want one of %v", c, st.Message(), r, reasonsOf[c])
+		}
+	}
 	return st
+}
+
+// reasonsOf lists the ErrorInfo reasons each code may carry.
+var reasonsOf = map[codes.Code][]pb.ErrorReason{
+	codes.InvalidArgument:    {pb.ErrorReason_ERROR_REASON_REQUEST_INVALID},
+	codes.FailedPrecondition: {pb.ErrorReason_ERROR_REASON_PRECONDITION_FAILED},
+	codes.Unauthenticated: {pb.ErrorReason_ERROR_REASON_TOKEN_MISSING, pb.ErrorReason_ERROR_REASON_TOKEN_MALFORMED,
+		pb.ErrorReason_ERROR_REASON_TOKEN_INVALID, pb.ErrorReason_ERROR_REASON_CREDENTIAL_EXPIRED},
+	codes.PermissionDenied: {pb.ErrorReason_ERROR_REASON_PERMISSION_DENIED, pb.ErrorReason_ERROR_REASON_ACCESS_ENDED},
+	codes.NotFound:         {pb.ErrorReason_ERROR_REASON_NOT_FOUND},
+	codes.AlreadyExists:    {pb.ErrorReason_ERROR_REASON_ALREADY_EXISTS},
+	codes.Aborted:          {pb.ErrorReason_ERROR_REASON_ETAG_STALE, pb.ErrorReason_ERROR_REASON_CONCURRENT_CHANGE},
+	codes.Unavailable: {pb.ErrorReason_ERROR_REASON_DATABASE_UNAVAILABLE, pb.ErrorReason_ERROR_REASON_SERVER_STARTING,
+		pb.ErrorReason_ERROR_REASON_SERVER_STOPPING, pb.ErrorReason_ERROR_REASON_AUDIT_UNAVAILABLE, pb.ErrorReason_ERROR_REASON_KEYS_UNAVAILABLE},
+	codes.ResourceExhausted: {pb.ErrorReason_ERROR_REASON_RATE_LIMITED, pb.ErrorReason_ERROR_REASON_AUTH_FAILURES_LIMITED,
+		pb.ErrorReason_ERROR_REASON_STREAM_LIMIT_REACHED, pb.ErrorReason_ERROR_REASON_WATCHER_TOO_SLOW},
+	codes.OutOfRange:       {pb.ErrorReason_ERROR_REASON_CURSOR_PRUNED},
+	codes.DeadlineExceeded: {pb.ErrorReason_ERROR_REASON_DEADLINE_EXCEEDED},
+	codes.Canceled:         {pb.ErrorReason_ERROR_REASON_CANCELLED},
+	codes.Internal:         {pb.ErrorReason_ERROR_REASON_INTERNAL},
 }
 
 // fieldViolations returns the BadRequest field paths of err.
@@ -274,7 +342,7 @@ func preconditionTypes(t *testing.T, err error) []string {
 // test that reads audit_events behind the API.
 func (h *harness) sealed() *harness {
 	h.t.Helper()
-	if _, err := h.store.SealAudit(h.ctx); err != nil {
+	if _, err := h.app.Store().SealAudit(h.ctx); err != nil {
 		h.t.Fatal(err)
 	}
 	return h

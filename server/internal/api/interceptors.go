@@ -209,7 +209,7 @@ func (in *interceptors) guard(ctx context.Context, method string, streaming bool
 		return in.protect(ctx, method, next)
 	}
 	if !in.ready() {
-		return nil, status.Error(codes.Unavailable, "careteamd is starting: the database schema is being brought up to date; retry")
+		return nil, errStarting
 	}
 	entry := audit.NewEntry(audit.Record{
 		Time: in.service.Now(), Method: method, RequestID: RequestID(ctx), Peer: peerAddr(ctx), Purpose: audit.PurposeTreatment,
@@ -228,22 +228,22 @@ func (in *interceptors) guard(ctx context.Context, method string, streaming bool
 		// credentials cost anything more to check.
 		host := peerHost(peerAddr(ctx))
 		if !in.limiter.peerMayTry(host, time.Now()) {
-			return nil, status.Error(codes.ResourceExhausted, "too many failed authentications from this address; retry later")
+			return nil, errAuthFailures
 		}
 		if err := in.authenticate(ctx, entry); err != nil {
-			if status.Code(err) == codes.Unauthenticated {
+			if st, _ := toStatus(err); st.Code() == codes.Unauthenticated {
 				in.limiter.peerFailed(host, time.Now())
 			}
 			return nil, err
 		}
 		p := callFrom(ctx).principal
 		if !in.limiter.allow(p.Subject, time.Now()) {
-			return nil, status.Error(codes.ResourceExhausted, "rate limit exceeded for this caller; retry later")
+			return nil, errRateLimited
 		}
 		if streaming {
 			release, ok := in.limiter.openStream(p.Subject)
 			if !ok {
-				return nil, status.Errorf(codes.ResourceExhausted, "this caller holds the most streams it may (%d) open on this server; close one", in.limiter.limits.StreamsPerPrincipal)
+				return nil, errStreamLimit(in.limiter.limits.StreamsPerPrincipal)
 			}
 			defer release()
 		}
@@ -259,7 +259,7 @@ func (in *interceptors) protect(ctx context.Context, method string, next func(co
 		if r := recover(); r != nil {
 			in.log.ErrorContext(ctx, "panic", "method", method, "request_id", RequestID(ctx),
 				"panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-			resp, err = nil, status.Error(codes.Internal, "internal error")
+			resp, err = nil, errInternal
 		}
 	}()
 	return next(ctx)
@@ -287,7 +287,7 @@ func (in *interceptors) finishAudit(ctx context.Context, entry *audit.Entry, err
 	if werr := appendDetached(ctx, in.audit, r); werr != nil {
 		in.log.ErrorContext(ctx, "audit record not written", "request_id", RequestID(ctx), "error", werr.Error())
 		if err == nil {
-			return status.Error(codes.Unavailable, "the audit trail is unavailable; retry")
+			return errAuditUnavailable
 		}
 	}
 	return err
@@ -346,19 +346,19 @@ func (in *interceptors) subject(ctx context.Context) (string, time.Time, error) 
 		}
 	}
 	if len(values) != 1 {
-		return "", time.Time{}, status.Error(codes.Unauthenticated, "a bearer token is required")
+		return "", time.Time{}, errTokenMissing
 	}
 	raw, ok := strings.CutPrefix(values[0], "Bearer ")
 	if !ok {
-		return "", time.Time{}, status.Error(codes.Unauthenticated, "the authorization header must be \"Bearer <token>\"")
+		return "", time.Time{}, errTokenMalformed
 	}
 	id, err := in.verifier.Verify(ctx, strings.TrimSpace(raw))
 	if errors.Is(err, auth.ErrUnauthenticated) {
-		return "", time.Time{}, status.Error(codes.Unauthenticated, "invalid token")
+		return "", time.Time{}, errTokenInvalid
 	}
 	if err != nil {
 		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
-		return "", time.Time{}, status.Error(codes.Unavailable, "token verification keys are unavailable; retry")
+		return "", time.Time{}, errKeysUnavailable
 	}
 	return id.Subject, id.Expiry, nil
 }

@@ -13,7 +13,7 @@ import (
 	rpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/api"
 )
@@ -144,15 +144,21 @@ func TestReflectionListsEveryService(t *testing.T) {
 	}
 }
 
+// TestHealthNeedsNoToken: health answers without a token, and turns
+// SERVING once careteamd has reached its database.
 func TestHealthNeedsNoToken(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	resp, err := healthpb.NewHealthClient(h.anonymous().Conn()).Check(h.ctx, &healthpb.HealthCheckRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-		t.Fatalf("status %v", resp.GetStatus())
+	var status healthpb.HealthCheckResponse_ServingStatus
+	if !waitUntil(10*time.Second, func() bool {
+		resp, err := healthpb.NewHealthClient(h.anonymous().Conn()).Check(h.ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		status = resp.GetStatus()
+		return status == healthpb.HealthCheckResponse_SERVING
+	}) {
+		t.Fatalf("status %v", status)
 	}
 }
 
@@ -177,5 +183,35 @@ func TestRateLimitPerPrincipal(t *testing.T) {
 	}
 	if rows := h.auditRows("/careteam.v1.PatientService/ListPatients"); rows[3].outcome != "RESOURCE_EXHAUSTED" {
 		t.Fatalf("the refused call was recorded as %+v", rows[3])
+	}
+}
+
+// TestRefusalsNameTheirReason: each way a caller is refused before any
+// rule runs carries the ErrorInfo reason a program keys off.
+func TestRefusalsNameTheirReason(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *api.Config) { c.Limits = api.Limits{PerPrincipalRate: 0.001, Burst: 2} })
+	clinic := h.org("Lakeside", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
+	h.practitioner(clinic, pb.Role_ROLE_PHYSICIAN, "dr")
+	call := func(ctx context.Context, c *client.Client) error {
+		_, err := c.Patients.ListPatients(ctx, &pb.ListPatientsRequest{})
+		return err
+	}
+	withAuth := func(v string) context.Context { return metadata.AppendToOutgoingContext(h.ctx, "authorization", v) }
+	for _, tc := range []struct {
+		name   string
+		err    error
+		reason pb.ErrorReason
+	}{
+		{"no token", call(h.ctx, h.anonymous()), pb.ErrorReason_ERROR_REASON_TOKEN_MISSING},
+		{"not a bearer token", call(withAuth("Basic ZHI6eA=="), h.anonymous()), pb.ErrorReason_ERROR_REASON_TOKEN_MALFORMED},
+		{"a token that does not verify", call(withAuth("Bearer not.a.token"), h.anonymous()), pb.ErrorReason_ERROR_REASON_TOKEN_INVALID},
+		{"the first call of the burst", call(h.ctx, h.as("dr")), pb.ErrorReason_ERROR_REASON_UNSPECIFIED},
+		{"the second", call(h.ctx, h.as("dr")), pb.ErrorReason_ERROR_REASON_UNSPECIFIED},
+		{"past the rate limit", call(h.ctx, h.as("dr")), pb.ErrorReason_ERROR_REASON_RATE_LIMITED},
+	} {
+		if got := client.Reason(tc.err); got != tc.reason {
+			t.Errorf("%s: reason %v (%v), want %v", tc.name, got, tc.err, tc.reason)
+		}
 	}
 }

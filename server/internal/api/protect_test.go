@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // TestPanicBecomesInternal: a handler that panics fails its call with
@@ -20,7 +19,7 @@ func TestPanicBecomesInternal(t *testing.T) {
 		m["boom"]++ // a nil map write panics
 		return "unreachable", nil
 	})
-	if resp != nil || status.Code(err) != codes.Internal {
+	if st, _ := toStatus(err); resp != nil || st.Code() != codes.Internal {
 		t.Fatalf("got %v, %v", resp, err)
 	}
 	// The next call runs normally.

@@ -57,7 +57,7 @@ func (noObserver) GateRefused([]string)         {}
 func (noObserver) EventDelivered(time.Duration) {}
 
 // NewServer returns a gRPC server with every careteam service, health and
-// reflection registered. Services not built yet answer UNIMPLEMENTED.
+// reflection registered.
 func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	if cfg.Service == nil || cfg.Audit == nil || cfg.Verifier == nil || cfg.Health == nil || cfg.Log == nil || cfg.Events == nil {
 		return nil, fmt.Errorf("api: every field of Config is required")

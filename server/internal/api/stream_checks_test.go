@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/api"
 )

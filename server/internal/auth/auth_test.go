@@ -12,7 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	"net/http"
 	"net/http/httptest"
 	"os"

@@ -438,7 +438,7 @@ func unattestedFindings(findings []*RedFlagFinding, evaluated []RedFlag) []Viola
 // whose red flag it lists. A therapist's report is answered by it and
 // stands no longer; a diagnosis' red flag stands while the diagnosis
 // carries it, so each later decision attests it again.
-func evaluateFindings(ctx context.Context, tx Tx, c *Clearance, findings []*RedFlagFinding, now time.Time) error {
+func evaluateFindings(ctx context.Context, tx ClinicalStore, c *Clearance, findings []*RedFlagFinding, now time.Time) error {
 	var evaluated, answered []uuid.UUID
 	for _, f := range findings {
 		if !slices.Contains(c.EvaluatedRedFlags, f.Flag) {
@@ -459,7 +459,7 @@ func evaluateFindings(ctx context.Context, tx Tx, c *Clearance, findings []*RedF
 // force at once retires the clearance in force and any scheduled one; a
 // scheduled decision retires any other scheduled one and marks the one in
 // force to be superseded when its own window opens.
-func supersede(ctx context.Context, tx Tx, c *Clearance, now time.Time) error {
+func supersede(ctx context.Context, tx ClinicalStore, c *Clearance, now time.Time) error {
 	scope, err := tx.ScopeClearances(ctx, c.PatientID, c.ReferralID)
 	if err != nil {
 		return err
@@ -724,7 +724,7 @@ func (s *Service) RevokeClearance(ctx context.Context, p Principal, id uuid.UUID
 
 // unlinkSuccessor clears the pending supersession that the scheduled
 // clearance next put on the clearance in force of its scope.
-func unlinkSuccessor(ctx context.Context, tx Tx, next *Clearance, now time.Time) error {
+func unlinkSuccessor(ctx context.Context, tx ClinicalStore, next *Clearance, now time.Time) error {
 	scope, err := tx.ScopeClearances(ctx, next.PatientID, next.ReferralID)
 	if err != nil {
 		return err

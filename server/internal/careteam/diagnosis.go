@@ -244,7 +244,7 @@ func (s *Service) saveDiagnosis(ctx context.Context, tx Tx, p Principal, prev, d
 
 // checkReasonDiagnoses requires a referral's reason diagnoses to be
 // diagnoses of its patient.
-func (s *Service) checkReasonDiagnoses(ctx context.Context, tx Tx, r *Referral) error {
+func (s *Service) checkReasonDiagnoses(ctx context.Context, tx ClinicalStore, r *Referral) error {
 	if len(r.ReasonDiagnoses) == 0 {
 		return nil
 	}

@@ -305,7 +305,7 @@ func (s *Service) resolveDiagnoses(ctx context.Context, tx Tx, p Principal, in *
 }
 
 // resolveTarget finds the performer in the directory.
-func resolveTarget(ctx context.Context, tx Tx, in *ServiceRequestImport, plan *importPlan, f *fields) error {
+func resolveTarget(ctx context.Context, tx ImportStore, in *ServiceRequestImport, plan *importPlan, f *fields) error {
 	plan.therapist = in.Therapist.ID
 	if plan.therapist == uuid.Nil {
 		for _, id := range in.Therapist.Identifiers {

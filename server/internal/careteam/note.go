@@ -99,12 +99,12 @@ func requireDraft(ss *Session) error {
 
 // lockSessionReferral locks the session's referral (unscoped: the caller's
 // right to act on the session was decided already).
-func lockSessionReferral(ctx context.Context, tx Tx, ss *Session) (*Referral, error) {
+func lockSessionReferral(ctx context.Context, tx ReferralStore, ss *Session) (*Referral, error) {
 	return tx.GetReferral(ctx, ss.ReferralID, ReferralScope{Any: true}, true)
 }
 
 // saveReferral bumps and saves a referral changed as a side effect.
-func saveReferral(ctx context.Context, tx Tx, r *Referral, now time.Time) error {
+func saveReferral(ctx context.Context, tx ReferralStore, r *Referral, now time.Time) error {
 	r.Version++
 	r.UpdateTime = now
 	return tx.UpdateReferral(ctx, r)

@@ -101,7 +101,7 @@ func (s *Service) getPatient(ctx context.Context, tx Tx, p Principal, id uuid.UU
 	return loadPatient(ctx, tx, id, scope, forUpdate)
 }
 
-func loadPatient(ctx context.Context, tx Tx, id uuid.UUID, scope PatientScope, forUpdate bool) (*Patient, error) {
+func loadPatient(ctx context.Context, tx PatientStore, id uuid.UUID, scope PatientScope, forUpdate bool) (*Patient, error) {
 	audit.Touch(ctx, Patients.Name(id), id)
 	pt, err := tx.GetPatient(ctx, id, scope, forUpdate)
 	if errors.Is(err, ErrNotFound) {

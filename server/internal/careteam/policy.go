@@ -340,7 +340,7 @@ func authorizeMembership(p Principal, role Role, org *Organization) error {
 
 // authorizeChange decides whether the caller may change pr, reading their
 // organization locked so that a trust withdrawn meanwhile is not acted on.
-func authorizeChange(ctx context.Context, tx Tx, p Principal, pr *Practitioner) error {
+func authorizeChange(ctx context.Context, tx DirectoryStore, p Principal, pr *Practitioner) error {
 	org, err := tx.GetOrganization(ctx, pr.OrganizationID, true)
 	if err != nil {
 		return err

@@ -140,7 +140,7 @@ func (s *Service) readRecordSessions(ctx context.Context, tx Tx, p Principal, re
 
 // readRecordDirectory reads the practitioners and organizations the record
 // names; the directory holds no patient data and every caller may read it.
-func (s *Service) readRecordDirectory(ctx context.Context, tx Tx, rec *ReferralRecord) error {
+func (s *Service) readRecordDirectory(ctx context.Context, tx DirectoryStore, rec *ReferralRecord) error {
 	r := rec.Referral
 	people := []uuid.UUID{r.ReferringPhysicianID, r.TargetTherapistID}
 	if rec.Clearance != nil {

@@ -116,7 +116,7 @@ func referenceError(err error, field string) error {
 
 // checkTarget sets a referral's target: a therapist (who must be qualified;
 // their practice becomes the target organization) or a massage practice.
-func (s *Service) checkTarget(ctx context.Context, tx Tx, r *Referral, therapist, org uuid.UUID, now time.Time) error {
+func (s *Service) checkTarget(ctx context.Context, tx DirectoryStore, r *Referral, therapist, org uuid.UUID, now time.Time) error {
 	if therapist != uuid.Nil {
 		th, err := tx.GetPractitioner(ctx, therapist, false)
 		if err != nil {

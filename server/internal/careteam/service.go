@@ -1,6 +1,7 @@
 package careteam
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,12 +124,17 @@ func mutate[T any](ctx context.Context, s *Service, p Principal, method string, 
 			return err
 		}
 		key := RequestKey{Subject: p.Subject, Method: method, RequestID: idem.RequestID, Hash: idem.Hash}
-		prior, replay, err := tx.ClaimRequest(ctx, key)
+		claim, err := tx.ClaimRequest(ctx, key)
 		if err != nil {
 			return err
 		}
-		if replay {
-			out, err = load(tx, prior)
+		if !claim.Claimed {
+			// A retry of the same request replays its result; another
+			// request under the same id is refused.
+			if !bytes.Equal(claim.Hash, key.Hash) || claim.Resource == uuid.Nil {
+				return &InvalidError{Violations: []FieldViolation{{Field: "request_id", Description: "already used for a different request"}}}
+			}
+			out, err = load(tx, claim.Resource)
 			return err
 		}
 		res, id, err := change(tx)

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 )
 
 // Config is careteamd's configuration.

@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/google/uuid"
@@ -10,34 +9,29 @@ import (
 )
 
 // ClaimRequest records an idempotency key. When another transaction holds
-// the same key, the insert waits for it: if it committed, this call replays
-// its result; if it rolled back, this call proceeds as the first.
-func (t *tx) ClaimRequest(ctx context.Context, key careteam.RequestKey) (uuid.UUID, bool, error) {
+// the same key, the insert waits for it: if it committed, this call finds
+// its record; if it rolled back, this call proceeds as the first.
+func (t *tx) ClaimRequest(ctx context.Context, key careteam.RequestKey) (careteam.RequestClaim, error) {
 	tag, err := t.execNow(ctx, `
 		INSERT INTO request_ids (subject, method, request_id, request_hash)
 		VALUES ($1, $2, $3, $4)
 		ON CONFLICT DO NOTHING`, key.Subject, key.Method, key.RequestID, key.Hash)
 	if err != nil {
-		return uuid.Nil, false, err
+		return careteam.RequestClaim{}, err
 	}
 	if tag.RowsAffected() == 1 {
-		return uuid.Nil, false, nil
+		return careteam.RequestClaim{Claimed: true}, nil
 	}
-	var hash []byte
+	var c careteam.RequestClaim
 	var resource *uuid.UUID
 	err = t.queryRow(ctx, `
 		SELECT request_hash, resource_id FROM request_ids
 		WHERE subject = $1 AND method = $2 AND request_id = $3`,
-		key.Subject, key.Method, key.RequestID).Scan(&hash, &resource)
-	if err != nil {
-		return uuid.Nil, false, err
+		key.Subject, key.Method, key.RequestID).Scan(&c.Hash, &resource)
+	if resource != nil {
+		c.Resource = *resource
 	}
-	if !bytes.Equal(hash, key.Hash) || resource == nil {
-		return uuid.Nil, false, &careteam.InvalidError{Violations: []careteam.FieldViolation{{
-			Field: "request_id", Description: "already used for a different request",
-		}}}
-	}
-	return *resource, true, nil
+	return c, err
 }
 
 // FinishRequest stores the id of the resource the request produced.

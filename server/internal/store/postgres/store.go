@@ -145,6 +145,20 @@ type tx struct {
 	events []careteam.Event
 }
 
+// The store implements each of the domain's storage interfaces.
+var (
+	_ careteam.Store          = (*Store)(nil)
+	_ careteam.Requests       = (*tx)(nil)
+	_ careteam.DirectoryStore = (*tx)(nil)
+	_ careteam.PatientStore   = (*tx)(nil)
+	_ careteam.ReferralStore  = (*tx)(nil)
+	_ careteam.ClinicalStore  = (*tx)(nil)
+	_ careteam.SessionStore   = (*tx)(nil)
+	_ careteam.AuditStore     = (*tx)(nil)
+	_ careteam.EventStore     = (*tx)(nil)
+	_ careteam.ImportStore    = (*tx)(nil)
+)
+
 // querier is a transaction, or a connection for reads outside one.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/careteam/careteam/client/devtoken"
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 

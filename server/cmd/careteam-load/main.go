@@ -2,7 +2,7 @@
 // the Go client, and measures floors that run none of careteamd's code in
 // the same run, so that each result is also a ratio that holds on any
 // machine: raw pgx transactions and primary-key reads of the shapes of
-// careteamd's calls on careteamd's database (server/loadfloor), and a
+// careteamd's calls on careteamd's database (server/internal/loadfloor), and a
 // bare gRPC call to a server in the load tool itself.
 //
 // It sets itself up on an empty server in dev mode (practices, people

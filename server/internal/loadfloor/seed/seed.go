@@ -11,8 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -24,8 +22,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/careteam/careteam/server/internal/careteam"
-	"github.com/careteam/careteam/server/internal/clock"
-	"github.com/careteam/careteam/server/internal/store/postgres"
 )
 
 // Spec says whose history Write writes: the practitioners it names by
@@ -158,8 +154,6 @@ func Write(ctx context.Context, databaseURL string, spec Spec, progress Progress
 		return res, fmt.Errorf("seed: %w", err)
 	}
 	defer pool.Close()
-	service := careteam.NewService(postgres.New(pool, slog.New(slog.NewTextHandler(io.Discard, nil))), clock.System{},
-		careteam.Config{AckWindow: seedAck})
 	if len(spec.Physicians) == 0 || len(spec.Therapists) == 0 {
 		return res, errors.New("seed: seeding needs at least one physician and one therapist")
 	}
@@ -169,14 +163,16 @@ func Write(ctx context.Context, databaseURL string, spec Spec, progress Progress
 	resolve := func(subjects []string, role careteam.Role) ([]party, error) {
 		out := make([]party, len(subjects))
 		for i, s := range subjects {
-			p, err := service.Authenticate(ctx, s)
-			if err != nil {
-				return nil, fmt.Errorf("seed: %s: %w", s, err)
+			var p party
+			var got careteam.Role
+			if err := pool.QueryRow(ctx, `SELECT id, organization_id, role FROM practitioners WHERE subject = $1 AND active`, s).
+				Scan(&p.id, &p.org, &got); err != nil {
+				return nil, fmt.Errorf("seed: practitioner %s: %w", s, err)
 			}
-			if p.Role != role {
-				return nil, fmt.Errorf("seed: %s is a %s, not a %s", s, p.Role, role)
+			if got != role {
+				return nil, fmt.Errorf("seed: %s is a %s, not a %s", s, got, role)
 			}
-			out[i] = party{p.PractitionerID, p.OrganizationID}
+			out[i] = p
 		}
 		return out, nil
 	}

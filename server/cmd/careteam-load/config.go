@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/careteam/careteam/client/devtoken"
-	"github.com/careteam/careteam/server/loadfloor"
+	"github.com/careteam/careteam/devtoken"
+	"github.com/careteam/careteam/server/internal/loadfloor"
 )
 
 // config is the command line.

@@ -14,7 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
-	"github.com/careteam/careteam/server/loadfloor"
+	"github.com/careteam/careteam/server/internal/loadfloor"
 )
 
 // The floors make the results portable: a careteam call's throughput as a

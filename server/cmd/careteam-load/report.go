@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/careteam/careteam/server/loadfloor"
+	"github.com/careteam/careteam/server/internal/loadfloor"
 )
 
 // results is everything a run measured, as printed and as --json writes

@@ -7,9 +7,8 @@
 // second do not. It also samples that database's lock waits while the
 // load runs (locks.go).
 //
-// It lives outside server/internal so that the load tool can import it,
-// and it must not import careteamd's domain or store: a floor built from
-// the code it measures would move with that code. The --scale seeder,
+// It must not import careteamd's domain or store: a floor built from the
+// code it measures would move with that code. The --scale seeder,
 // which has to write careteam's own rows, is the subpackage seed.
 package loadfloor
 

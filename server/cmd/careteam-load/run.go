@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/careteam/careteam/client"
-	"github.com/careteam/careteam/server/loadfloor"
-	"github.com/careteam/careteam/server/loadfloor/seed"
+	"github.com/careteam/careteam/server/internal/loadfloor"
+	"github.com/careteam/careteam/server/internal/loadfloor/seed"
 )
 
 // load is one run: its configuration, what it set up, and the
