@@ -69,27 +69,17 @@ func (s *clinicalServer) GetDiagnosis(ctx context.Context, req *pb.GetDiagnosisR
 }
 
 func (s *clinicalServer) ListDiagnoses(ctx context.Context, req *pb.ListDiagnosesRequest) (*pb.ListDiagnosesResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Diagnosis, uuid.UUID, error) {
+		patient, err := parseName(careteam.Patients, "patient", req.GetPatient())
+		if err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListDiagnoses(ctx, p, patient, page)
+	}, diagnosisToProto)
 	if err != nil {
 		return nil, err
 	}
-	patient, err := parseName(careteam.Patients, "patient", req.GetPatient())
-	if err != nil {
-		return nil, err
-	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListDiagnoses(ctx, p, patient, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListDiagnosesResponse{NextPageToken: encodePage(req, next)}
-	for _, d := range rows {
-		resp.Diagnoses = append(resp.Diagnoses, diagnosisToProto(d))
-	}
-	return resp, nil
+	return &pb.ListDiagnosesResponse{Diagnoses: rows, NextPageToken: next}, nil
 }
 
 func (s *clinicalServer) UpdateDiagnosis(ctx context.Context, req *pb.UpdateDiagnosisRequest) (*pb.UpdateDiagnosisResponse, error) {
@@ -165,27 +155,17 @@ func (s *clinicalServer) RecordConsent(ctx context.Context, req *pb.RecordConsen
 }
 
 func (s *clinicalServer) ListConsents(ctx context.Context, req *pb.ListConsentsRequest) (*pb.ListConsentsResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Consent, uuid.UUID, error) {
+		patient, err := parseName(careteam.Patients, "patient", req.GetPatient())
+		if err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListConsents(ctx, p, patient, page)
+	}, consentToProto)
 	if err != nil {
 		return nil, err
 	}
-	patient, err := parseName(careteam.Patients, "patient", req.GetPatient())
-	if err != nil {
-		return nil, err
-	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListConsents(ctx, p, patient, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListConsentsResponse{NextPageToken: encodePage(req, next)}
-	for _, c := range rows {
-		resp.Consents = append(resp.Consents, consentToProto(c))
-	}
-	return resp, nil
+	return &pb.ListConsentsResponse{Consents: rows, NextPageToken: next}, nil
 }
 
 func clearanceToProto(c *careteam.Clearance) *pb.Clearance {
@@ -312,32 +292,22 @@ func (s *clinicalServer) GetClearance(ctx context.Context, req *pb.GetClearanceR
 }
 
 func (s *clinicalServer) ListClearances(ctx context.Context, req *pb.ListClearancesRequest) (*pb.ListClearancesResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Clearance, uuid.UUID, error) {
+		var v violations
+		f := careteam.ClearanceFilter{
+			PatientID:  v.optionalName(careteam.Patients, "patient", req.GetPatient()),
+			ReferralID: v.optionalName(careteam.Referrals, "referral", req.GetReferral()),
+			Status:     enumToDomain[careteam.ClearanceStatus](req.GetStatus()),
+		}
+		if err := v.err(); err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListClearances(ctx, p, f, page)
+	}, clearanceToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	var v violations
-	f := careteam.ClearanceFilter{
-		PatientID:  v.optionalName(careteam.Patients, "patient", req.GetPatient()),
-		ReferralID: v.optionalName(careteam.Referrals, "referral", req.GetReferral()),
-		Status:     enumToDomain[careteam.ClearanceStatus](req.GetStatus()),
-	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListClearances(ctx, p, f, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListClearancesResponse{NextPageToken: encodePage(req, next)}
-	for _, c := range rows {
-		resp.Clearances = append(resp.Clearances, clearanceToProto(c))
-	}
-	return resp, nil
+	return &pb.ListClearancesResponse{Clearances: rows, NextPageToken: next}, nil
 }
 
 func violationsToProto(vs []careteam.Violation) []*pb.Violation {

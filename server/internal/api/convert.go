@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -215,6 +216,37 @@ func encodePage(req proto.Message, next uuid.UUID) string {
 		return ""
 	}
 	return encodeToken(req, next.String())
+}
+
+// pageRequest is a List request with a keyset page.
+type pageRequest interface {
+	proto.Message
+	GetPageToken() string
+	GetPageSize() int32
+}
+
+// listed runs a List call: the caller and the page token it asks after,
+// then list (which reads the request's filter and calls the use case),
+// then each row converted and the next page's token.
+func listed[Row, Out any](ctx context.Context, req pageRequest, list func(careteam.Principal, careteam.Page) ([]Row, uuid.UUID, error),
+	conv func(Row) Out) ([]Out, string, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
+	if err != nil {
+		return nil, "", err
+	}
+	rows, next, err := list(p, page)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]Out, len(rows))
+	for i, r := range rows {
+		out[i] = conv(r)
+	}
+	return out, encodePage(req, next), nil
 }
 
 // decodeSequence returns the sequence a page token continues after, 0 for

@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 
+	"github.com/google/uuid"
+
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
@@ -73,25 +75,13 @@ func (s *directoryServer) GetOrganization(ctx context.Context, req *pb.GetOrgani
 }
 
 func (s *directoryServer) ListOrganizations(ctx context.Context, req *pb.ListOrganizationsRequest) (*pb.ListOrganizationsResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Organization, uuid.UUID, error) {
+		return s.svc.ListOrganizations(ctx, p, careteam.OrganizationFilter{Kind: enumToDomain[careteam.OrganizationKind](req.GetKind())}, page)
+	}, organizationToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListOrganizations(ctx, p, careteam.OrganizationFilter{
-		Kind: enumToDomain[careteam.OrganizationKind](req.GetKind()),
-	}, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListOrganizationsResponse{NextPageToken: encodePage(req, next)}
-	for _, o := range rows {
-		resp.Organizations = append(resp.Organizations, organizationToProto(o))
-	}
-	return resp, nil
+	return &pb.ListOrganizationsResponse{Organizations: rows, NextPageToken: next}, nil
 }
 
 func (s *directoryServer) UpdateOrganization(ctx context.Context, req *pb.UpdateOrganizationRequest) (*pb.UpdateOrganizationResponse, error) {
@@ -175,31 +165,21 @@ func (s *directoryServer) GetPractitioner(ctx context.Context, req *pb.GetPracti
 }
 
 func (s *directoryServer) ListPractitioners(ctx context.Context, req *pb.ListPractitionersRequest) (*pb.ListPractitionersResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Practitioner, uuid.UUID, error) {
+		org, err := parseOptionalName(careteam.Organizations, "organization", req.GetOrganization())
+		if err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListPractitioners(ctx, p, careteam.PractitionerFilter{
+			Role:           enumToDomain[careteam.Role](req.GetRole()),
+			OrganizationID: org,
+			Specialty:      enumToDomain[careteam.Specialty](req.GetSpecialty()),
+		}, req.GetActiveLicence(), page)
+	}, practitionerToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	org, err := parseOptionalName(careteam.Organizations, "organization", req.GetOrganization())
-	if err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListPractitioners(ctx, p, careteam.PractitionerFilter{
-		Role:           enumToDomain[careteam.Role](req.GetRole()),
-		OrganizationID: org,
-		Specialty:      enumToDomain[careteam.Specialty](req.GetSpecialty()),
-	}, req.GetActiveLicence(), page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListPractitionersResponse{NextPageToken: encodePage(req, next)}
-	for _, pr := range rows {
-		resp.Practitioners = append(resp.Practitioners, practitionerToProto(pr))
-	}
-	return resp, nil
+	return &pb.ListPractitionersResponse{Practitioners: rows, NextPageToken: next}, nil
 }
 
 func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.UpdatePractitionerRequest) (*pb.UpdatePractitionerResponse, error) {

@@ -82,9 +82,8 @@ func assertEventsMatchReads(t *testing.T, tm *team, watchers ...string) {
 				continue
 			}
 			if state := eventState(e); read != nil && state != nil {
-				if !proto.Equal(read, state) {
-					t.Errorf("%s: %v of %s differs from the read:\nread:  %s\nevent: %s", who, e.GetType(), name,
-						prototext.Format(read), prototext.Format(state))
+				if d := diff(read, state); d != "" {
+					t.Errorf("%s: %v of %s differs from the read (-read +event):\n%s", who, e.GetType(), name, d)
 				}
 			}
 		}

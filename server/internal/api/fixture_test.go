@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -148,4 +149,113 @@ func (tm *team) ready() (*pb.Referral, *pb.Clearance) {
 func (tm *team) start(as string, r *pb.Referral, plan []*pb.Treatment) (*pb.Session, error) {
 	resp, err := tm.as(as).Sessions.StartSession(tm.ctx, &pb.StartSessionRequest{Referral: r.GetName(), Planned: plan})
 	return resp.GetSession(), err
+}
+
+func i32(v int32) *int32 { return &v }
+
+// begin starts a session of lmt under r a day after the previous one, so
+// that start times differ and order the sessions.
+func (tm *team) begin(r *pb.Referral) *pb.Session {
+	tm.t.Helper()
+	tm.clock.Advance(24 * time.Hour)
+	ss, err := tm.start("lmt", r, swedishLumbar)
+	if err != nil {
+		tm.t.Fatalf("StartSession: %v", err)
+	}
+	return ss
+}
+
+func (tm *team) getSession(as, name string) *pb.Session {
+	tm.t.Helper()
+	resp, err := tm.as(as).Sessions.GetSession(tm.ctx, &pb.GetSessionRequest{Name: name})
+	if err != nil {
+		tm.t.Fatalf("GetSession as %s: %v", as, err)
+	}
+	return resp.GetSession()
+}
+
+// edit updates the note of ss as read (its etag), changing paths only.
+func (tm *team) edit(as string, ss *pb.Session, n *pb.SessionNote, paths ...string) (*pb.Session, error) {
+	resp, err := tm.as(as).Sessions.UpdateSessionNote(tm.ctx, &pb.UpdateSessionNoteRequest{
+		Name: ss.GetName(), Note: n, UpdateMask: fieldMask(paths...), Etag: ss.GetEtag(),
+	})
+	return resp.GetSession(), err
+}
+
+func (tm *team) mustEdit(ss *pb.Session, n *pb.SessionNote, paths ...string) *pb.Session {
+	tm.t.Helper()
+	got, err := tm.edit("lmt", ss, n, paths...)
+	if err != nil {
+		tm.t.Fatalf("UpdateSessionNote(%v): %v", paths, err)
+	}
+	return got
+}
+
+func (tm *team) sign(as string, ss *pb.Session, deviation string) (*pb.SignSessionNoteResponse, error) {
+	return tm.as(as).Sessions.SignSessionNote(tm.ctx, &pb.SignSessionNoteRequest{Name: ss.GetName(), Etag: ss.GetEtag(), DeviationReason: deviation})
+}
+
+func (tm *team) mustSign(ss *pb.Session) *pb.Session {
+	tm.t.Helper()
+	resp, err := tm.sign("lmt", ss, "")
+	if err != nil {
+		tm.t.Fatalf("SignSessionNote: %v", err)
+	}
+	return resp.GetSession()
+}
+
+func (tm *team) amend(as string, ss *pb.Session, reason, text string) (*pb.AmendSessionNoteResponse, error) {
+	return tm.as(as).Sessions.AmendSessionNote(tm.ctx, &pb.AmendSessionNoteRequest{Name: ss.GetName(), Reason: reason, Text: text})
+}
+
+func (tm *team) cancelSession(as string, ss *pb.Session, reason pb.CancelReason) (*pb.Session, error) {
+	resp, err := tm.as(as).Sessions.CancelSession(tm.ctx, &pb.CancelSessionRequest{Name: ss.GetName(), Reason: reason, Text: "Called the front desk."})
+	return resp.GetSession(), err
+}
+
+func (tm *team) referral(name string) *pb.Referral {
+	tm.t.Helper()
+	resp, err := tm.as("dr").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: name})
+	if err != nil {
+		tm.t.Fatalf("GetReferral: %v", err)
+	}
+	return resp.GetReferral()
+}
+
+func (tm *team) progress(as, referral string) *pb.ReferralProgress {
+	tm.t.Helper()
+	resp, err := tm.as(as).Referrals.GetReferralProgress(tm.ctx, &pb.GetReferralProgressRequest{Name: referral})
+	if err != nil {
+		tm.t.Fatalf("GetReferralProgress as %s: %v", as, err)
+	}
+	return resp.GetProgress()
+}
+
+// acceptedReferral creates a referral from dr, changed by edit, and has
+// therapist accept it.
+func (tm *team) acceptedReferral(therapist string, edit func(*pb.Referral)) *pb.Referral {
+	tm.t.Helper()
+	r := tm.newReferral()
+	edit(r)
+	r = tm.create(r)
+	for _, step := range []func() (*pb.Referral, error){
+		(&clientSet{tm.as("dr"), r.GetName()}).submit,
+		(&clientSet{tm.as(therapist), r.GetName()}).accept,
+	} {
+		var err error
+		if r, err = step(); err != nil {
+			tm.t.Fatalf("accepting a referral: %v", err)
+		}
+	}
+	return r
+}
+
+func (tm *team) consentOf(patient string) {
+	tm.t.Helper()
+	if _, err := tm.as("lmt").Clinical.RecordConsent(tm.ctx, &pb.RecordConsentRequest{Consent: &pb.Consent{
+		Patient: patient, FormVersion: "2026-01", SignedDate: tm.clock.Now().Format("2006-01-02"),
+		Signer: pb.ConsentSigner_CONSENT_SIGNER_PATIENT,
+	}}); err != nil {
+		tm.t.Fatalf("RecordConsent: %v", err)
+	}
 }

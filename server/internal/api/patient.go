@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 
+	"github.com/google/uuid"
+
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
 )
@@ -55,30 +57,17 @@ func (s *patientServer) GetPatient(ctx context.Context, req *pb.GetPatientReques
 }
 
 func (s *patientServer) ListPatients(ctx context.Context, req *pb.ListPatientsRequest) (*pb.ListPatientsResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Patient, uuid.UUID, error) {
+		birth, err := parseDate("birth_date", req.GetBirthDate())
+		if err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListPatients(ctx, p, careteam.PatientFilter{FamilyNamePrefix: req.GetFamilyNamePrefix(), BirthDate: birth}, page)
+	}, patientToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	birth, err := parseDate("birth_date", req.GetBirthDate())
-	if err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListPatients(ctx, p, careteam.PatientFilter{
-		FamilyNamePrefix: req.GetFamilyNamePrefix(),
-		BirthDate:        birth,
-	}, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListPatientsResponse{NextPageToken: encodePage(req, next)}
-	for _, pt := range rows {
-		resp.Patients = append(resp.Patients, patientToProto(pt))
-	}
-	return resp, nil
+	return &pb.ListPatientsResponse{Patients: rows, NextPageToken: next}, nil
 }
 
 func (s *patientServer) UpdatePatient(ctx context.Context, req *pb.UpdatePatientRequest) (*pb.UpdatePatientResponse, error) {

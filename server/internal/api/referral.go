@@ -107,36 +107,26 @@ func (s *referralServer) GetReferral(ctx context.Context, req *pb.GetReferralReq
 }
 
 func (s *referralServer) ListReferrals(ctx context.Context, req *pb.ListReferralsRequest) (*pb.ListReferralsResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Referral, uuid.UUID, error) {
+		var v violations
+		f := careteam.ReferralFilter{
+			PatientID:            v.optionalName(careteam.Patients, "patient", req.GetPatient()),
+			States:               enumsToDomain[careteam.ReferralState](req.GetStates()),
+			TargetTherapistID:    v.optionalName(careteam.Practitioners, "target_therapist", req.GetTargetTherapist()),
+			TargetOrgID:          v.optionalName(careteam.Organizations, "target_organization", req.GetTargetOrganization()),
+			ReferringPhysicianID: v.optionalName(careteam.Practitioners, "referring_physician", req.GetReferringPhysician()),
+			Priority:             enumToDomain[careteam.Priority](req.GetPriority()),
+			Overdue:              req.GetOverdue(),
+		}
+		if err := v.err(); err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListReferrals(ctx, p, f, page)
+	}, referralToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	var v violations
-	f := careteam.ReferralFilter{
-		PatientID:            v.optionalName(careteam.Patients, "patient", req.GetPatient()),
-		States:               enumsToDomain[careteam.ReferralState](req.GetStates()),
-		TargetTherapistID:    v.optionalName(careteam.Practitioners, "target_therapist", req.GetTargetTherapist()),
-		TargetOrgID:          v.optionalName(careteam.Organizations, "target_organization", req.GetTargetOrganization()),
-		ReferringPhysicianID: v.optionalName(careteam.Practitioners, "referring_physician", req.GetReferringPhysician()),
-		Priority:             enumToDomain[careteam.Priority](req.GetPriority()),
-		Overdue:              req.GetOverdue(),
-	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListReferrals(ctx, p, f, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListReferralsResponse{NextPageToken: encodePage(req, next)}
-	for _, r := range rows {
-		resp.Referrals = append(resp.Referrals, referralToProto(r))
-	}
-	return resp, nil
+	return &pb.ListReferralsResponse{Referrals: rows, NextPageToken: next}, nil
 }
 
 // transition runs one lifecycle RPC: parse the name, call the use case,

@@ -120,35 +120,25 @@ func (s *sessionServer) GetSession(ctx context.Context, req *pb.GetSessionReques
 }
 
 func (s *sessionServer) ListSessions(ctx context.Context, req *pb.ListSessionsRequest) (*pb.ListSessionsResponse, error) {
-	p, err := principalFrom(ctx)
+	rows, next, err := listed(ctx, req, func(p careteam.Principal, page careteam.Page) ([]*careteam.Session, uuid.UUID, error) {
+		var v violations
+		f := careteam.SessionFilter{
+			ReferralID:  v.optionalName(careteam.Referrals, "referral", req.GetReferral()),
+			PatientID:   v.optionalName(careteam.Patients, "patient", req.GetPatient()),
+			TherapistID: v.optionalName(careteam.Practitioners, "therapist", req.GetTherapist()),
+			From:        v.time("start_time_from", req.GetStartTimeFrom()),
+			To:          v.time("start_time_to", req.GetStartTimeTo()),
+			State:       enumToDomain[careteam.SessionState](req.GetState()),
+		}
+		if err := v.err(); err != nil {
+			return nil, uuid.Nil, err
+		}
+		return s.svc.ListSessions(ctx, p, f, page)
+	}, sessionToProto)
 	if err != nil {
 		return nil, err
 	}
-	page, err := decodePage(req, req.GetPageToken(), req.GetPageSize())
-	if err != nil {
-		return nil, err
-	}
-	var v violations
-	f := careteam.SessionFilter{
-		ReferralID:  v.optionalName(careteam.Referrals, "referral", req.GetReferral()),
-		PatientID:   v.optionalName(careteam.Patients, "patient", req.GetPatient()),
-		TherapistID: v.optionalName(careteam.Practitioners, "therapist", req.GetTherapist()),
-		From:        v.time("start_time_from", req.GetStartTimeFrom()),
-		To:          v.time("start_time_to", req.GetStartTimeTo()),
-		State:       enumToDomain[careteam.SessionState](req.GetState()),
-	}
-	if err := v.err(); err != nil {
-		return nil, err
-	}
-	rows, next, err := s.svc.ListSessions(ctx, p, f, page)
-	if err != nil {
-		return nil, err
-	}
-	resp := &pb.ListSessionsResponse{NextPageToken: encodePage(req, next)}
-	for _, ss := range rows {
-		resp.Sessions = append(resp.Sessions, sessionToProto(ss))
-	}
-	return resp, nil
+	return &pb.ListSessionsResponse{Sessions: rows, NextPageToken: next}, nil
 }
 
 func (s *sessionServer) CancelSession(ctx context.Context, req *pb.CancelSessionRequest) (*pb.CancelSessionResponse, error) {

@@ -19,115 +19,6 @@ import (
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
 
-func i32(v int32) *int32 { return &v }
-
-// begin starts a session of lmt under r a day after the previous one, so
-// that start times differ and order the sessions.
-func (tm *team) begin(r *pb.Referral) *pb.Session {
-	tm.t.Helper()
-	tm.clock.Advance(24 * time.Hour)
-	ss, err := tm.start("lmt", r, swedishLumbar)
-	if err != nil {
-		tm.t.Fatalf("StartSession: %v", err)
-	}
-	return ss
-}
-
-func (tm *team) getSession(as, name string) *pb.Session {
-	tm.t.Helper()
-	resp, err := tm.as(as).Sessions.GetSession(tm.ctx, &pb.GetSessionRequest{Name: name})
-	if err != nil {
-		tm.t.Fatalf("GetSession as %s: %v", as, err)
-	}
-	return resp.GetSession()
-}
-
-// edit updates the note of ss as read (its etag), changing paths only.
-func (tm *team) edit(as string, ss *pb.Session, n *pb.SessionNote, paths ...string) (*pb.Session, error) {
-	resp, err := tm.as(as).Sessions.UpdateSessionNote(tm.ctx, &pb.UpdateSessionNoteRequest{
-		Name: ss.GetName(), Note: n, UpdateMask: fieldMask(paths...), Etag: ss.GetEtag(),
-	})
-	return resp.GetSession(), err
-}
-
-func (tm *team) mustEdit(ss *pb.Session, n *pb.SessionNote, paths ...string) *pb.Session {
-	tm.t.Helper()
-	got, err := tm.edit("lmt", ss, n, paths...)
-	if err != nil {
-		tm.t.Fatalf("UpdateSessionNote(%v): %v", paths, err)
-	}
-	return got
-}
-
-func (tm *team) sign(as string, ss *pb.Session, deviation string) (*pb.SignSessionNoteResponse, error) {
-	return tm.as(as).Sessions.SignSessionNote(tm.ctx, &pb.SignSessionNoteRequest{Name: ss.GetName(), Etag: ss.GetEtag(), DeviationReason: deviation})
-}
-
-func (tm *team) mustSign(ss *pb.Session) *pb.Session {
-	tm.t.Helper()
-	resp, err := tm.sign("lmt", ss, "")
-	if err != nil {
-		tm.t.Fatalf("SignSessionNote: %v", err)
-	}
-	return resp.GetSession()
-}
-
-func (tm *team) amend(as string, ss *pb.Session, reason, text string) (*pb.AmendSessionNoteResponse, error) {
-	return tm.as(as).Sessions.AmendSessionNote(tm.ctx, &pb.AmendSessionNoteRequest{Name: ss.GetName(), Reason: reason, Text: text})
-}
-
-func (tm *team) cancelSession(as string, ss *pb.Session, reason pb.CancelReason) (*pb.Session, error) {
-	resp, err := tm.as(as).Sessions.CancelSession(tm.ctx, &pb.CancelSessionRequest{Name: ss.GetName(), Reason: reason, Text: "Called the front desk."})
-	return resp.GetSession(), err
-}
-
-func (tm *team) referral(name string) *pb.Referral {
-	tm.t.Helper()
-	resp, err := tm.as("dr").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: name})
-	if err != nil {
-		tm.t.Fatalf("GetReferral: %v", err)
-	}
-	return resp.GetReferral()
-}
-
-func (tm *team) progress(as, referral string) *pb.ReferralProgress {
-	tm.t.Helper()
-	resp, err := tm.as(as).Referrals.GetReferralProgress(tm.ctx, &pb.GetReferralProgressRequest{Name: referral})
-	if err != nil {
-		tm.t.Fatalf("GetReferralProgress as %s: %v", as, err)
-	}
-	return resp.GetProgress()
-}
-
-// acceptedReferral creates a referral from dr, changed by edit, and has
-// therapist accept it.
-func (tm *team) acceptedReferral(therapist string, edit func(*pb.Referral)) *pb.Referral {
-	tm.t.Helper()
-	r := tm.newReferral()
-	edit(r)
-	r = tm.create(r)
-	for _, step := range []func() (*pb.Referral, error){
-		(&clientSet{tm.as("dr"), r.GetName()}).submit,
-		(&clientSet{tm.as(therapist), r.GetName()}).accept,
-	} {
-		var err error
-		if r, err = step(); err != nil {
-			tm.t.Fatalf("accepting a referral: %v", err)
-		}
-	}
-	return r
-}
-
-func (tm *team) consentOf(patient string) {
-	tm.t.Helper()
-	if _, err := tm.as("lmt").Clinical.RecordConsent(tm.ctx, &pb.RecordConsentRequest{Consent: &pb.Consent{
-		Patient: patient, FormVersion: "2026-01", SignedDate: tm.clock.Now().Format("2006-01-02"),
-		Signer: pb.ConsentSigner_CONSENT_SIGNER_PATIENT,
-	}}); err != nil {
-		tm.t.Fatalf("RecordConsent: %v", err)
-	}
-}
-
 // canonicalNote mirrors the documented canonical content of a signed note
 // (server/internal/careteam/note.go): the JSON of that struct with fields in
 // that order, times in RFC 3339 with nanoseconds in UTC. It is rebuilt here
@@ -330,8 +221,8 @@ func TestNoteLifecycle(t *testing.T) {
 		t.Fatalf("%d amendment rows, want 2", n)
 	}
 	for _, as := range []string{"lmt", "dr"} {
-		if got := tm.getSession(as, last.GetName()); !proto.Equal(got, last) {
-			t.Errorf("GetSession as %s: %v\nwant %v", as, got, last)
+		if d := diff(last, tm.getSession(as, last.GetName())); d != "" {
+			t.Errorf("GetSession as %s (-want +got):\n%s", as, d)
 		}
 	}
 	wantContentHash(t, tm.getSession("dr", signed.GetName()))
@@ -658,8 +549,8 @@ func TestSessionCancelByCoordinatorKeepsTheDraft(t *testing.T) {
 		t.Fatalf("CancelSession: %v", err)
 	}
 	got := tm.getSession("lmt", draft.GetName()).GetNote()
-	if !proto.Equal(got, draft.GetNote()) {
-		t.Fatalf("the coordinator's cancellation changed the therapist's draft:\n got %v\nwant %v", got, draft.GetNote())
+	if d := diff(draft.GetNote(), got); d != "" {
+		t.Fatalf("the coordinator's cancellation changed the therapist's draft (-want +got):\n%s", d)
 	}
 }
 
@@ -769,8 +660,8 @@ func TestProgressReport(t *testing.T) {
 			{"ODI", pr.GetOswestryDisabilityIndex(), &pb.MeasureTrend{First: 40, Latest: 28, Change: -12, MeanChangePerSession: -6, Sessions: 3}},
 			{"NDI", pr.GetNeckDisabilityIndex(), &pb.MeasureTrend{First: 26, Latest: 22, Change: -4, MeanChangePerSession: -4, Sessions: 2}},
 		} {
-			if !proto.Equal(c.got, c.want) {
-				t.Errorf("%s: %s trend %v, want %v", who, c.name, c.got, c.want)
+			if d := diff(c.want, c.got); d != "" {
+				t.Errorf("%s: %s trend (-want +got):\n%s", who, c.name, d)
 			}
 		}
 		if got := pr.GetMeanSessionPainRelief(); got != 2.5 {
@@ -786,8 +677,8 @@ func TestProgressReport(t *testing.T) {
 				PainBefore: n.PainBefore, PainAfter: n.PainAfter, OswestryDisabilityIndex: n.OswestryDisabilityIndex,
 				NeckDisabilityIndex: n.NeckDisabilityIndex, Signed: n.GetStatus() == pb.NoteStatus_NOTE_STATUS_SIGNED,
 			}
-			if !proto.Equal(pr.GetSessions()[i], want) {
-				t.Errorf("%s: session %d %v, want %v", who, i, pr.GetSessions()[i], want)
+			if d := diff(want, pr.GetSessions()[i]); d != "" {
+				t.Errorf("%s: session %d (-want +got):\n%s", who, i, d)
 			}
 		}
 		wantAssessment, wantPlan := latestAssessment, latestPlan
@@ -823,8 +714,8 @@ func TestProgressReport(t *testing.T) {
 		t.Errorf("discharge summary quotes an unsigned note:\n%s", summary)
 	}
 	for _, as := range []string{"lmt", "dr"} {
-		if got := tm.progress(as, r.GetName()); !proto.Equal(got, done.GetProgress()) {
-			t.Errorf("progress as %s differs from the one completion returned:\n%v\n%v", as, got, done.GetProgress())
+		if d := diff(done.GetProgress(), tm.progress(as, r.GetName())); d != "" {
+			t.Errorf("progress as %s differs from the one completion returned (-returned +read):\n%s", as, d)
 		}
 	}
 	for _, as := range []string{"coord", "spa-coord"} {
@@ -832,8 +723,8 @@ func TestProgressReport(t *testing.T) {
 		check(as, got, false)
 		want := proto.Clone(done.GetProgress()).(*pb.ReferralProgress)
 		want.LatestAssessment, want.LatestPlan = "", ""
-		if !proto.Equal(got, want) {
-			t.Errorf("progress as %s: %v\nwant %v", as, got, want)
+		if d := diff(want, got); d != "" {
+			t.Errorf("progress as %s (-want +got):\n%s", as, d)
 		}
 	}
 }
@@ -872,12 +763,12 @@ func TestSessionAccess(t *testing.T) {
 		return c
 	}
 	for _, ss := range []*pb.Session{s1, s2} {
-		if got := tm.getSession("dr", ss.GetName()); !proto.Equal(got, ss) {
-			t.Errorf("dr reads %v\nwant %v", got, ss)
+		if d := diff(ss, tm.getSession("dr", ss.GetName())); d != "" {
+			t.Errorf("dr reads (-want +got):\n%s", d)
 		}
 		for _, as := range []string{"coord", "spa-coord"} {
-			if got := tm.getSession(as, ss.GetName()); !proto.Equal(got, redacted(ss)) {
-				t.Errorf("%s reads %v\nwant %v", as, got, redacted(ss))
+			if d := diff(redacted(ss), tm.getSession(as, ss.GetName())); d != "" {
+				t.Errorf("%s reads (-want +got):\n%s", as, d)
 			}
 		}
 	}
@@ -909,8 +800,8 @@ func TestSessionAccess(t *testing.T) {
 			return
 		}
 		for i := range want {
-			if !proto.Equal(got[i], want[i]) {
-				t.Errorf("%s: session %d %v\nwant %v", what, i, got[i], want[i])
+			if d := diff(want[i], got[i]); d != "" {
+				t.Errorf("%s: session %d (-want +got):\n%s", what, i, d)
 			}
 		}
 	}

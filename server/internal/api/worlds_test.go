@@ -6,9 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/encoding/prototext"
-	"google.golang.org/protobuf/proto"
-
 	"github.com/careteam/careteam/client"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
@@ -177,9 +174,8 @@ func (w *world) checkSince(t *testing.T, cursor int64) int64 {
 			case !got && may && !strings.HasPrefix(resource, "consents/"):
 				t.Errorf("%s may read %s but received no event of it", who, resource)
 			case got && read != nil:
-				if state := eventState(e); !proto.Equal(read, state) {
-					t.Errorf("%s: %v of %s differs from the read:\nread:  %s\nevent: %s", who, e.GetType(), resource,
-						prototext.Format(read), prototext.Format(state))
+				if d := diff(read, eventState(e)); d != "" {
+					t.Errorf("%s: %v of %s differs from the read (-read +event):\n%s", who, e.GetType(), resource, d)
 				}
 			}
 		}
