@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 BUF_VERSION=1.75.0
 PROTOC_GEN_GO_VERSION=v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION=v1.6.2
+PROTOC_GEN_OPENAPIV2_VERSION=v2.34.0
 PROTOVALIDATE_VERSION=v1.2.2
 
 root=$PWD
@@ -28,6 +29,7 @@ install_go() { # name module version
 }
 install_go protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go "$PROTOC_GEN_GO_VERSION"
 install_go protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc "$PROTOC_GEN_GO_GRPC_VERSION"
+install_go protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2 "$PROTOC_GEN_OPENAPIV2_VERSION"
 
 # go mod tidy drops a require on a module without Go packages, so the version
 # is pinned here rather than in go.mod.
@@ -35,3 +37,9 @@ go mod download "github.com/bufbuild/protovalidate@$PROTOVALIDATE_VERSION"
 pv=$(go list -m -f '{{.Dir}}' "github.com/bufbuild/protovalidate@$PROTOVALIDATE_VERSION")
 mkdir -p third_party
 ln -sfn "$pv/proto/protovalidate" third_party/protovalidate
+
+# The web app's build tools and protoc-gen-es, from its lock file.
+if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
+  echo "tools: installing the web app's npm modules"
+  (cd web && npm ci --silent --no-audit --no-fund)
+fi

@@ -10,6 +10,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -477,9 +478,17 @@ type Referral struct {
 	SubmitTime *timestamppb.Timestamp `protobuf:"bytes,27,opt,name=submit_time,json=submitTime,proto3" json:"submit_time,omitempty"`
 	// Changes whenever the referral changes; state-changing calls take it.
 	// Output only.
-	Etag          string `protobuf:"bytes,28,opt,name=etag,proto3" json:"etag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Etag string `protobuf:"bytes,28,opt,name=etag,proto3" json:"etag,omitempty"`
+	// When the referral, SUBMITTED, becomes overdue for acknowledgement;
+	// unset in other states.
+	AcknowledgementDueTime *timestamppb.Timestamp `protobuf:"bytes,29,opt,name=acknowledgement_due_time,json=acknowledgementDueTime,proto3" json:"acknowledgement_due_time,omitempty"`
+	// Business time (weekdays, UTC) left until acknowledgement is due, as of
+	// the read: negative once overdue, by how long. Time spent
+	// AWAITING_INFO does not count against the receiver. Unset outside
+	// SUBMITTED.
+	AcknowledgementRemaining *durationpb.Duration `protobuf:"bytes,30,opt,name=acknowledgement_remaining,json=acknowledgementRemaining,proto3" json:"acknowledgement_remaining,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *Referral) Reset() {
@@ -708,6 +717,20 @@ func (x *Referral) GetEtag() string {
 	return ""
 }
 
+func (x *Referral) GetAcknowledgementDueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcknowledgementDueTime
+	}
+	return nil
+}
+
+func (x *Referral) GetAcknowledgementRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.AcknowledgementRemaining
+	}
+	return nil
+}
+
 // Request for CreateReferral.
 type CreateReferralRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -923,9 +946,11 @@ type ListReferralsRequest struct {
 	// Only this priority.
 	Priority ReferralPriority `protobuf:"varint,8,opt,name=priority,proto3,enum=careteam.v1.ReferralPriority" json:"priority,omitempty"`
 	// Only overdue referrals, when true.
-	Overdue       bool `protobuf:"varint,9,opt,name=overdue,proto3" json:"overdue,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Overdue bool `protobuf:"varint,9,opt,name=overdue,proto3" json:"overdue,omitempty"`
+	// Only referrals that require this specialty (among others).
+	RequiredSpecialty Specialty `protobuf:"varint,10,opt,name=required_specialty,json=requiredSpecialty,proto3,enum=careteam.v1.Specialty" json:"required_specialty,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ListReferralsRequest) Reset() {
@@ -1019,6 +1044,13 @@ func (x *ListReferralsRequest) GetOverdue() bool {
 		return x.Overdue
 	}
 	return false
+}
+
+func (x *ListReferralsRequest) GetRequiredSpecialty() Specialty {
+	if x != nil {
+		return x.RequiredSpecialty
+	}
+	return Specialty_SPECIALTY_UNSPECIFIED
 }
 
 // Response for ListReferrals.
@@ -2667,7 +2699,7 @@ var File_careteam_v1_referral_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\n" +
-	"\x1acareteam/v1/referral.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
+	"\x1acareteam/v1/referral.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x01\n" +
 	"\vStateChange\x129\n" +
 	"\n" +
 	"from_state\x18\x01 \x01(\x0e2\x1a.careteam.v1.ReferralStateR\tfromState\x125\n" +
@@ -2683,7 +2715,7 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
 	"answeredBy\x12;\n" +
 	"\vanswer_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"answerTime\"\x88\r\n" +
+	"answerTime\"\xb6\x0e\n" +
 	"\bReferral\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\apatient\x18\x02 \x01(\tB\x1a\xbaH\x17r\x152\x13^(patients/[^/]+)?$R\apatient\x12P\n" +
@@ -2719,7 +2751,9 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"updateTime\x12;\n" +
 	"\vsubmit_time\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"submitTime\x12\x12\n" +
-	"\x04etag\x18\x1c \x01(\tR\x04etag\"~\n" +
+	"\x04etag\x18\x1c \x01(\tR\x04etag\x12T\n" +
+	"\x18acknowledgement_due_time\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\x16acknowledgementDueTime\x12V\n" +
+	"\x19acknowledgement_remaining\x18\x1e \x01(\v2\x19.google.protobuf.DurationR\x18acknowledgementRemaining\"~\n" +
 	"\x15CreateReferralRequest\x129\n" +
 	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralB\x06\xbaH\x03\xc8\x01\x01R\breferral\x12*\n" +
 	"\n" +
@@ -2729,7 +2763,7 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\x12GetReferralRequest\x12,\n" +
 	"\x04name\x18\x01 \x01(\tB\x18\xbaH\x15r\x132\x11^referrals/[^/]+$R\x04name\"H\n" +
 	"\x13GetReferralResponse\x121\n" +
-	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralR\breferral\"\xb4\x04\n" +
+	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralR\breferral\"\x85\x05\n" +
 	"\x14ListReferralsRequest\x12'\n" +
 	"\tpage_size\x18\x01 \x01(\x05B\n" +
 	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12'\n" +
@@ -2742,7 +2776,9 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\x13target_organization\x18\x06 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^(organizations/[^/]+)?$R\x12targetOrganization\x12P\n" +
 	"\x13referring_physician\x18\a \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^(practitioners/[^/]+)?$R\x12referringPhysician\x12C\n" +
 	"\bpriority\x18\b \x01(\x0e2\x1d.careteam.v1.ReferralPriorityB\b\xbaH\x05\x82\x01\x02\x10\x01R\bpriority\x12\x18\n" +
-	"\aoverdue\x18\t \x01(\bR\aoverdue\"t\n" +
+	"\aoverdue\x18\t \x01(\bR\aoverdue\x12O\n" +
+	"\x12required_specialty\x18\n" +
+	" \x01(\x0e2\x16.careteam.v1.SpecialtyB\b\xbaH\x05\x82\x01\x02\x10\x01R\x11requiredSpecialty\"t\n" +
 	"\x15ListReferralsResponse\x123\n" +
 	"\treferrals\x18\x01 \x03(\v2\x15.careteam.v1.ReferralR\treferrals\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n" +
@@ -2971,8 +3007,9 @@ var file_careteam_v1_referral_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),       // 35: google.protobuf.Timestamp
 	(Technique)(0),                      // 36: careteam.v1.Technique
 	(Specialty)(0),                      // 37: careteam.v1.Specialty
-	(*Treatment)(nil),                   // 38: careteam.v1.Treatment
-	(Severity)(0),                       // 39: careteam.v1.Severity
+	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
+	(*Treatment)(nil),                   // 39: careteam.v1.Treatment
+	(Severity)(0),                       // 40: careteam.v1.Severity
 }
 var file_careteam_v1_referral_proto_depIdxs = []int32{
 	0,  // 0: careteam.v1.StateChange.from_state:type_name -> careteam.v1.ReferralState
@@ -2991,65 +3028,68 @@ var file_careteam_v1_referral_proto_depIdxs = []int32{
 	35, // 13: careteam.v1.Referral.create_time:type_name -> google.protobuf.Timestamp
 	35, // 14: careteam.v1.Referral.update_time:type_name -> google.protobuf.Timestamp
 	35, // 15: careteam.v1.Referral.submit_time:type_name -> google.protobuf.Timestamp
-	5,  // 16: careteam.v1.CreateReferralRequest.referral:type_name -> careteam.v1.Referral
-	5,  // 17: careteam.v1.CreateReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 18: careteam.v1.GetReferralResponse.referral:type_name -> careteam.v1.Referral
-	0,  // 19: careteam.v1.ListReferralsRequest.states:type_name -> careteam.v1.ReferralState
-	1,  // 20: careteam.v1.ListReferralsRequest.priority:type_name -> careteam.v1.ReferralPriority
-	5,  // 21: careteam.v1.ListReferralsResponse.referrals:type_name -> careteam.v1.Referral
-	5,  // 22: careteam.v1.SubmitReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 23: careteam.v1.AssignReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 24: careteam.v1.AcceptReferralResponse.referral:type_name -> careteam.v1.Referral
-	2,  // 25: careteam.v1.DeclineReferralRequest.reason:type_name -> careteam.v1.DeclineReason
-	5,  // 26: careteam.v1.DeclineReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 27: careteam.v1.RequestInformationResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 28: careteam.v1.ProvideInformationResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 29: careteam.v1.CancelReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 30: careteam.v1.CompleteReferralResponse.referral:type_name -> careteam.v1.Referral
-	34, // 31: careteam.v1.CompleteReferralResponse.progress:type_name -> careteam.v1.ReferralProgress
-	34, // 32: careteam.v1.GetReferralProgressResponse.progress:type_name -> careteam.v1.ReferralProgress
-	35, // 33: careteam.v1.SessionSummary.start_time:type_name -> google.protobuf.Timestamp
-	38, // 34: careteam.v1.SessionSummary.treatments:type_name -> careteam.v1.Treatment
-	39, // 35: careteam.v1.AdverseEventSummary.severity:type_name -> careteam.v1.Severity
-	35, // 36: careteam.v1.AdverseEventSummary.session_time:type_name -> google.protobuf.Timestamp
-	35, // 37: careteam.v1.DeviationSummary.sign_time:type_name -> google.protobuf.Timestamp
-	0,  // 38: careteam.v1.ReferralProgress.state:type_name -> careteam.v1.ReferralState
-	3,  // 39: careteam.v1.ReferralProgress.history:type_name -> careteam.v1.StateChange
-	30, // 40: careteam.v1.ReferralProgress.sessions:type_name -> careteam.v1.SessionSummary
-	31, // 41: careteam.v1.ReferralProgress.pain:type_name -> careteam.v1.MeasureTrend
-	31, // 42: careteam.v1.ReferralProgress.oswestry_disability_index:type_name -> careteam.v1.MeasureTrend
-	31, // 43: careteam.v1.ReferralProgress.neck_disability_index:type_name -> careteam.v1.MeasureTrend
-	32, // 44: careteam.v1.ReferralProgress.adverse_events:type_name -> careteam.v1.AdverseEventSummary
-	33, // 45: careteam.v1.ReferralProgress.deviations:type_name -> careteam.v1.DeviationSummary
-	6,  // 46: careteam.v1.ReferralService.CreateReferral:input_type -> careteam.v1.CreateReferralRequest
-	8,  // 47: careteam.v1.ReferralService.GetReferral:input_type -> careteam.v1.GetReferralRequest
-	10, // 48: careteam.v1.ReferralService.ListReferrals:input_type -> careteam.v1.ListReferralsRequest
-	12, // 49: careteam.v1.ReferralService.SubmitReferral:input_type -> careteam.v1.SubmitReferralRequest
-	14, // 50: careteam.v1.ReferralService.AssignReferral:input_type -> careteam.v1.AssignReferralRequest
-	16, // 51: careteam.v1.ReferralService.AcceptReferral:input_type -> careteam.v1.AcceptReferralRequest
-	18, // 52: careteam.v1.ReferralService.DeclineReferral:input_type -> careteam.v1.DeclineReferralRequest
-	20, // 53: careteam.v1.ReferralService.RequestInformation:input_type -> careteam.v1.RequestInformationRequest
-	22, // 54: careteam.v1.ReferralService.ProvideInformation:input_type -> careteam.v1.ProvideInformationRequest
-	24, // 55: careteam.v1.ReferralService.CancelReferral:input_type -> careteam.v1.CancelReferralRequest
-	26, // 56: careteam.v1.ReferralService.CompleteReferral:input_type -> careteam.v1.CompleteReferralRequest
-	28, // 57: careteam.v1.ReferralService.GetReferralProgress:input_type -> careteam.v1.GetReferralProgressRequest
-	7,  // 58: careteam.v1.ReferralService.CreateReferral:output_type -> careteam.v1.CreateReferralResponse
-	9,  // 59: careteam.v1.ReferralService.GetReferral:output_type -> careteam.v1.GetReferralResponse
-	11, // 60: careteam.v1.ReferralService.ListReferrals:output_type -> careteam.v1.ListReferralsResponse
-	13, // 61: careteam.v1.ReferralService.SubmitReferral:output_type -> careteam.v1.SubmitReferralResponse
-	15, // 62: careteam.v1.ReferralService.AssignReferral:output_type -> careteam.v1.AssignReferralResponse
-	17, // 63: careteam.v1.ReferralService.AcceptReferral:output_type -> careteam.v1.AcceptReferralResponse
-	19, // 64: careteam.v1.ReferralService.DeclineReferral:output_type -> careteam.v1.DeclineReferralResponse
-	21, // 65: careteam.v1.ReferralService.RequestInformation:output_type -> careteam.v1.RequestInformationResponse
-	23, // 66: careteam.v1.ReferralService.ProvideInformation:output_type -> careteam.v1.ProvideInformationResponse
-	25, // 67: careteam.v1.ReferralService.CancelReferral:output_type -> careteam.v1.CancelReferralResponse
-	27, // 68: careteam.v1.ReferralService.CompleteReferral:output_type -> careteam.v1.CompleteReferralResponse
-	29, // 69: careteam.v1.ReferralService.GetReferralProgress:output_type -> careteam.v1.GetReferralProgressResponse
-	58, // [58:70] is the sub-list for method output_type
-	46, // [46:58] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	35, // 16: careteam.v1.Referral.acknowledgement_due_time:type_name -> google.protobuf.Timestamp
+	38, // 17: careteam.v1.Referral.acknowledgement_remaining:type_name -> google.protobuf.Duration
+	5,  // 18: careteam.v1.CreateReferralRequest.referral:type_name -> careteam.v1.Referral
+	5,  // 19: careteam.v1.CreateReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 20: careteam.v1.GetReferralResponse.referral:type_name -> careteam.v1.Referral
+	0,  // 21: careteam.v1.ListReferralsRequest.states:type_name -> careteam.v1.ReferralState
+	1,  // 22: careteam.v1.ListReferralsRequest.priority:type_name -> careteam.v1.ReferralPriority
+	37, // 23: careteam.v1.ListReferralsRequest.required_specialty:type_name -> careteam.v1.Specialty
+	5,  // 24: careteam.v1.ListReferralsResponse.referrals:type_name -> careteam.v1.Referral
+	5,  // 25: careteam.v1.SubmitReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 26: careteam.v1.AssignReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 27: careteam.v1.AcceptReferralResponse.referral:type_name -> careteam.v1.Referral
+	2,  // 28: careteam.v1.DeclineReferralRequest.reason:type_name -> careteam.v1.DeclineReason
+	5,  // 29: careteam.v1.DeclineReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 30: careteam.v1.RequestInformationResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 31: careteam.v1.ProvideInformationResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 32: careteam.v1.CancelReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 33: careteam.v1.CompleteReferralResponse.referral:type_name -> careteam.v1.Referral
+	34, // 34: careteam.v1.CompleteReferralResponse.progress:type_name -> careteam.v1.ReferralProgress
+	34, // 35: careteam.v1.GetReferralProgressResponse.progress:type_name -> careteam.v1.ReferralProgress
+	35, // 36: careteam.v1.SessionSummary.start_time:type_name -> google.protobuf.Timestamp
+	39, // 37: careteam.v1.SessionSummary.treatments:type_name -> careteam.v1.Treatment
+	40, // 38: careteam.v1.AdverseEventSummary.severity:type_name -> careteam.v1.Severity
+	35, // 39: careteam.v1.AdverseEventSummary.session_time:type_name -> google.protobuf.Timestamp
+	35, // 40: careteam.v1.DeviationSummary.sign_time:type_name -> google.protobuf.Timestamp
+	0,  // 41: careteam.v1.ReferralProgress.state:type_name -> careteam.v1.ReferralState
+	3,  // 42: careteam.v1.ReferralProgress.history:type_name -> careteam.v1.StateChange
+	30, // 43: careteam.v1.ReferralProgress.sessions:type_name -> careteam.v1.SessionSummary
+	31, // 44: careteam.v1.ReferralProgress.pain:type_name -> careteam.v1.MeasureTrend
+	31, // 45: careteam.v1.ReferralProgress.oswestry_disability_index:type_name -> careteam.v1.MeasureTrend
+	31, // 46: careteam.v1.ReferralProgress.neck_disability_index:type_name -> careteam.v1.MeasureTrend
+	32, // 47: careteam.v1.ReferralProgress.adverse_events:type_name -> careteam.v1.AdverseEventSummary
+	33, // 48: careteam.v1.ReferralProgress.deviations:type_name -> careteam.v1.DeviationSummary
+	6,  // 49: careteam.v1.ReferralService.CreateReferral:input_type -> careteam.v1.CreateReferralRequest
+	8,  // 50: careteam.v1.ReferralService.GetReferral:input_type -> careteam.v1.GetReferralRequest
+	10, // 51: careteam.v1.ReferralService.ListReferrals:input_type -> careteam.v1.ListReferralsRequest
+	12, // 52: careteam.v1.ReferralService.SubmitReferral:input_type -> careteam.v1.SubmitReferralRequest
+	14, // 53: careteam.v1.ReferralService.AssignReferral:input_type -> careteam.v1.AssignReferralRequest
+	16, // 54: careteam.v1.ReferralService.AcceptReferral:input_type -> careteam.v1.AcceptReferralRequest
+	18, // 55: careteam.v1.ReferralService.DeclineReferral:input_type -> careteam.v1.DeclineReferralRequest
+	20, // 56: careteam.v1.ReferralService.RequestInformation:input_type -> careteam.v1.RequestInformationRequest
+	22, // 57: careteam.v1.ReferralService.ProvideInformation:input_type -> careteam.v1.ProvideInformationRequest
+	24, // 58: careteam.v1.ReferralService.CancelReferral:input_type -> careteam.v1.CancelReferralRequest
+	26, // 59: careteam.v1.ReferralService.CompleteReferral:input_type -> careteam.v1.CompleteReferralRequest
+	28, // 60: careteam.v1.ReferralService.GetReferralProgress:input_type -> careteam.v1.GetReferralProgressRequest
+	7,  // 61: careteam.v1.ReferralService.CreateReferral:output_type -> careteam.v1.CreateReferralResponse
+	9,  // 62: careteam.v1.ReferralService.GetReferral:output_type -> careteam.v1.GetReferralResponse
+	11, // 63: careteam.v1.ReferralService.ListReferrals:output_type -> careteam.v1.ListReferralsResponse
+	13, // 64: careteam.v1.ReferralService.SubmitReferral:output_type -> careteam.v1.SubmitReferralResponse
+	15, // 65: careteam.v1.ReferralService.AssignReferral:output_type -> careteam.v1.AssignReferralResponse
+	17, // 66: careteam.v1.ReferralService.AcceptReferral:output_type -> careteam.v1.AcceptReferralResponse
+	19, // 67: careteam.v1.ReferralService.DeclineReferral:output_type -> careteam.v1.DeclineReferralResponse
+	21, // 68: careteam.v1.ReferralService.RequestInformation:output_type -> careteam.v1.RequestInformationResponse
+	23, // 69: careteam.v1.ReferralService.ProvideInformation:output_type -> careteam.v1.ProvideInformationResponse
+	25, // 70: careteam.v1.ReferralService.CancelReferral:output_type -> careteam.v1.CancelReferralResponse
+	27, // 71: careteam.v1.ReferralService.CompleteReferral:output_type -> careteam.v1.CompleteReferralResponse
+	29, // 72: careteam.v1.ReferralService.GetReferralProgress:output_type -> careteam.v1.GetReferralProgressResponse
+	61, // [61:73] is the sub-list for method output_type
+	49, // [49:61] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_referral_proto_init() }

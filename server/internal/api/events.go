@@ -149,8 +149,15 @@ func (s *eventServer) ListEvents(ctx context.Context, req *pb.ListEventsRequest)
 // streams live events, with heartbeats while idle. To miss nothing between
 // the replay and the live feed, it replays, subscribes, replays again up to
 // the present, and then drops live events it already sent.
-func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventService_WatchEventsServer) error {
+func (s *eventServer) WatchEvents(req *pb.WatchEventsRequest, stream pb.EventService_WatchEventsServer) (err error) {
 	ctx := stream.Context()
+	defer func() {
+		// A stream its caller left ends for that reason, whatever a
+		// send to the departed caller failed with.
+		if err != nil && ctx.Err() != nil {
+			err = ctx.Err()
+		}
+	}()
 	p, err := principalFrom(ctx)
 	if err != nil {
 		return err

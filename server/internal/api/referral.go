@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/google/uuid"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -87,6 +89,10 @@ func referralToProto(r *careteam.Referral) *pb.Referral {
 			Answer: q.Answer, AnsweredBy: careteam.Practitioners.NameOrEmpty(q.AnsweredBy), AnswerTime: timestamp(q.AnswerTime),
 		})
 	}
+	if r.EffectiveState == careteam.ReferralSubmitted && !r.AckDue.IsZero() {
+		out.AcknowledgementDueTime = timestamp(r.AckDue)
+		out.AcknowledgementRemaining = durationpb.New(r.AckRemaining)
+	}
 	return out
 }
 
@@ -117,6 +123,7 @@ func (s *referralServer) ListReferrals(ctx context.Context, req *pb.ListReferral
 			ReferringPhysicianID: v.optionalName(careteam.Practitioners, "referring_physician", req.GetReferringPhysician()),
 			Priority:             enumToDomain[careteam.Priority](req.GetPriority()),
 			Overdue:              req.GetOverdue(),
+			RequiredSpecialty:    enumToDomain[careteam.Specialty](req.GetRequiredSpecialty()),
 		}
 		if err := v.err(); err != nil {
 			return nil, uuid.Nil, err

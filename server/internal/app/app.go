@@ -13,16 +13,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/careteam/careteam/devtoken"
 	"github.com/careteam/careteam/server/internal/api"
@@ -34,6 +34,7 @@ import (
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/telemetry"
 	"github.com/careteam/careteam/server/internal/tlsconfig"
+	"github.com/careteam/careteam/server/internal/web"
 )
 
 // Options are what tests set that careteamd's configuration does not.
@@ -80,6 +81,7 @@ type App struct {
 	health  *health.Server
 	metrics *telemetry.Metrics
 	srv     *grpc.Server
+	http    *http.Server
 	lis     net.Listener
 	tracing *telemetry.Tracing
 	// ready is set, and serving closed, once the schema is current.
@@ -108,12 +110,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 
 	// Before the database starts, so that a bad certificate fails at once.
 	var serverOpts []grpc.ServerOption
+	var tlsCfg *tls.Config
 	if cfg.TLS() {
-		tlsCfg, err := newTLSConfig(cfg, log)
-		if err != nil {
+		if tlsCfg, err = newTLSConfig(cfg, log); err != nil {
 			return nil, err
 		}
-		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 	} else if cfg.PlaintextOffLoopback() {
 		log.Warn("INSECURE PLAINTEXT: listening without TLS on a non-loopback address (--insecure-plaintext); bearer tokens and patient data cross the network unencrypted. Use only behind a TLS-terminating proxy on a network you trust.",
 			"address", cfg.Listen)
@@ -154,12 +155,6 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 
 	serverOpts = append(serverOpts,
 		grpc.MaxRecvMsgSize(cfg.MaxMessageBytes),
-		// Clients may ping no more often than every 10s, with or without
-		// calls in flight; idle connections are closed after 15 minutes,
-		// and every connection once it is --max-connection-age old.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second,
-			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: 30 * time.Second}),
 		// The metrics interceptors go first, so that they time whole calls.
 		grpc.ChainUnaryInterceptor(a.metrics.GRPC.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(a.metrics.GRPC.StreamServerInterceptor()),
@@ -177,6 +172,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		return nil, fmt.Errorf("api.NewServer: %w", err)
 	}
 	a.metrics.GRPC.InitializeMetrics(a.srv)
+	// Every protocol reaches the gRPC server through the HTTP front door:
+	// idle connections close after 15 minutes, and every connection once
+	// it is --max-connection-age old.
+	webCfg := web.Config{
+		GRPC: a.srv, CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: maxHeaderBytes,
+		MaxConnectionAge: cfg.MaxConnectionAge, ConnectionAgeGrace: 30 * time.Second,
+		App: web.AppConfig{Issuer: cfg.JWTIssuer, ClientID: cfg.OIDCClientID, Scopes: cfg.OIDCScopes, AckWindow: cfg.AckWindow},
+	}
+	if cfg.DevMode() && cfg.OnLoopback() {
+		webCfg.DevSignIn = a.devSignIn()
+	}
+	if a.http, err = web.NewServer(webCfg); err != nil {
+		return nil, fmt.Errorf("web.NewServer: %w", err)
+	}
+	a.http.TLSConfig = tlsCfg
+	a.http.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	a.lis = opts.Listener
 	if a.lis == nil {
 		if a.lis, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -184,6 +195,57 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		}
 	}
 	return a, nil
+}
+
+// maxHeaderBytes bounds a call's header list: a token, a request id and a
+// purpose fit in a few KiB.
+const maxHeaderBytes = 16 << 10
+
+// devSignIn lets the web app sign in as anyone in the directory with the
+// dev key: dev mode on loopback only (see web.DevSignIn).
+func (a *App) devSignIn() *web.DevSignIn {
+	admin := careteam.Principal{Subject: a.cfg.BootstrapAdmin, Role: careteam.RoleAdmin, Bootstrap: true}
+	return &web.DevSignIn{
+		Subjects: func(ctx context.Context) ([]web.DevSubject, error) {
+			out := []web.DevSubject{{Subject: a.cfg.BootstrapAdmin, DisplayName: "Bootstrap administrator", Role: "ADMIN"}}
+			orgs := map[uuid.UUID]string{}
+			var page careteam.Page
+			for {
+				os, next, err := a.service.ListOrganizations(ctx, admin, careteam.OrganizationFilter{}, careteam.Page{After: page.After, Size: 500})
+				if err != nil {
+					return nil, err
+				}
+				for _, o := range os {
+					orgs[o.ID] = o.DisplayName
+				}
+				if next == uuid.Nil {
+					break
+				}
+				page.After = next
+			}
+			page = careteam.Page{}
+			for {
+				ps, next, err := a.service.ListPractitioners(ctx, admin, careteam.PractitionerFilter{}, false, careteam.Page{After: page.After, Size: 500})
+				if err != nil {
+					return nil, err
+				}
+				for _, p := range ps {
+					if p.Active {
+						out = append(out, web.DevSubject{Subject: p.Subject, DisplayName: p.DisplayName, Role: string(p.Role), Organization: orgs[p.OrganizationID]})
+					}
+				}
+				if next == uuid.Nil {
+					return out, nil
+				}
+				page.After = next
+			}
+		},
+		Mint: func(subject string) (string, time.Time, error) {
+			const ttl = 8 * time.Hour
+			tok, err := devtoken.Mint(a.cfg.DataDir, subject, ttl)
+			return tok, time.Now().Add(ttl), err
+		},
+	}
 }
 
 // Addr is the address the API is served on.
@@ -231,12 +293,19 @@ func (a *App) Run(ctx context.Context) error {
 		}
 	}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- a.srv.Serve(a.lis) }()
+	go func() {
+		if a.http.TLSConfig != nil {
+			serveErr <- a.http.ServeTLS(a.lis, "", "")
+		} else {
+			serveErr <- a.http.Serve(a.lis)
+		}
+	}()
 	a.log.Info("listening", "address", a.Addr(), "tls", a.cfg.TLS(), "client_certificates", a.cfg.ClientCA != "",
 		"embedded_database", a.cfg.Embedded() && a.opts.Pool == nil, "dev_mode", a.cfg.DevMode())
 
 	version, err := a.db.migrate(ctx, a.log)
 	if err != nil {
+		a.http.Close()
 		a.srv.Stop()
 		return fmt.Errorf("postgres.Migrate: %w", err)
 	}
@@ -262,23 +331,20 @@ func (a *App) Run(ctx context.Context) error {
 
 	select {
 	case err := <-serveErr:
+		a.srv.Stop()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	a.log.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
 	a.health.Shutdown()
 	stopLoops()
-	drained := make(chan struct{})
-	go func() {
-		a.srv.GracefulStop()
-		close(drained)
-	}()
-	select {
-	case <-drained:
-	case <-time.After(a.cfg.ShutdownTimeout):
+	shutdown, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := a.http.Shutdown(shutdown); err != nil {
 		a.log.Warn("shutdown timeout: cutting remaining calls")
-		a.srv.Stop()
+		a.http.Close()
 	}
+	a.srv.Stop()
 	return nil
 }
 

@@ -257,7 +257,7 @@ func (s *Service) ListEvents(ctx context.Context, p Principal, f EventFilter, af
 	for _, e := range rows {
 		RedactEvent(p, e)
 	}
-	page := &EventPage{Events: rows, Next: next, Through: max(through, after)}
+	page := &EventPage{Events: rows, Next: next, Through: through}
 	if next != 0 {
 		page.Through = next
 	}

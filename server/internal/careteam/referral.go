@@ -120,16 +120,26 @@ type Referral struct {
 	CreateTime time.Time
 	UpdateTime time.Time
 
-	// Derived at read time by derive: the state with expiry applied, and
-	// whether acknowledgement is overdue.
+	// Derived at read time by derive: the state with expiry applied,
+	// whether acknowledgement is overdue, and the business time left until
+	// it is due (negative past it; zero outside SUBMITTED).
 	EffectiveState ReferralState
 	Overdue        bool
+	AckRemaining   time.Duration
 }
 
 // derive sets the fields derived from the time of reading.
 func (r *Referral) derive(now time.Time) {
 	r.EffectiveState = r.StateAt(now)
 	r.Overdue = r.OverdueAt(now)
+	r.AckRemaining = 0
+	if r.EffectiveState == ReferralSubmitted && !r.AckDue.IsZero() {
+		if now.Before(r.AckDue) {
+			r.AckRemaining = businessBetween(now, r.AckDue)
+		} else {
+			r.AckRemaining = -businessBetween(r.AckDue, now)
+		}
+	}
 }
 
 // StateAt returns the referral's state at now: EXPIRED once its validity
@@ -159,6 +169,7 @@ type ReferralFilter struct {
 	ReferringPhysicianID uuid.UUID
 	Priority             Priority
 	Overdue              bool
+	RequiredSpecialty    Specialty
 	// Now is the time the derived EXPIRED state and overdue are judged at;
 	// the use case sets it.
 	Now time.Time

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -51,6 +52,13 @@ type Config struct {
 	DebugListen      string
 	OTLPEndpoint     string
 
+	// CORSOrigins are the exact origins browsers may call the API from
+	// besides the app's own; OIDCClientID and OIDCScopes are the web
+	// app's client at the issuer.
+	CORSOrigins  []string
+	OIDCClientID string
+	OIDCScopes   []string
+
 	TLSCert           string
 	TLSKey            string
 	ClientCA          string
@@ -63,6 +71,10 @@ func (c *Config) DevMode() bool { return c.JWKSFile == "" && c.JWKSURL == "" }
 
 // TLS reports whether careteamd speaks TLS.
 func (c *Config) TLS() bool { return c.TLSCert != "" }
+
+// OnLoopback reports whether careteamd listens where only this machine can
+// reach it.
+func (c *Config) OnLoopback() bool { return loopback(c.Listen) }
 
 // PlaintextOffLoopback reports whether careteamd listens without TLS where
 // other machines can reach it, which --insecure-plaintext must allow.
@@ -133,6 +145,9 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "serve Prometheus metrics on this address (/metrics); empty: off")
 	fs.StringVar(&c.DebugListen, "debug-listen", "", "serve pprof profiles on this address (/debug/pprof/); keep it private; empty: off")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export OpenTelemetry traces over OTLP/gRPC to host:port; empty: off")
+	corsOrigins := fs.String("cors-origins", "", "comma-separated exact origins (https://host[:port]) browsers may call the API from besides careteamd's own web app; empty: none")
+	fs.StringVar(&c.OIDCClientID, "oidc-client-id", "", "the web app's public client id at the OpenID Connect issuer (--jwt-issuer); empty: the app offers no OpenID Connect sign-in")
+	oidcScopes := fs.String("oidc-scopes", "", "comma-separated scopes the web app asks for besides openid")
 	fs.DurationVar(&c.EventRetention, "event-retention", 30*24*time.Hour, "events older than this are deleted by `careteamd prune-events`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n       careteamd prune-events [flags]   delete events older than --event-retention\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
@@ -163,7 +178,19 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	c.CORSOrigins, c.OIDCScopes = splitList(*corsOrigins), splitList(*oidcScopes)
 	return c, c.validate()
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func (c *Config) validate() error {
@@ -195,6 +222,12 @@ func (c *Config) validate() error {
 	}
 	if !c.DevMode() && c.JWTIssuer == "" {
 		errs = append(errs, errors.New("--jwt-issuer is required with --jwks-file or --jwks-url"))
+	}
+	for _, o := range c.CORSOrigins {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || o == "*" {
+			errs = append(errs, fmt.Errorf("--cors-origins: %q is not an exact origin such as https://ehr.example.org", o))
+		}
 	}
 	if c.DatabaseOwnerURL != "" && c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-owner-url needs --database-url: the embedded default sets up its own roles"))

@@ -233,6 +233,10 @@ func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f 
 		args["priority"] = f.Priority
 		where = append(where, `r.priority = @priority`)
 	}
+	if f.RequiredSpecialty != "" {
+		args["specialty"] = f.RequiredSpecialty
+		where = append(where, `@specialty = ANY(r.required_specialties)`)
+	}
 	if len(f.States) > 0 {
 		// EXPIRED is derived: an expirable state whose validity passed.
 		var stored []careteam.ReferralState
