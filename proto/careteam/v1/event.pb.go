@@ -717,7 +717,8 @@ type ListEventsResponse struct {
 	// the call was answered get higher cursors, so a caller that resumes
 	// after through_cursor misses nothing; a list answered while a
 	// transaction was held open ends below the newest events (see the
-	// README's Events section).
+	// README's Events section). Asked after a cursor beyond every event, it
+	// is the newest cursor final: where to start watching from now.
 	ThroughCursor int64 `protobuf:"varint,3,opt,name=through_cursor,json=throughCursor,proto3" json:"through_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

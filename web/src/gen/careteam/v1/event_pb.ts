@@ -336,7 +336,8 @@ export type ListEventsResponse = Message<"careteam.v1.ListEventsResponse"> & {
    * the call was answered get higher cursors, so a caller that resumes
    * after through_cursor misses nothing; a list answered while a
    * transaction was held open ends below the newest events (see the
-   * README's Events section).
+   * README's Events section). Asked after a cursor beyond every event, it
+   * is the newest cursor final: where to start watching from now.
    *
    * @generated from field: int64 through_cursor = 3;
    */
