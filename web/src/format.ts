@@ -63,15 +63,12 @@ export function seconds(d: Duration | undefined): number {
   return d ? Number(d.seconds) + d.nanos / 1e9 : 0;
 }
 
-// span says a duration in days and hours of business time.
-export function span(totalSeconds: number): string {
-  const hours = Math.floor(Math.abs(totalSeconds) / 3600);
-  const minutes = Math.floor((Math.abs(totalSeconds) % 3600) / 60);
-  if (hours === 0) return `${minutes} min`;
-  const days = Math.floor(hours / 24);
-  const rest = hours % 24;
-  if (days === 0) return `${hours} h`;
-  return rest === 0 ? `${days} d` : `${days} d ${rest} h`;
+// hours says a business-time duration (weekdays, UTC) in whole hours, or
+// minutes under one.
+export function hours(totalSeconds: number): string {
+  const s = Math.abs(totalSeconds);
+  if (s < 3600) return `${Math.floor(s / 60)} min`;
+  return `${Math.floor(s / 3600)} h`;
 }
 
 // shortId is the last part of a resource name, shortened for a table.

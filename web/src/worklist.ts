@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 
 import { problemOf, type Api } from "./api";
 import { announce, h, replace } from "./dom";
-import { isoOf, priorityLabels, seconds, shortId, span, specialtyLabels, stateLabels, when } from "./format";
+import { hours, isoOf, priorityLabels, seconds, shortId, specialtyLabels, stateLabels, when } from "./format";
 import { OrganizationKind, Role, type Organization, type Practitioner } from "./gen/careteam/v1/directory_pb";
 import { ReferralPriority, ReferralState, type Referral } from "./gen/careteam/v1/referral_pb";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -140,15 +140,16 @@ export function worklist(container: HTMLElement, api: Api, viewer: Viewer, dir: 
     const remaining = seconds(r.acknowledgementRemaining);
     const waited = ackWindowSeconds - remaining;
     const due = h("time", { datetime: isoOf(r.acknowledgementDueTime) }, when(r.acknowledgementDueTime));
+    const of = `of the ${hours(ackWindowSeconds)} allowed (business hours, awaiting information not counted); due `;
     if (remaining <= 0) {
       return h("span", { class: "overdue" }, h("strong", {}, "Overdue"),
-        ` by ${span(-remaining)} — waited ${span(waited)} of ${span(ackWindowSeconds)} (due `, due, ")");
+        ` by ${hours(-remaining)}: waited ${hours(waited)} ${of}`, due);
     }
-    return h("span", {}, `Waited ${span(waited)} of ${span(ackWindowSeconds)} (due `, due, ")");
+    return h("span", {}, `Waited ${hours(waited)} ${of}`, due);
   }
 
   function patientCell(r: Referral): HTMLTableCellElement {
-    const cell = h("td", {}, patients.get(r.patient) ?? "…");
+    const cell = h("td", { "data-label": "Patient" }, patients.get(r.patient) ?? "…");
     if (!patients.has(r.patient)) {
       api.patients.getPatient({ name: r.patient }).then(
         (res) => {
@@ -166,16 +167,18 @@ export function worklist(container: HTMLElement, api: Api, viewer: Viewer, dir: 
     const org = dir.organizations.get(r.targetOrganization);
     const therapist = dir.therapists.get(r.targetTherapist);
     const routable = routes && [ReferralState.SUBMITTED, ReferralState.DECLINED, ReferralState.DRAFT].includes(r.state);
+    // Each cell names its column too, for the narrow (stacked) layout.
+    const cell = (label: string, ...content: (Node | string)[]) => h("td", { "data-label": label }, ...content);
     const tr = h("tr", { "data-referral": r.name, class: r.overdue ? "is-overdue" : undefined },
-      h("th", { scope: "row" }, h("span", { class: "mono", title: r.name }, shortId(r.name))),
+      h("th", { scope: "row", "data-label": "Referral" }, h("span", { class: "mono", title: r.name }, shortId(r.name))),
       patientCell(r),
-      h("td", {}, stateLabels[r.state]),
-      h("td", {}, priorityLabels[r.priority]),
-      h("td", {}, r.requiredSpecialties.map((s) => specialtyLabels[s]).join(", ") || "—"),
-      h("td", {}, org?.displayName ?? "—"),
-      h("td", {}, therapist?.displayName ?? (r.targetTherapist ? "—" : "Unassigned")),
-      h("td", {}, h("time", { datetime: isoOf(r.submitTime) }, when(r.submitTime))),
-      h("td", {}, acknowledgement(r)),
+      cell("State", stateLabels[r.state]),
+      cell("Priority", priorityLabels[r.priority]),
+      cell("Training required", r.requiredSpecialties.map((s) => specialtyLabels[s]).join(", ") || "—"),
+      cell("Practice", org?.displayName ?? "—"),
+      cell("Therapist", therapist?.displayName ?? (r.targetTherapist ? "—" : "Unassigned")),
+      cell("Submitted", h("time", { datetime: isoOf(r.submitTime) }, when(r.submitTime))),
+      cell("Acknowledgement", acknowledgement(r)),
       routes ? h("td", {}, routable
         ? h("button", { type: "button", class: "route", "aria-label": `Route referral ${shortId(r.name)}`,
             onclick: () => openRouting(api, dir, r, (updated) => { update(updated); announce(`Referral ${shortId(r.name)} routed.`); }) },
@@ -209,7 +212,9 @@ export function worklist(container: HTMLElement, api: Api, viewer: Viewer, dir: 
       replace(overdueCaption, overdue.referrals.length ? `${overdue.referrals.length} overdue, longest waiting first` : "None overdue");
       const seen = new Set(overdue.referrals.map((r) => r.name));
       replace(listBody, list.referrals.filter((r) => !seen.has(r.name)).map(row));
-      replace(listCaption, `Page ${page + 1}: ${list.referrals.length} referrals, newest first`);
+      const shownAbove = list.referrals.length - listBody.rows.length;
+      replace(listCaption, `Page ${page + 1}: ${list.referrals.length} referrals, newest first` +
+        (shownAbove ? ` (${shownAbove} overdue, shown above)` : ""));
       nextToken = list.nextPageToken;
       replace(pager,
         h("button", { type: "button", disabled: page === 0, onclick: () => { page--; show(); } }, "Previous page"),

@@ -18,6 +18,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -126,20 +127,22 @@ func plainJSON(r *http.Request) {
 	}
 }
 
-// isRPC reports whether r is a call of any RPC protocol: a POST, or a
-// Connect GET, to /package.Service/Method.
+// isRPC reports whether r is a call of any RPC protocol: gRPC or
+// gRPC-web by its content type, or a Connect call (a POST, or a Connect
+// GET) to /package.Service/Method.
 func isRPC(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
 	switch {
 	case strings.HasPrefix(ct, "application/grpc"), strings.HasPrefix(ct, "application/connect"):
 		return true
-	case r.Method == http.MethodPost && (strings.HasPrefix(ct, "application/json") || strings.HasPrefix(ct, "application/proto")):
-		return strings.Count(r.URL.Path, "/") == 2
-	case r.Method == http.MethodGet && r.URL.Query().Has("connect"):
-		return true
+	case r.Method == http.MethodPost, r.Method == http.MethodGet && r.URL.Query().Has("connect"):
+		return rpcPath.MatchString(r.URL.Path)
 	}
 	return false
 }
+
+// rpcPath is /package.Service/Method.
+var rpcPath = regexp.MustCompile(`^/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+/[A-Za-z_][A-Za-z0-9_]*$`)
 
 // securityHeaders sets what every answer carries: the app's content
 // security policy (its own scripts and API only, never framed), no MIME
