@@ -64,13 +64,14 @@ func browserNeeds(t *testing.T) (chromium, axe string) {
 	return chromium, axe
 }
 
-// artifacts is where screenshots are kept: $CARETEAM_ARTIFACTS, or
-// .artifacts/browser at the top of the tree (git-ignored).
-func artifacts(t *testing.T) string {
+// artifacts is where a test's screenshots are kept: $CARETEAM_ARTIFACTS,
+// or .artifacts/browser at the top of the tree (git-ignored), then name.
+func artifacts(t *testing.T, name string) string {
 	dir := os.Getenv("CARETEAM_ARTIFACTS")
 	if dir == "" {
 		dir = filepath.Join("..", "..", "..", ".artifacts", "browser")
 	}
+	dir = filepath.Join(dir, name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +85,7 @@ type world struct {
 	addr    string
 	pool    *pgxpool.Pool
 	dataDir string
+	mint    func(subject string) (string, error)
 	clock   *clock.Manual
 	ids     map[string]string // subject -> practitioner name
 	orgs    map[string]string
@@ -92,7 +94,7 @@ type world struct {
 func (w *world) as(subject string) *client.Client {
 	w.t.Helper()
 	c, err := client.Dial(w.addr, client.WithPlaintext(), client.WithToken(func(context.Context) (string, error) {
-		return devtoken.Mint(w.dataDir, subject, time.Hour)
+		return w.mint(subject)
 	}))
 	if err != nil {
 		w.t.Fatal(err)
@@ -101,14 +103,11 @@ func (w *world) as(subject string) *client.Client {
 	return c
 }
 
+// startWorld starts careteamd in dev mode: its dev sign-in and dev key.
 func startWorld(t *testing.T) *world {
 	t.Helper()
 	dataDir := t.TempDir()
-	cfg, err := config.Parse([]string{"--listen", "127.0.0.1:0", "--data-dir", dataDir, "--rate-limit", "0"},
-		func(string) string { return "" }, "", io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := parseConfig(t, "--data-dir", dataDir)
 	// Tokens are minted and verified at the real time (the dev sign-in
 	// mints them so); the domain runs at a clock the test moves, so that
 	// a referral can wait days for acknowledgement.
@@ -124,6 +123,27 @@ func startWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w := runWorld(t, cfg, verifier)
+	w.dataDir = dataDir
+	w.mint = func(subject string) (string, error) { return devtoken.Mint(dataDir, subject, time.Hour) }
+	return w
+}
+
+func parseConfig(t *testing.T, flags ...string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse(append([]string{"--listen", "127.0.0.1:0", "--rate-limit", "0"}, flags...),
+		func(string) string { return "" }, "", io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// runWorld runs careteamd (package app, as its main does) with cfg, on a
+// database of its own and a clock the test moves; verifier, when set,
+// checks tokens at the real time.
+func runWorld(t *testing.T, cfg *config.Config, verifier *auth.Verifier) *world {
+	t.Helper()
 	clk := clock.NewManual(time.Now().UTC())
 	pool := testdb.New(t)
 	a, err := app.New(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -145,7 +165,7 @@ func startWorld(t *testing.T) *world {
 	case err := <-done:
 		t.Fatal(err)
 	}
-	return &world{t: t, addr: a.Addr(), pool: pool, dataDir: dataDir, clock: clk, ids: map[string]string{}, orgs: map[string]string{}}
+	return &world{t: t, addr: a.Addr(), pool: pool, clock: clk, ids: map[string]string{}, orgs: map[string]string{}}
 }
 
 // check returns v, failing t on err: check(call())(t).
@@ -209,6 +229,66 @@ func (w *world) seed() (overdue, recent *pb.Referral) {
 	return overdue, recent
 }
 
+// browser is headless Chromium, as the probe of this machine kind starts
+// it, with steps that fail the test saying what the page showed.
+type browser struct {
+	t     *testing.T
+	ctx   context.Context
+	shots string
+	step  int
+}
+
+func openBrowser(t *testing.T, chromium, shots string) *browser {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1400, 1000))
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/Los_Angeles"}); err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, ctx: ctx, shots: shots}
+}
+
+// shot keeps a screenshot of the page, numbered in order.
+func (b *browser) shot(name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		b.step++
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(b.shots, fmt.Sprintf("%02d-%s.png", b.step, name)), png, 0o644)
+	})
+}
+
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		// What the page showed when the step failed, for the log and as
+		// a screenshot.
+		text, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		_ = chromedp.Do(b.ctx, b.shot("failed"))
+		b.t.Fatalf("%s: %v\nthe page reads:\n%s", what, err, text)
+	}
+}
+
+func (b *browser) read(what string, a chromedp.Action[string]) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		b.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
 // TestCoordinatorRoutesAReferralInTheBrowser drives the built app in
 // headless Chromium: a coordinator signs in (dev sign-in), finds the
 // overdue referral first, sees an unqualified therapist left out with the
@@ -219,61 +299,17 @@ func (w *world) seed() (overdue, recent *pb.Referral) {
 func TestCoordinatorRoutesAReferralInTheBrowser(t *testing.T) {
 	chromium, axePath := browserNeeds(t)
 	axe := string(check(os.ReadFile(axePath))(t))
-	shots := artifacts(t)
+	shots := artifacts(t, "routing")
 	w := startWorld(t)
 	overdue, recent := w.seed()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1400, 1000))
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(t.Context(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-
-	step := 0
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-			step++
-			png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-			if err != nil {
-				return err
-			}
-			return os.WriteFile(filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name)), png, 0o644)
-		})
-	}
-	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		stepCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := chromedp.Do(stepCtx, steps...); err != nil {
-			// What the page showed when the step failed, for the log and
-			// as a screenshot.
-			text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
-			_ = chromedp.Do(ctx, shot("failed"))
-			t.Fatalf("%s: %v\nthe page reads:\n%s", what, err, text)
-		}
-	}
-	read := func(what string, a chromedp.Action[string]) string {
-		t.Helper()
-		stepCtx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		v, err := chromedp.Run(stepCtx, a)
-		if err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		return v
-	}
+	b := openBrowser(t, chromium, shots)
+	ctx, do, read, shot := b.ctx, b.do, b.read, b.shot
 	row := func(table string, r *pb.Referral) string {
 		return fmt.Sprintf(`#%s tr[data-referral="%s"]`, table, r.GetName())
 	}
 	label := func(name string) string { return fmt.Sprintf(`//dialog//label[contains(., %q)]`, name) }
 
-	if _, err := chromedp.Call(ctx, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: "America/Los_Angeles"}); err != nil {
-		t.Fatal(err)
-	}
 	do("sign in as the coordinator",
 		chromedp.Navigate("http://"+w.addr+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`#dev-subject`)),

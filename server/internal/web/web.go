@@ -18,6 +18,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -113,7 +114,11 @@ func Handler(cfg Config) (http.Handler, error) {
 			MaxAge:         600,
 		}).Handler(h)
 	}
-	return securityHeaders(connectionAge(cfg.MaxConnectionAge, h)), nil
+	issuer := ""
+	if cfg.App.ClientID != "" {
+		issuer = cfg.App.Issuer
+	}
+	return securityHeaders(issuer, connectionAge(cfg.MaxConnectionAge, h)), nil
 }
 
 // plainJSON makes a plain HTTP/JSON call, a POST of JSON to
@@ -145,13 +150,19 @@ func isRPC(r *http.Request) bool {
 var rpcPath = regexp.MustCompile(`^/[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+/[A-Za-z_][A-Za-z0-9_]*$`)
 
 // securityHeaders sets what every answer carries: the app's content
-// security policy (its own scripts and API only, never framed), no MIME
-// sniffing, no referrer, and its own browsing context.
-func securityHeaders(next http.Handler) http.Handler {
+// security policy (its own scripts and styles; calls to itself and to the
+// identity provider it signs in with; never framed), no MIME sniffing, no
+// referrer, and its own browsing context.
+func securityHeaders(issuer string, next http.Handler) http.Handler {
+	connect := "'self'"
+	if u, err := url.Parse(issuer); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		connect += " " + u.Scheme + "://" + u.Host
+	}
+	csp := "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src " + connect +
+		"; frame-ancestors 'none'; base-uri 'none'; object-src 'none'; form-action 'self'"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
-			"connect-src 'self' https:; form-action 'self' https:; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+		h.Set("Content-Security-Policy", csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
