@@ -43,3 +43,9 @@ if [ ! -d web/node_modules ] || [ web/package-lock.json -nt web/node_modules/.pa
   echo "tools: installing the web app's npm modules"
   (cd web && npm ci --silent --no-audit --no-fund)
 fi
+
+# The FHIR client and R4 validator the FHIR endpoint's tests drive it with.
+if [ ! -d fhir-check/node_modules ] || [ fhir-check/package-lock.json -nt fhir-check/node_modules/.package-lock.json ]; then
+  echo "tools: installing fhir-check's npm modules"
+  (cd fhir-check && npm ci --silent --no-audit --no-fund)
+fi

@@ -442,7 +442,12 @@ type Diagnosis struct {
 	// When it last changed. Output only.
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Changes whenever the diagnosis changes.
-	Etag          string `protobuf:"bytes,15,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,15,opt,name=etag,proto3" json:"etag,omitempty"`
+	// The diagnosis's categories as its sender coded them, such as
+	// encounter-diagnosis in
+	// http://terminology.hl7.org/CodeSystem/condition-category (FHIR
+	// Condition.category). Output only: set by a FHIR import.
+	Categories    []*Coding `protobuf:"bytes,16,rep,name=categories,proto3" json:"categories,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +585,13 @@ func (x *Diagnosis) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Diagnosis) GetCategories() []*Coding {
+	if x != nil {
+		return x.Categories
+	}
+	return nil
 }
 
 // Request for RecordDiagnosis.
@@ -2605,6 +2617,8 @@ func (x *CheckClearanceRequest) GetTherapist() string {
 //
 //   - REFERRAL_NOT_ACCEPTED: the referral is not ACCEPTED or IN_PROGRESS.
 //   - REFERRAL_EXPIRED: the referral's validity has ended.
+//   - REFERRAL_NOT_YET_VALID: the referral's validity has not begun
+//     (valid_from).
 //   - NOT_ASSIGNED_THERAPIST: the therapist is not the one the referral is
 //     assigned to.
 //   - VISITS_EXHAUSTED: every authorized visit has been used.
@@ -2760,7 +2774,7 @@ var File_careteam_v1_clinical_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"\n" +
-	"\x1acareteam/v1/clinical.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa7\x06\n" +
+	"\x1acareteam/v1/clinical.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x17careteam/v1/types.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdc\x06\n" +
 	"\tDiagnosis\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\apatient\x18\x02 \x01(\tB\x1a\xbaH\x17r\x152\x13^(patients/[^/]+)?$R\apatient\x12\x1c\n" +
@@ -2784,7 +2798,10 @@ const file_careteam_v1_clinical_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\x0f \x01(\tR\x04etag\"\x82\x01\n" +
+	"\x04etag\x18\x0f \x01(\tR\x04etag\x123\n" +
+	"\n" +
+	"categories\x18\x10 \x03(\v2\x13.careteam.v1.CodingR\n" +
+	"categories\"\x82\x01\n" +
 	"\x16RecordDiagnosisRequest\x12<\n" +
 	"\tdiagnosis\x18\x01 \x01(\v2\x16.careteam.v1.DiagnosisB\x06\xbaH\x03\xc8\x01\x01R\tdiagnosis\x12*\n" +
 	"\n" +
@@ -3075,10 +3092,11 @@ var file_careteam_v1_clinical_proto_goTypes = []any{
 	(BodyRegion)(0),                  // 39: careteam.v1.BodyRegion
 	(Severity)(0),                    // 40: careteam.v1.Severity
 	(*timestamppb.Timestamp)(nil),    // 41: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),    // 42: google.protobuf.FieldMask
-	(Technique)(0),                   // 43: careteam.v1.Technique
-	(Pressure)(0),                    // 44: careteam.v1.Pressure
-	(*Treatment)(nil),                // 45: careteam.v1.Treatment
+	(*Coding)(nil),                   // 42: careteam.v1.Coding
+	(*fieldmaskpb.FieldMask)(nil),    // 43: google.protobuf.FieldMask
+	(Technique)(0),                   // 44: careteam.v1.Technique
+	(Pressure)(0),                    // 45: careteam.v1.Pressure
+	(*Treatment)(nil),                // 46: careteam.v1.Treatment
 }
 var file_careteam_v1_clinical_proto_depIdxs = []int32{
 	39, // 0: careteam.v1.Diagnosis.body_sites:type_name -> careteam.v1.BodyRegion
@@ -3087,81 +3105,82 @@ var file_careteam_v1_clinical_proto_depIdxs = []int32{
 	1,  // 3: careteam.v1.Diagnosis.red_flags:type_name -> careteam.v1.RedFlag
 	41, // 4: careteam.v1.Diagnosis.create_time:type_name -> google.protobuf.Timestamp
 	41, // 5: careteam.v1.Diagnosis.update_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: careteam.v1.RecordDiagnosisRequest.diagnosis:type_name -> careteam.v1.Diagnosis
-	6,  // 7: careteam.v1.RecordDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
-	6,  // 8: careteam.v1.GetDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
-	6,  // 9: careteam.v1.ListDiagnosesResponse.diagnoses:type_name -> careteam.v1.Diagnosis
-	6,  // 10: careteam.v1.UpdateDiagnosisRequest.diagnosis:type_name -> careteam.v1.Diagnosis
-	42, // 11: careteam.v1.UpdateDiagnosisRequest.update_mask:type_name -> google.protobuf.FieldMask
-	6,  // 12: careteam.v1.UpdateDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
-	2,  // 13: careteam.v1.Consent.signer:type_name -> careteam.v1.ConsentSigner
-	41, // 14: careteam.v1.Consent.create_time:type_name -> google.protobuf.Timestamp
-	15, // 15: careteam.v1.RecordConsentRequest.consent:type_name -> careteam.v1.Consent
-	15, // 16: careteam.v1.RecordConsentResponse.consent:type_name -> careteam.v1.Consent
-	15, // 17: careteam.v1.ListConsentsResponse.consents:type_name -> careteam.v1.Consent
-	39, // 18: careteam.v1.Precaution.region:type_name -> careteam.v1.BodyRegion
-	43, // 19: careteam.v1.Precaution.technique:type_name -> careteam.v1.Technique
-	5,  // 20: careteam.v1.Precaution.action:type_name -> careteam.v1.PrecautionAction
-	44, // 21: careteam.v1.Precaution.max_pressure:type_name -> careteam.v1.Pressure
-	1,  // 22: careteam.v1.Suspension.red_flag:type_name -> careteam.v1.RedFlag
-	41, // 23: careteam.v1.Suspension.time:type_name -> google.protobuf.Timestamp
-	41, // 24: careteam.v1.Revocation.time:type_name -> google.protobuf.Timestamp
-	3,  // 25: careteam.v1.Clearance.decision:type_name -> careteam.v1.ClearanceDecision
-	4,  // 26: careteam.v1.Clearance.status:type_name -> careteam.v1.ClearanceStatus
-	41, // 27: careteam.v1.Clearance.valid_from:type_name -> google.protobuf.Timestamp
-	41, // 28: careteam.v1.Clearance.valid_until:type_name -> google.protobuf.Timestamp
-	20, // 29: careteam.v1.Clearance.precautions:type_name -> careteam.v1.Precaution
-	43, // 30: careteam.v1.Clearance.contraindicated_techniques:type_name -> careteam.v1.Technique
-	1,  // 31: careteam.v1.Clearance.evaluated_red_flags:type_name -> careteam.v1.RedFlag
-	41, // 32: careteam.v1.Clearance.issue_time:type_name -> google.protobuf.Timestamp
-	21, // 33: careteam.v1.Clearance.suspension:type_name -> careteam.v1.Suspension
-	22, // 34: careteam.v1.Clearance.revocation:type_name -> careteam.v1.Revocation
-	41, // 35: careteam.v1.Clearance.create_time:type_name -> google.protobuf.Timestamp
-	41, // 36: careteam.v1.Clearance.update_time:type_name -> google.protobuf.Timestamp
-	41, // 37: careteam.v1.Clearance.supersede_time:type_name -> google.protobuf.Timestamp
-	23, // 38: careteam.v1.RequestClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 39: careteam.v1.IssueClearanceRequest.clearance:type_name -> careteam.v1.Clearance
-	23, // 40: careteam.v1.IssueClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	1,  // 41: careteam.v1.SuspendClearanceRequest.red_flag:type_name -> careteam.v1.RedFlag
-	23, // 42: careteam.v1.SuspendClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 43: careteam.v1.RevokeClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	23, // 44: careteam.v1.GetClearanceResponse.clearance:type_name -> careteam.v1.Clearance
-	4,  // 45: careteam.v1.ListClearancesRequest.status:type_name -> careteam.v1.ClearanceStatus
-	23, // 46: careteam.v1.ListClearancesResponse.clearances:type_name -> careteam.v1.Clearance
-	41, // 47: careteam.v1.CheckClearanceRequest.session_time:type_name -> google.protobuf.Timestamp
-	45, // 48: careteam.v1.CheckClearanceRequest.planned:type_name -> careteam.v1.Treatment
-	37, // 49: careteam.v1.CheckClearanceResponse.violations:type_name -> careteam.v1.Violation
-	7,  // 50: careteam.v1.ClinicalService.RecordDiagnosis:input_type -> careteam.v1.RecordDiagnosisRequest
-	9,  // 51: careteam.v1.ClinicalService.GetDiagnosis:input_type -> careteam.v1.GetDiagnosisRequest
-	11, // 52: careteam.v1.ClinicalService.ListDiagnoses:input_type -> careteam.v1.ListDiagnosesRequest
-	13, // 53: careteam.v1.ClinicalService.UpdateDiagnosis:input_type -> careteam.v1.UpdateDiagnosisRequest
-	16, // 54: careteam.v1.ClinicalService.RecordConsent:input_type -> careteam.v1.RecordConsentRequest
-	18, // 55: careteam.v1.ClinicalService.ListConsents:input_type -> careteam.v1.ListConsentsRequest
-	24, // 56: careteam.v1.ClinicalService.RequestClearance:input_type -> careteam.v1.RequestClearanceRequest
-	26, // 57: careteam.v1.ClinicalService.IssueClearance:input_type -> careteam.v1.IssueClearanceRequest
-	28, // 58: careteam.v1.ClinicalService.SuspendClearance:input_type -> careteam.v1.SuspendClearanceRequest
-	30, // 59: careteam.v1.ClinicalService.RevokeClearance:input_type -> careteam.v1.RevokeClearanceRequest
-	32, // 60: careteam.v1.ClinicalService.GetClearance:input_type -> careteam.v1.GetClearanceRequest
-	34, // 61: careteam.v1.ClinicalService.ListClearances:input_type -> careteam.v1.ListClearancesRequest
-	36, // 62: careteam.v1.ClinicalService.CheckClearance:input_type -> careteam.v1.CheckClearanceRequest
-	8,  // 63: careteam.v1.ClinicalService.RecordDiagnosis:output_type -> careteam.v1.RecordDiagnosisResponse
-	10, // 64: careteam.v1.ClinicalService.GetDiagnosis:output_type -> careteam.v1.GetDiagnosisResponse
-	12, // 65: careteam.v1.ClinicalService.ListDiagnoses:output_type -> careteam.v1.ListDiagnosesResponse
-	14, // 66: careteam.v1.ClinicalService.UpdateDiagnosis:output_type -> careteam.v1.UpdateDiagnosisResponse
-	17, // 67: careteam.v1.ClinicalService.RecordConsent:output_type -> careteam.v1.RecordConsentResponse
-	19, // 68: careteam.v1.ClinicalService.ListConsents:output_type -> careteam.v1.ListConsentsResponse
-	25, // 69: careteam.v1.ClinicalService.RequestClearance:output_type -> careteam.v1.RequestClearanceResponse
-	27, // 70: careteam.v1.ClinicalService.IssueClearance:output_type -> careteam.v1.IssueClearanceResponse
-	29, // 71: careteam.v1.ClinicalService.SuspendClearance:output_type -> careteam.v1.SuspendClearanceResponse
-	31, // 72: careteam.v1.ClinicalService.RevokeClearance:output_type -> careteam.v1.RevokeClearanceResponse
-	33, // 73: careteam.v1.ClinicalService.GetClearance:output_type -> careteam.v1.GetClearanceResponse
-	35, // 74: careteam.v1.ClinicalService.ListClearances:output_type -> careteam.v1.ListClearancesResponse
-	38, // 75: careteam.v1.ClinicalService.CheckClearance:output_type -> careteam.v1.CheckClearanceResponse
-	63, // [63:76] is the sub-list for method output_type
-	50, // [50:63] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	42, // 6: careteam.v1.Diagnosis.categories:type_name -> careteam.v1.Coding
+	6,  // 7: careteam.v1.RecordDiagnosisRequest.diagnosis:type_name -> careteam.v1.Diagnosis
+	6,  // 8: careteam.v1.RecordDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
+	6,  // 9: careteam.v1.GetDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
+	6,  // 10: careteam.v1.ListDiagnosesResponse.diagnoses:type_name -> careteam.v1.Diagnosis
+	6,  // 11: careteam.v1.UpdateDiagnosisRequest.diagnosis:type_name -> careteam.v1.Diagnosis
+	43, // 12: careteam.v1.UpdateDiagnosisRequest.update_mask:type_name -> google.protobuf.FieldMask
+	6,  // 13: careteam.v1.UpdateDiagnosisResponse.diagnosis:type_name -> careteam.v1.Diagnosis
+	2,  // 14: careteam.v1.Consent.signer:type_name -> careteam.v1.ConsentSigner
+	41, // 15: careteam.v1.Consent.create_time:type_name -> google.protobuf.Timestamp
+	15, // 16: careteam.v1.RecordConsentRequest.consent:type_name -> careteam.v1.Consent
+	15, // 17: careteam.v1.RecordConsentResponse.consent:type_name -> careteam.v1.Consent
+	15, // 18: careteam.v1.ListConsentsResponse.consents:type_name -> careteam.v1.Consent
+	39, // 19: careteam.v1.Precaution.region:type_name -> careteam.v1.BodyRegion
+	44, // 20: careteam.v1.Precaution.technique:type_name -> careteam.v1.Technique
+	5,  // 21: careteam.v1.Precaution.action:type_name -> careteam.v1.PrecautionAction
+	45, // 22: careteam.v1.Precaution.max_pressure:type_name -> careteam.v1.Pressure
+	1,  // 23: careteam.v1.Suspension.red_flag:type_name -> careteam.v1.RedFlag
+	41, // 24: careteam.v1.Suspension.time:type_name -> google.protobuf.Timestamp
+	41, // 25: careteam.v1.Revocation.time:type_name -> google.protobuf.Timestamp
+	3,  // 26: careteam.v1.Clearance.decision:type_name -> careteam.v1.ClearanceDecision
+	4,  // 27: careteam.v1.Clearance.status:type_name -> careteam.v1.ClearanceStatus
+	41, // 28: careteam.v1.Clearance.valid_from:type_name -> google.protobuf.Timestamp
+	41, // 29: careteam.v1.Clearance.valid_until:type_name -> google.protobuf.Timestamp
+	20, // 30: careteam.v1.Clearance.precautions:type_name -> careteam.v1.Precaution
+	44, // 31: careteam.v1.Clearance.contraindicated_techniques:type_name -> careteam.v1.Technique
+	1,  // 32: careteam.v1.Clearance.evaluated_red_flags:type_name -> careteam.v1.RedFlag
+	41, // 33: careteam.v1.Clearance.issue_time:type_name -> google.protobuf.Timestamp
+	21, // 34: careteam.v1.Clearance.suspension:type_name -> careteam.v1.Suspension
+	22, // 35: careteam.v1.Clearance.revocation:type_name -> careteam.v1.Revocation
+	41, // 36: careteam.v1.Clearance.create_time:type_name -> google.protobuf.Timestamp
+	41, // 37: careteam.v1.Clearance.update_time:type_name -> google.protobuf.Timestamp
+	41, // 38: careteam.v1.Clearance.supersede_time:type_name -> google.protobuf.Timestamp
+	23, // 39: careteam.v1.RequestClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 40: careteam.v1.IssueClearanceRequest.clearance:type_name -> careteam.v1.Clearance
+	23, // 41: careteam.v1.IssueClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	1,  // 42: careteam.v1.SuspendClearanceRequest.red_flag:type_name -> careteam.v1.RedFlag
+	23, // 43: careteam.v1.SuspendClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 44: careteam.v1.RevokeClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	23, // 45: careteam.v1.GetClearanceResponse.clearance:type_name -> careteam.v1.Clearance
+	4,  // 46: careteam.v1.ListClearancesRequest.status:type_name -> careteam.v1.ClearanceStatus
+	23, // 47: careteam.v1.ListClearancesResponse.clearances:type_name -> careteam.v1.Clearance
+	41, // 48: careteam.v1.CheckClearanceRequest.session_time:type_name -> google.protobuf.Timestamp
+	46, // 49: careteam.v1.CheckClearanceRequest.planned:type_name -> careteam.v1.Treatment
+	37, // 50: careteam.v1.CheckClearanceResponse.violations:type_name -> careteam.v1.Violation
+	7,  // 51: careteam.v1.ClinicalService.RecordDiagnosis:input_type -> careteam.v1.RecordDiagnosisRequest
+	9,  // 52: careteam.v1.ClinicalService.GetDiagnosis:input_type -> careteam.v1.GetDiagnosisRequest
+	11, // 53: careteam.v1.ClinicalService.ListDiagnoses:input_type -> careteam.v1.ListDiagnosesRequest
+	13, // 54: careteam.v1.ClinicalService.UpdateDiagnosis:input_type -> careteam.v1.UpdateDiagnosisRequest
+	16, // 55: careteam.v1.ClinicalService.RecordConsent:input_type -> careteam.v1.RecordConsentRequest
+	18, // 56: careteam.v1.ClinicalService.ListConsents:input_type -> careteam.v1.ListConsentsRequest
+	24, // 57: careteam.v1.ClinicalService.RequestClearance:input_type -> careteam.v1.RequestClearanceRequest
+	26, // 58: careteam.v1.ClinicalService.IssueClearance:input_type -> careteam.v1.IssueClearanceRequest
+	28, // 59: careteam.v1.ClinicalService.SuspendClearance:input_type -> careteam.v1.SuspendClearanceRequest
+	30, // 60: careteam.v1.ClinicalService.RevokeClearance:input_type -> careteam.v1.RevokeClearanceRequest
+	32, // 61: careteam.v1.ClinicalService.GetClearance:input_type -> careteam.v1.GetClearanceRequest
+	34, // 62: careteam.v1.ClinicalService.ListClearances:input_type -> careteam.v1.ListClearancesRequest
+	36, // 63: careteam.v1.ClinicalService.CheckClearance:input_type -> careteam.v1.CheckClearanceRequest
+	8,  // 64: careteam.v1.ClinicalService.RecordDiagnosis:output_type -> careteam.v1.RecordDiagnosisResponse
+	10, // 65: careteam.v1.ClinicalService.GetDiagnosis:output_type -> careteam.v1.GetDiagnosisResponse
+	12, // 66: careteam.v1.ClinicalService.ListDiagnoses:output_type -> careteam.v1.ListDiagnosesResponse
+	14, // 67: careteam.v1.ClinicalService.UpdateDiagnosis:output_type -> careteam.v1.UpdateDiagnosisResponse
+	17, // 68: careteam.v1.ClinicalService.RecordConsent:output_type -> careteam.v1.RecordConsentResponse
+	19, // 69: careteam.v1.ClinicalService.ListConsents:output_type -> careteam.v1.ListConsentsResponse
+	25, // 70: careteam.v1.ClinicalService.RequestClearance:output_type -> careteam.v1.RequestClearanceResponse
+	27, // 71: careteam.v1.ClinicalService.IssueClearance:output_type -> careteam.v1.IssueClearanceResponse
+	29, // 72: careteam.v1.ClinicalService.SuspendClearance:output_type -> careteam.v1.SuspendClearanceResponse
+	31, // 73: careteam.v1.ClinicalService.RevokeClearance:output_type -> careteam.v1.RevokeClearanceResponse
+	33, // 74: careteam.v1.ClinicalService.GetClearance:output_type -> careteam.v1.GetClearanceResponse
+	35, // 75: careteam.v1.ClinicalService.ListClearances:output_type -> careteam.v1.ListClearancesResponse
+	38, // 76: careteam.v1.ClinicalService.CheckClearance:output_type -> careteam.v1.CheckClearanceResponse
+	64, // [64:77] is the sub-list for method output_type
+	51, // [51:64] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_clinical_proto_init() }

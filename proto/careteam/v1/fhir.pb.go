@@ -10,6 +10,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,6 +23,376 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// A FHIR R4 resource as careteam holds it.
+type FhirResource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resource type, such as "ServiceRequest".
+	ResourceType string `protobuf:"bytes,1,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	// The resource's logical id.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The resource, FHIR R4 JSON.
+	ResourceJson []byte `protobuf:"bytes,3,opt,name=resource_json,json=resourceJson,proto3" json:"resource_json,omitempty"`
+	// Changes whenever the resource does (its meta.versionId): the FHIR
+	// endpoint's ETag.
+	Version string `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	// When the resource last changed (its meta.lastUpdated).
+	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FhirResource) Reset() {
+	*x = FhirResource{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FhirResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FhirResource) ProtoMessage() {}
+
+func (x *FhirResource) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FhirResource.ProtoReflect.Descriptor instead.
+func (*FhirResource) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FhirResource) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *FhirResource) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FhirResource) GetResourceJson() []byte {
+	if x != nil {
+		return x.ResourceJson
+	}
+	return nil
+}
+
+func (x *FhirResource) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *FhirResource) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+// Request for GetFhirResource.
+type GetFhirResourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resource type: ServiceRequest, Task, Patient, Condition, CarePlan,
+	// Encounter, Observation or Composition.
+	ResourceType string `protobuf:"bytes,1,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	// The resource's logical id.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFhirResourceRequest) Reset() {
+	*x = GetFhirResourceRequest{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFhirResourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFhirResourceRequest) ProtoMessage() {}
+
+func (x *GetFhirResourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFhirResourceRequest.ProtoReflect.Descriptor instead.
+func (*GetFhirResourceRequest) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetFhirResourceRequest) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *GetFhirResourceRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// Response for GetFhirResource.
+type GetFhirResourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resource.
+	Resource      *FhirResource `protobuf:"bytes,1,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFhirResourceResponse) Reset() {
+	*x = GetFhirResourceResponse{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFhirResourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFhirResourceResponse) ProtoMessage() {}
+
+func (x *GetFhirResourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFhirResourceResponse.ProtoReflect.Descriptor instead.
+func (*GetFhirResourceResponse) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetFhirResourceResponse) GetResource() *FhirResource {
+	if x != nil {
+		return x.Resource
+	}
+	return nil
+}
+
+// A FHIR search parameter as a URL's query gives it.
+type FhirSearchParameter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The parameter's name, with any modifier ("status", "_lastUpdated").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Its value, with any prefix ("gt2026-01-01"); commas separate
+	// alternatives.
+	Value         string `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FhirSearchParameter) Reset() {
+	*x = FhirSearchParameter{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FhirSearchParameter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FhirSearchParameter) ProtoMessage() {}
+
+func (x *FhirSearchParameter) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FhirSearchParameter.ProtoReflect.Descriptor instead.
+func (*FhirSearchParameter) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *FhirSearchParameter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FhirSearchParameter) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// Request for SearchFhirResources.
+type SearchFhirResourcesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resource type searched: Task or ServiceRequest.
+	ResourceType string `protobuf:"bytes,1,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	// The search parameters; all must hold.
+	Parameters []*FhirSearchParameter `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	// Resources per page (FHIR's _count): default 20, at most 100.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; the other fields must be
+	// the same.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchFhirResourcesRequest) Reset() {
+	*x = SearchFhirResourcesRequest{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchFhirResourcesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchFhirResourcesRequest) ProtoMessage() {}
+
+func (x *SearchFhirResourcesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchFhirResourcesRequest.ProtoReflect.Descriptor instead.
+func (*SearchFhirResourcesRequest) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SearchFhirResourcesRequest) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *SearchFhirResourcesRequest) GetParameters() []*FhirSearchParameter {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *SearchFhirResourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *SearchFhirResourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// Response for SearchFhirResources.
+type SearchFhirResourcesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The resources found, newest first.
+	Resources []*FhirResource `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The next page, or empty.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchFhirResourcesResponse) Reset() {
+	*x = SearchFhirResourcesResponse{}
+	mi := &file_careteam_v1_fhir_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchFhirResourcesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchFhirResourcesResponse) ProtoMessage() {}
+
+func (x *SearchFhirResourcesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_fhir_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchFhirResourcesResponse.ProtoReflect.Descriptor instead.
+func (*SearchFhirResourcesResponse) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SearchFhirResourcesResponse) GetResources() []*FhirResource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *SearchFhirResourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // Request for ExportReferralBundle.
 type ExportReferralBundleRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -33,7 +404,7 @@ type ExportReferralBundleRequest struct {
 
 func (x *ExportReferralBundleRequest) Reset() {
 	*x = ExportReferralBundleRequest{}
-	mi := &file_careteam_v1_fhir_proto_msgTypes[0]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -45,7 +416,7 @@ func (x *ExportReferralBundleRequest) String() string {
 func (*ExportReferralBundleRequest) ProtoMessage() {}
 
 func (x *ExportReferralBundleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_fhir_proto_msgTypes[0]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -58,7 +429,7 @@ func (x *ExportReferralBundleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReferralBundleRequest.ProtoReflect.Descriptor instead.
 func (*ExportReferralBundleRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{0}
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExportReferralBundleRequest) GetReferral() string {
@@ -79,7 +450,7 @@ type ExportReferralBundleResponse struct {
 
 func (x *ExportReferralBundleResponse) Reset() {
 	*x = ExportReferralBundleResponse{}
-	mi := &file_careteam_v1_fhir_proto_msgTypes[1]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -91,7 +462,7 @@ func (x *ExportReferralBundleResponse) String() string {
 func (*ExportReferralBundleResponse) ProtoMessage() {}
 
 func (x *ExportReferralBundleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_fhir_proto_msgTypes[1]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -104,7 +475,7 @@ func (x *ExportReferralBundleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportReferralBundleResponse.ProtoReflect.Descriptor instead.
 func (*ExportReferralBundleResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{1}
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ExportReferralBundleResponse) GetBundleJson() []byte {
@@ -127,7 +498,7 @@ type ImportServiceRequestRequest struct {
 
 func (x *ImportServiceRequestRequest) Reset() {
 	*x = ImportServiceRequestRequest{}
-	mi := &file_careteam_v1_fhir_proto_msgTypes[2]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +510,7 @@ func (x *ImportServiceRequestRequest) String() string {
 func (*ImportServiceRequestRequest) ProtoMessage() {}
 
 func (x *ImportServiceRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_fhir_proto_msgTypes[2]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +523,7 @@ func (x *ImportServiceRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServiceRequestRequest.ProtoReflect.Descriptor instead.
 func (*ImportServiceRequestRequest) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{2}
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportServiceRequestRequest) GetResourceJson() []byte {
@@ -179,14 +550,17 @@ type ImportServiceRequestResponse struct {
 	// The diagnoses, found or created.
 	Diagnoses []*Diagnosis `protobuf:"bytes,3,rep,name=diagnoses,proto3" json:"diagnoses,omitempty"`
 	// False when the import found an existing referral and changed nothing.
-	Changed       bool `protobuf:"varint,4,opt,name=changed,proto3" json:"changed,omitempty"`
+	Changed bool `protobuf:"varint,4,opt,name=changed,proto3" json:"changed,omitempty"`
+	// True when the import made the referral (the FHIR endpoint's 201),
+	// false when it found one imported before.
+	Created       bool `protobuf:"varint,5,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImportServiceRequestResponse) Reset() {
 	*x = ImportServiceRequestResponse{}
-	mi := &file_careteam_v1_fhir_proto_msgTypes[3]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +572,7 @@ func (x *ImportServiceRequestResponse) String() string {
 func (*ImportServiceRequestResponse) ProtoMessage() {}
 
 func (x *ImportServiceRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_fhir_proto_msgTypes[3]
+	mi := &file_careteam_v1_fhir_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +585,7 @@ func (x *ImportServiceRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportServiceRequestResponse.ProtoReflect.Descriptor instead.
 func (*ImportServiceRequestResponse) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{3}
+	return file_careteam_v1_fhir_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ImportServiceRequestResponse) GetReferral() *Referral {
@@ -242,11 +616,44 @@ func (x *ImportServiceRequestResponse) GetChanged() bool {
 	return false
 }
 
+func (x *ImportServiceRequestResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
 var File_careteam_v1_fhir_proto protoreflect.FileDescriptor
 
 const file_careteam_v1_fhir_proto_rawDesc = "" +
 	"\n" +
-	"\x16careteam/v1/fhir.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1acareteam/v1/clinical.proto\x1a\x19careteam/v1/patient.proto\x1a\x1acareteam/v1/referral.proto\"S\n" +
+	"\x16careteam/v1/fhir.proto\x12\vcareteam.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1acareteam/v1/clinical.proto\x1a\x19careteam/v1/patient.proto\x1a\x1acareteam/v1/referral.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n" +
+	"\fFhirResource\x12#\n" +
+	"\rresource_type\x18\x01 \x01(\tR\fresourceType\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12#\n" +
+	"\rresource_json\x18\x03 \x01(\fR\fresourceJson\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\tR\aversion\x12;\n" +
+	"\vupdate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\"w\n" +
+	"\x16GetFhirResourceRequest\x12.\n" +
+	"\rresource_type\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fresourceType\x12-\n" +
+	"\x02id\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[A-Za-z0-9\\-.]{1,64}$R\x02id\"P\n" +
+	"\x17GetFhirResourceResponse\x125\n" +
+	"\bresource\x18\x01 \x01(\v2\x19.careteam.v1.FhirResourceR\bresource\"T\n" +
+	"\x13FhirSearchParameter\x12\x1d\n" +
+	"\x04name\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x04name\x12\x1e\n" +
+	"\x05value\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x05value\"\xe9\x01\n" +
+	"\x1aSearchFhirResourcesRequest\x12.\n" +
+	"\rresource_type\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fresourceType\x12J\n" +
+	"\n" +
+	"parameters\x18\x02 \x03(\v2 .careteam.v1.FhirSearchParameterB\b\xbaH\x05\x92\x01\x02\x10 R\n" +
+	"parameters\x12&\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bpageSize\x12'\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\tpageToken\"~\n" +
+	"\x1bSearchFhirResourcesResponse\x127\n" +
+	"\tresources\x18\x01 \x03(\v2\x19.careteam.v1.FhirResourceR\tresources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"S\n" +
 	"\x1bExportReferralBundleRequest\x124\n" +
 	"\breferral\x18\x01 \x01(\tB\x18\xbaH\x15r\x132\x11^referrals/[^/]+$R\breferral\"?\n" +
 	"\x1cExportReferralBundleResponse\x12\x1f\n" +
@@ -255,15 +662,18 @@ const file_careteam_v1_fhir_proto_rawDesc = "" +
 	"\x1bImportServiceRequestRequest\x120\n" +
 	"\rresource_json\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x02\x18\x80\x80@R\fresourceJson\x12*\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xd1\x01\n" +
+	"request_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xeb\x01\n" +
 	"\x1cImportServiceRequestResponse\x121\n" +
 	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralR\breferral\x12.\n" +
 	"\apatient\x18\x02 \x01(\v2\x14.careteam.v1.PatientR\apatient\x124\n" +
 	"\tdiagnoses\x18\x03 \x03(\v2\x16.careteam.v1.DiagnosisR\tdiagnoses\x12\x18\n" +
-	"\achanged\x18\x04 \x01(\bR\achanged2\xe7\x01\n" +
+	"\achanged\x18\x04 \x01(\bR\achanged\x12\x18\n" +
+	"\acreated\x18\x05 \x01(\bR\acreated2\xaf\x03\n" +
 	"\vFhirService\x12k\n" +
 	"\x14ExportReferralBundle\x12(.careteam.v1.ExportReferralBundleRequest\x1a).careteam.v1.ExportReferralBundleResponse\x12k\n" +
-	"\x14ImportServiceRequest\x12(.careteam.v1.ImportServiceRequestRequest\x1a).careteam.v1.ImportServiceRequestResponseB;Z9github.com/careteam/careteam/proto/careteam/v1;careteamv1b\x06proto3"
+	"\x14ImportServiceRequest\x12(.careteam.v1.ImportServiceRequestRequest\x1a).careteam.v1.ImportServiceRequestResponse\x12\\\n" +
+	"\x0fGetFhirResource\x12#.careteam.v1.GetFhirResourceRequest\x1a$.careteam.v1.GetFhirResourceResponse\x12h\n" +
+	"\x13SearchFhirResources\x12'.careteam.v1.SearchFhirResourcesRequest\x1a(.careteam.v1.SearchFhirResourcesResponseB;Z9github.com/careteam/careteam/proto/careteam/v1;careteamv1b\x06proto3"
 
 var (
 	file_careteam_v1_fhir_proto_rawDescOnce sync.Once
@@ -277,29 +687,44 @@ func file_careteam_v1_fhir_proto_rawDescGZIP() []byte {
 	return file_careteam_v1_fhir_proto_rawDescData
 }
 
-var file_careteam_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_careteam_v1_fhir_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_careteam_v1_fhir_proto_goTypes = []any{
-	(*ExportReferralBundleRequest)(nil),  // 0: careteam.v1.ExportReferralBundleRequest
-	(*ExportReferralBundleResponse)(nil), // 1: careteam.v1.ExportReferralBundleResponse
-	(*ImportServiceRequestRequest)(nil),  // 2: careteam.v1.ImportServiceRequestRequest
-	(*ImportServiceRequestResponse)(nil), // 3: careteam.v1.ImportServiceRequestResponse
-	(*Referral)(nil),                     // 4: careteam.v1.Referral
-	(*Patient)(nil),                      // 5: careteam.v1.Patient
-	(*Diagnosis)(nil),                    // 6: careteam.v1.Diagnosis
+	(*FhirResource)(nil),                 // 0: careteam.v1.FhirResource
+	(*GetFhirResourceRequest)(nil),       // 1: careteam.v1.GetFhirResourceRequest
+	(*GetFhirResourceResponse)(nil),      // 2: careteam.v1.GetFhirResourceResponse
+	(*FhirSearchParameter)(nil),          // 3: careteam.v1.FhirSearchParameter
+	(*SearchFhirResourcesRequest)(nil),   // 4: careteam.v1.SearchFhirResourcesRequest
+	(*SearchFhirResourcesResponse)(nil),  // 5: careteam.v1.SearchFhirResourcesResponse
+	(*ExportReferralBundleRequest)(nil),  // 6: careteam.v1.ExportReferralBundleRequest
+	(*ExportReferralBundleResponse)(nil), // 7: careteam.v1.ExportReferralBundleResponse
+	(*ImportServiceRequestRequest)(nil),  // 8: careteam.v1.ImportServiceRequestRequest
+	(*ImportServiceRequestResponse)(nil), // 9: careteam.v1.ImportServiceRequestResponse
+	(*timestamppb.Timestamp)(nil),        // 10: google.protobuf.Timestamp
+	(*Referral)(nil),                     // 11: careteam.v1.Referral
+	(*Patient)(nil),                      // 12: careteam.v1.Patient
+	(*Diagnosis)(nil),                    // 13: careteam.v1.Diagnosis
 }
 var file_careteam_v1_fhir_proto_depIdxs = []int32{
-	4, // 0: careteam.v1.ImportServiceRequestResponse.referral:type_name -> careteam.v1.Referral
-	5, // 1: careteam.v1.ImportServiceRequestResponse.patient:type_name -> careteam.v1.Patient
-	6, // 2: careteam.v1.ImportServiceRequestResponse.diagnoses:type_name -> careteam.v1.Diagnosis
-	0, // 3: careteam.v1.FhirService.ExportReferralBundle:input_type -> careteam.v1.ExportReferralBundleRequest
-	2, // 4: careteam.v1.FhirService.ImportServiceRequest:input_type -> careteam.v1.ImportServiceRequestRequest
-	1, // 5: careteam.v1.FhirService.ExportReferralBundle:output_type -> careteam.v1.ExportReferralBundleResponse
-	3, // 6: careteam.v1.FhirService.ImportServiceRequest:output_type -> careteam.v1.ImportServiceRequestResponse
-	5, // [5:7] is the sub-list for method output_type
-	3, // [3:5] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	10, // 0: careteam.v1.FhirResource.update_time:type_name -> google.protobuf.Timestamp
+	0,  // 1: careteam.v1.GetFhirResourceResponse.resource:type_name -> careteam.v1.FhirResource
+	3,  // 2: careteam.v1.SearchFhirResourcesRequest.parameters:type_name -> careteam.v1.FhirSearchParameter
+	0,  // 3: careteam.v1.SearchFhirResourcesResponse.resources:type_name -> careteam.v1.FhirResource
+	11, // 4: careteam.v1.ImportServiceRequestResponse.referral:type_name -> careteam.v1.Referral
+	12, // 5: careteam.v1.ImportServiceRequestResponse.patient:type_name -> careteam.v1.Patient
+	13, // 6: careteam.v1.ImportServiceRequestResponse.diagnoses:type_name -> careteam.v1.Diagnosis
+	6,  // 7: careteam.v1.FhirService.ExportReferralBundle:input_type -> careteam.v1.ExportReferralBundleRequest
+	8,  // 8: careteam.v1.FhirService.ImportServiceRequest:input_type -> careteam.v1.ImportServiceRequestRequest
+	1,  // 9: careteam.v1.FhirService.GetFhirResource:input_type -> careteam.v1.GetFhirResourceRequest
+	4,  // 10: careteam.v1.FhirService.SearchFhirResources:input_type -> careteam.v1.SearchFhirResourcesRequest
+	7,  // 11: careteam.v1.FhirService.ExportReferralBundle:output_type -> careteam.v1.ExportReferralBundleResponse
+	9,  // 12: careteam.v1.FhirService.ImportServiceRequest:output_type -> careteam.v1.ImportServiceRequestResponse
+	2,  // 13: careteam.v1.FhirService.GetFhirResource:output_type -> careteam.v1.GetFhirResourceResponse
+	5,  // 14: careteam.v1.FhirService.SearchFhirResources:output_type -> careteam.v1.SearchFhirResourcesResponse
+	11, // [11:15] is the sub-list for method output_type
+	7,  // [7:11] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_fhir_proto_init() }
@@ -316,7 +741,7 @@ func file_careteam_v1_fhir_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_careteam_v1_fhir_proto_rawDesc), len(file_careteam_v1_fhir_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

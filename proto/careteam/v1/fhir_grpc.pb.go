@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	FhirService_ExportReferralBundle_FullMethodName = "/careteam.v1.FhirService/ExportReferralBundle"
 	FhirService_ImportServiceRequest_FullMethodName = "/careteam.v1.FhirService/ImportServiceRequest"
+	FhirService_GetFhirResource_FullMethodName      = "/careteam.v1.FhirService/GetFhirResource"
+	FhirService_SearchFhirResources_FullMethodName  = "/careteam.v1.FhirService/SearchFhirResources"
 )
 
 // FhirServiceClient is the client API for FhirService service.
@@ -28,7 +30,9 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // FhirService speaks HL7 FHIR R4 with EHRs: it imports a ServiceRequest as
-// a referral and exports a referral as a Bundle.
+// a referral, exports a referral as a Bundle, and reads and searches the
+// resources of careteam's record. careteamd's FHIR REST endpoint
+// (/fhir/R4) makes each of its interactions through these methods.
 type FhirServiceClient interface {
 	// Returns a referral as a FHIR R4 Bundle (JSON): Patient, ServiceRequest,
 	// Task, Conditions, the clearance, Encounters, Observations and the
@@ -38,6 +42,15 @@ type FhirServiceClient interface {
 	// a transaction or collection Bundle) as a referral. Idempotent by the
 	// ServiceRequest's identifier. Physicians only, as requester.
 	ImportServiceRequest(ctx context.Context, in *ImportServiceRequestRequest, opts ...grpc.CallOption) (*ImportServiceRequestResponse, error)
+	// Reads one FHIR R4 resource of careteam's record by its type and id, as
+	// the caller may read it (redacted as every other read). References in it
+	// are relative ("Patient/{id}") and resolve through this method.
+	GetFhirResource(ctx context.Context, in *GetFhirResourceRequest, opts ...grpc.CallOption) (*GetFhirResourceResponse, error)
+	// Searches FHIR R4 resources of one type with FHIR search parameters:
+	// Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
+	// identifier, status, _lastUpdated). Only what the caller may read is
+	// found. An unknown parameter is INVALID_ARGUMENT.
+	SearchFhirResources(ctx context.Context, in *SearchFhirResourcesRequest, opts ...grpc.CallOption) (*SearchFhirResourcesResponse, error)
 }
 
 type fhirServiceClient struct {
@@ -68,12 +81,34 @@ func (c *fhirServiceClient) ImportServiceRequest(ctx context.Context, in *Import
 	return out, nil
 }
 
+func (c *fhirServiceClient) GetFhirResource(ctx context.Context, in *GetFhirResourceRequest, opts ...grpc.CallOption) (*GetFhirResourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFhirResourceResponse)
+	err := c.cc.Invoke(ctx, FhirService_GetFhirResource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *fhirServiceClient) SearchFhirResources(ctx context.Context, in *SearchFhirResourcesRequest, opts ...grpc.CallOption) (*SearchFhirResourcesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SearchFhirResourcesResponse)
+	err := c.cc.Invoke(ctx, FhirService_SearchFhirResources_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FhirServiceServer is the server API for FhirService service.
 // All implementations must embed UnimplementedFhirServiceServer
 // for forward compatibility.
 //
 // FhirService speaks HL7 FHIR R4 with EHRs: it imports a ServiceRequest as
-// a referral and exports a referral as a Bundle.
+// a referral, exports a referral as a Bundle, and reads and searches the
+// resources of careteam's record. careteamd's FHIR REST endpoint
+// (/fhir/R4) makes each of its interactions through these methods.
 type FhirServiceServer interface {
 	// Returns a referral as a FHIR R4 Bundle (JSON): Patient, ServiceRequest,
 	// Task, Conditions, the clearance, Encounters, Observations and the
@@ -83,6 +118,15 @@ type FhirServiceServer interface {
 	// a transaction or collection Bundle) as a referral. Idempotent by the
 	// ServiceRequest's identifier. Physicians only, as requester.
 	ImportServiceRequest(context.Context, *ImportServiceRequestRequest) (*ImportServiceRequestResponse, error)
+	// Reads one FHIR R4 resource of careteam's record by its type and id, as
+	// the caller may read it (redacted as every other read). References in it
+	// are relative ("Patient/{id}") and resolve through this method.
+	GetFhirResource(context.Context, *GetFhirResourceRequest) (*GetFhirResourceResponse, error)
+	// Searches FHIR R4 resources of one type with FHIR search parameters:
+	// Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
+	// identifier, status, _lastUpdated). Only what the caller may read is
+	// found. An unknown parameter is INVALID_ARGUMENT.
+	SearchFhirResources(context.Context, *SearchFhirResourcesRequest) (*SearchFhirResourcesResponse, error)
 	mustEmbedUnimplementedFhirServiceServer()
 }
 
@@ -98,6 +142,12 @@ func (UnimplementedFhirServiceServer) ExportReferralBundle(context.Context, *Exp
 }
 func (UnimplementedFhirServiceServer) ImportServiceRequest(context.Context, *ImportServiceRequestRequest) (*ImportServiceRequestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportServiceRequest not implemented")
+}
+func (UnimplementedFhirServiceServer) GetFhirResource(context.Context, *GetFhirResourceRequest) (*GetFhirResourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFhirResource not implemented")
+}
+func (UnimplementedFhirServiceServer) SearchFhirResources(context.Context, *SearchFhirResourcesRequest) (*SearchFhirResourcesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SearchFhirResources not implemented")
 }
 func (UnimplementedFhirServiceServer) mustEmbedUnimplementedFhirServiceServer() {}
 func (UnimplementedFhirServiceServer) testEmbeddedByValue()                     {}
@@ -156,6 +206,42 @@ func _FhirService_ImportServiceRequest_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FhirService_GetFhirResource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFhirResourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FhirServiceServer).GetFhirResource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FhirService_GetFhirResource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FhirServiceServer).GetFhirResource(ctx, req.(*GetFhirResourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FhirService_SearchFhirResources_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SearchFhirResourcesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FhirServiceServer).SearchFhirResources(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FhirService_SearchFhirResources_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FhirServiceServer).SearchFhirResources(ctx, req.(*SearchFhirResourcesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FhirService_ServiceDesc is the grpc.ServiceDesc for FhirService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +256,14 @@ var FhirService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportServiceRequest",
 			Handler:    _FhirService_ImportServiceRequest_Handler,
+		},
+		{
+			MethodName: "GetFhirResource",
+			Handler:    _FhirService_GetFhirResource_Handler,
+		},
+		{
+			MethodName: "SearchFhirResources",
+			Handler:    _FhirService_SearchFhirResources_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

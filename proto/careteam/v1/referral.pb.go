@@ -487,8 +487,25 @@ type Referral struct {
 	// AWAITING_INFO does not count against the receiver. Unset outside
 	// SUBMITTED.
 	AcknowledgementRemaining *durationpb.Duration `protobuf:"bytes,30,opt,name=acknowledgement_remaining,json=acknowledgementRemaining,proto3" json:"acknowledgement_remaining,omitempty"`
-	unknownFields            protoimpl.UnknownFields
-	sizeCache                protoimpl.SizeCache
+	// Reasons given in words only, beside the coded ones (a FHIR
+	// ServiceRequest's reasonCode without an ICD-10-CM coding). Clinical
+	// text: coordinators do not read it.
+	ReasonTexts []string `protobuf:"bytes,31,rep,name=reason_texts,json=reasonTexts,proto3" json:"reason_texts,omitempty"`
+	// The physician's instructions to the patient (FHIR
+	// ServiceRequest.patientInstruction). Coordinators do not read it.
+	PatientInstruction string `protobuf:"bytes,32,opt,name=patient_instruction,json=patientInstruction,proto3" json:"patient_instruction,omitempty"`
+	// What is ordered, as the referrer's system codes it, such as CPT 97124
+	// (therapeutic massage) (FHIR ServiceRequest.code).
+	ServiceCodes []*Coding `protobuf:"bytes,33,rep,name=service_codes,json=serviceCodes,proto3" json:"service_codes,omitempty"`
+	// What is ordered, in the referrer's words (FHIR
+	// ServiceRequest.code.text). Coordinators do not read it.
+	ServiceText string `protobuf:"bytes,34,opt,name=service_text,json=serviceText,proto3" json:"service_text,omitempty"`
+	// When the referral becomes valid (FHIR ServiceRequest.occurrencePeriod
+	// .start); unset: from its creation. No session starts before it
+	// (REFERRAL_NOT_YET_VALID); it must be before valid_until.
+	ValidFrom     *timestamppb.Timestamp `protobuf:"bytes,35,opt,name=valid_from,json=validFrom,proto3" json:"valid_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Referral) Reset() {
@@ -727,6 +744,41 @@ func (x *Referral) GetAcknowledgementDueTime() *timestamppb.Timestamp {
 func (x *Referral) GetAcknowledgementRemaining() *durationpb.Duration {
 	if x != nil {
 		return x.AcknowledgementRemaining
+	}
+	return nil
+}
+
+func (x *Referral) GetReasonTexts() []string {
+	if x != nil {
+		return x.ReasonTexts
+	}
+	return nil
+}
+
+func (x *Referral) GetPatientInstruction() string {
+	if x != nil {
+		return x.PatientInstruction
+	}
+	return ""
+}
+
+func (x *Referral) GetServiceCodes() []*Coding {
+	if x != nil {
+		return x.ServiceCodes
+	}
+	return nil
+}
+
+func (x *Referral) GetServiceText() string {
+	if x != nil {
+		return x.ServiceText
+	}
+	return ""
+}
+
+func (x *Referral) GetValidFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ValidFrom
 	}
 	return nil
 }
@@ -2715,7 +2767,7 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
 	"answeredBy\x12;\n" +
 	"\vanswer_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"answerTime\"\xb6\x0e\n" +
+	"answerTime\"\xd1\x10\n" +
 	"\bReferral\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\apatient\x18\x02 \x01(\tB\x1a\xbaH\x17r\x152\x13^(patients/[^/]+)?$R\apatient\x12P\n" +
@@ -2753,7 +2805,13 @@ const file_careteam_v1_referral_proto_rawDesc = "" +
 	"submitTime\x12\x12\n" +
 	"\x04etag\x18\x1c \x01(\tR\x04etag\x12T\n" +
 	"\x18acknowledgement_due_time\x18\x1d \x01(\v2\x1a.google.protobuf.TimestampR\x16acknowledgementDueTime\x12V\n" +
-	"\x19acknowledgement_remaining\x18\x1e \x01(\v2\x19.google.protobuf.DurationR\x18acknowledgementRemaining\"~\n" +
+	"\x19acknowledgement_remaining\x18\x1e \x01(\v2\x19.google.protobuf.DurationR\x18acknowledgementRemaining\x122\n" +
+	"\freason_texts\x18\x1f \x03(\tB\x0f\xbaH\f\x92\x01\t\x10\x14\"\x05r\x03\x18\xe8\aR\vreasonTexts\x129\n" +
+	"\x13patient_instruction\x18  \x01(\tB\b\xbaH\x05r\x03\x18\x90NR\x12patientInstruction\x12B\n" +
+	"\rservice_codes\x18! \x03(\v2\x13.careteam.v1.CodingB\b\xbaH\x05\x92\x01\x02\x10\x14R\fserviceCodes\x12+\n" +
+	"\fservice_text\x18\" \x01(\tB\b\xbaH\x05r\x03\x18\xe8\aR\vserviceText\x129\n" +
+	"\n" +
+	"valid_from\x18# \x01(\v2\x1a.google.protobuf.TimestampR\tvalidFrom\"~\n" +
 	"\x15CreateReferralRequest\x129\n" +
 	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralB\x06\xbaH\x03\xc8\x01\x01R\breferral\x12*\n" +
 	"\n" +
@@ -3008,8 +3066,9 @@ var file_careteam_v1_referral_proto_goTypes = []any{
 	(Technique)(0),                      // 36: careteam.v1.Technique
 	(Specialty)(0),                      // 37: careteam.v1.Specialty
 	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
-	(*Treatment)(nil),                   // 39: careteam.v1.Treatment
-	(Severity)(0),                       // 40: careteam.v1.Severity
+	(*Coding)(nil),                      // 39: careteam.v1.Coding
+	(*Treatment)(nil),                   // 40: careteam.v1.Treatment
+	(Severity)(0),                       // 41: careteam.v1.Severity
 }
 var file_careteam_v1_referral_proto_depIdxs = []int32{
 	0,  // 0: careteam.v1.StateChange.from_state:type_name -> careteam.v1.ReferralState
@@ -3030,66 +3089,68 @@ var file_careteam_v1_referral_proto_depIdxs = []int32{
 	35, // 15: careteam.v1.Referral.submit_time:type_name -> google.protobuf.Timestamp
 	35, // 16: careteam.v1.Referral.acknowledgement_due_time:type_name -> google.protobuf.Timestamp
 	38, // 17: careteam.v1.Referral.acknowledgement_remaining:type_name -> google.protobuf.Duration
-	5,  // 18: careteam.v1.CreateReferralRequest.referral:type_name -> careteam.v1.Referral
-	5,  // 19: careteam.v1.CreateReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 20: careteam.v1.GetReferralResponse.referral:type_name -> careteam.v1.Referral
-	0,  // 21: careteam.v1.ListReferralsRequest.states:type_name -> careteam.v1.ReferralState
-	1,  // 22: careteam.v1.ListReferralsRequest.priority:type_name -> careteam.v1.ReferralPriority
-	37, // 23: careteam.v1.ListReferralsRequest.required_specialty:type_name -> careteam.v1.Specialty
-	5,  // 24: careteam.v1.ListReferralsResponse.referrals:type_name -> careteam.v1.Referral
-	5,  // 25: careteam.v1.SubmitReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 26: careteam.v1.AssignReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 27: careteam.v1.AcceptReferralResponse.referral:type_name -> careteam.v1.Referral
-	2,  // 28: careteam.v1.DeclineReferralRequest.reason:type_name -> careteam.v1.DeclineReason
-	5,  // 29: careteam.v1.DeclineReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 30: careteam.v1.RequestInformationResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 31: careteam.v1.ProvideInformationResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 32: careteam.v1.CancelReferralResponse.referral:type_name -> careteam.v1.Referral
-	5,  // 33: careteam.v1.CompleteReferralResponse.referral:type_name -> careteam.v1.Referral
-	34, // 34: careteam.v1.CompleteReferralResponse.progress:type_name -> careteam.v1.ReferralProgress
-	34, // 35: careteam.v1.GetReferralProgressResponse.progress:type_name -> careteam.v1.ReferralProgress
-	35, // 36: careteam.v1.SessionSummary.start_time:type_name -> google.protobuf.Timestamp
-	39, // 37: careteam.v1.SessionSummary.treatments:type_name -> careteam.v1.Treatment
-	40, // 38: careteam.v1.AdverseEventSummary.severity:type_name -> careteam.v1.Severity
-	35, // 39: careteam.v1.AdverseEventSummary.session_time:type_name -> google.protobuf.Timestamp
-	35, // 40: careteam.v1.DeviationSummary.sign_time:type_name -> google.protobuf.Timestamp
-	0,  // 41: careteam.v1.ReferralProgress.state:type_name -> careteam.v1.ReferralState
-	3,  // 42: careteam.v1.ReferralProgress.history:type_name -> careteam.v1.StateChange
-	30, // 43: careteam.v1.ReferralProgress.sessions:type_name -> careteam.v1.SessionSummary
-	31, // 44: careteam.v1.ReferralProgress.pain:type_name -> careteam.v1.MeasureTrend
-	31, // 45: careteam.v1.ReferralProgress.oswestry_disability_index:type_name -> careteam.v1.MeasureTrend
-	31, // 46: careteam.v1.ReferralProgress.neck_disability_index:type_name -> careteam.v1.MeasureTrend
-	32, // 47: careteam.v1.ReferralProgress.adverse_events:type_name -> careteam.v1.AdverseEventSummary
-	33, // 48: careteam.v1.ReferralProgress.deviations:type_name -> careteam.v1.DeviationSummary
-	6,  // 49: careteam.v1.ReferralService.CreateReferral:input_type -> careteam.v1.CreateReferralRequest
-	8,  // 50: careteam.v1.ReferralService.GetReferral:input_type -> careteam.v1.GetReferralRequest
-	10, // 51: careteam.v1.ReferralService.ListReferrals:input_type -> careteam.v1.ListReferralsRequest
-	12, // 52: careteam.v1.ReferralService.SubmitReferral:input_type -> careteam.v1.SubmitReferralRequest
-	14, // 53: careteam.v1.ReferralService.AssignReferral:input_type -> careteam.v1.AssignReferralRequest
-	16, // 54: careteam.v1.ReferralService.AcceptReferral:input_type -> careteam.v1.AcceptReferralRequest
-	18, // 55: careteam.v1.ReferralService.DeclineReferral:input_type -> careteam.v1.DeclineReferralRequest
-	20, // 56: careteam.v1.ReferralService.RequestInformation:input_type -> careteam.v1.RequestInformationRequest
-	22, // 57: careteam.v1.ReferralService.ProvideInformation:input_type -> careteam.v1.ProvideInformationRequest
-	24, // 58: careteam.v1.ReferralService.CancelReferral:input_type -> careteam.v1.CancelReferralRequest
-	26, // 59: careteam.v1.ReferralService.CompleteReferral:input_type -> careteam.v1.CompleteReferralRequest
-	28, // 60: careteam.v1.ReferralService.GetReferralProgress:input_type -> careteam.v1.GetReferralProgressRequest
-	7,  // 61: careteam.v1.ReferralService.CreateReferral:output_type -> careteam.v1.CreateReferralResponse
-	9,  // 62: careteam.v1.ReferralService.GetReferral:output_type -> careteam.v1.GetReferralResponse
-	11, // 63: careteam.v1.ReferralService.ListReferrals:output_type -> careteam.v1.ListReferralsResponse
-	13, // 64: careteam.v1.ReferralService.SubmitReferral:output_type -> careteam.v1.SubmitReferralResponse
-	15, // 65: careteam.v1.ReferralService.AssignReferral:output_type -> careteam.v1.AssignReferralResponse
-	17, // 66: careteam.v1.ReferralService.AcceptReferral:output_type -> careteam.v1.AcceptReferralResponse
-	19, // 67: careteam.v1.ReferralService.DeclineReferral:output_type -> careteam.v1.DeclineReferralResponse
-	21, // 68: careteam.v1.ReferralService.RequestInformation:output_type -> careteam.v1.RequestInformationResponse
-	23, // 69: careteam.v1.ReferralService.ProvideInformation:output_type -> careteam.v1.ProvideInformationResponse
-	25, // 70: careteam.v1.ReferralService.CancelReferral:output_type -> careteam.v1.CancelReferralResponse
-	27, // 71: careteam.v1.ReferralService.CompleteReferral:output_type -> careteam.v1.CompleteReferralResponse
-	29, // 72: careteam.v1.ReferralService.GetReferralProgress:output_type -> careteam.v1.GetReferralProgressResponse
-	61, // [61:73] is the sub-list for method output_type
-	49, // [49:61] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	39, // 18: careteam.v1.Referral.service_codes:type_name -> careteam.v1.Coding
+	35, // 19: careteam.v1.Referral.valid_from:type_name -> google.protobuf.Timestamp
+	5,  // 20: careteam.v1.CreateReferralRequest.referral:type_name -> careteam.v1.Referral
+	5,  // 21: careteam.v1.CreateReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 22: careteam.v1.GetReferralResponse.referral:type_name -> careteam.v1.Referral
+	0,  // 23: careteam.v1.ListReferralsRequest.states:type_name -> careteam.v1.ReferralState
+	1,  // 24: careteam.v1.ListReferralsRequest.priority:type_name -> careteam.v1.ReferralPriority
+	37, // 25: careteam.v1.ListReferralsRequest.required_specialty:type_name -> careteam.v1.Specialty
+	5,  // 26: careteam.v1.ListReferralsResponse.referrals:type_name -> careteam.v1.Referral
+	5,  // 27: careteam.v1.SubmitReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 28: careteam.v1.AssignReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 29: careteam.v1.AcceptReferralResponse.referral:type_name -> careteam.v1.Referral
+	2,  // 30: careteam.v1.DeclineReferralRequest.reason:type_name -> careteam.v1.DeclineReason
+	5,  // 31: careteam.v1.DeclineReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 32: careteam.v1.RequestInformationResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 33: careteam.v1.ProvideInformationResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 34: careteam.v1.CancelReferralResponse.referral:type_name -> careteam.v1.Referral
+	5,  // 35: careteam.v1.CompleteReferralResponse.referral:type_name -> careteam.v1.Referral
+	34, // 36: careteam.v1.CompleteReferralResponse.progress:type_name -> careteam.v1.ReferralProgress
+	34, // 37: careteam.v1.GetReferralProgressResponse.progress:type_name -> careteam.v1.ReferralProgress
+	35, // 38: careteam.v1.SessionSummary.start_time:type_name -> google.protobuf.Timestamp
+	40, // 39: careteam.v1.SessionSummary.treatments:type_name -> careteam.v1.Treatment
+	41, // 40: careteam.v1.AdverseEventSummary.severity:type_name -> careteam.v1.Severity
+	35, // 41: careteam.v1.AdverseEventSummary.session_time:type_name -> google.protobuf.Timestamp
+	35, // 42: careteam.v1.DeviationSummary.sign_time:type_name -> google.protobuf.Timestamp
+	0,  // 43: careteam.v1.ReferralProgress.state:type_name -> careteam.v1.ReferralState
+	3,  // 44: careteam.v1.ReferralProgress.history:type_name -> careteam.v1.StateChange
+	30, // 45: careteam.v1.ReferralProgress.sessions:type_name -> careteam.v1.SessionSummary
+	31, // 46: careteam.v1.ReferralProgress.pain:type_name -> careteam.v1.MeasureTrend
+	31, // 47: careteam.v1.ReferralProgress.oswestry_disability_index:type_name -> careteam.v1.MeasureTrend
+	31, // 48: careteam.v1.ReferralProgress.neck_disability_index:type_name -> careteam.v1.MeasureTrend
+	32, // 49: careteam.v1.ReferralProgress.adverse_events:type_name -> careteam.v1.AdverseEventSummary
+	33, // 50: careteam.v1.ReferralProgress.deviations:type_name -> careteam.v1.DeviationSummary
+	6,  // 51: careteam.v1.ReferralService.CreateReferral:input_type -> careteam.v1.CreateReferralRequest
+	8,  // 52: careteam.v1.ReferralService.GetReferral:input_type -> careteam.v1.GetReferralRequest
+	10, // 53: careteam.v1.ReferralService.ListReferrals:input_type -> careteam.v1.ListReferralsRequest
+	12, // 54: careteam.v1.ReferralService.SubmitReferral:input_type -> careteam.v1.SubmitReferralRequest
+	14, // 55: careteam.v1.ReferralService.AssignReferral:input_type -> careteam.v1.AssignReferralRequest
+	16, // 56: careteam.v1.ReferralService.AcceptReferral:input_type -> careteam.v1.AcceptReferralRequest
+	18, // 57: careteam.v1.ReferralService.DeclineReferral:input_type -> careteam.v1.DeclineReferralRequest
+	20, // 58: careteam.v1.ReferralService.RequestInformation:input_type -> careteam.v1.RequestInformationRequest
+	22, // 59: careteam.v1.ReferralService.ProvideInformation:input_type -> careteam.v1.ProvideInformationRequest
+	24, // 60: careteam.v1.ReferralService.CancelReferral:input_type -> careteam.v1.CancelReferralRequest
+	26, // 61: careteam.v1.ReferralService.CompleteReferral:input_type -> careteam.v1.CompleteReferralRequest
+	28, // 62: careteam.v1.ReferralService.GetReferralProgress:input_type -> careteam.v1.GetReferralProgressRequest
+	7,  // 63: careteam.v1.ReferralService.CreateReferral:output_type -> careteam.v1.CreateReferralResponse
+	9,  // 64: careteam.v1.ReferralService.GetReferral:output_type -> careteam.v1.GetReferralResponse
+	11, // 65: careteam.v1.ReferralService.ListReferrals:output_type -> careteam.v1.ListReferralsResponse
+	13, // 66: careteam.v1.ReferralService.SubmitReferral:output_type -> careteam.v1.SubmitReferralResponse
+	15, // 67: careteam.v1.ReferralService.AssignReferral:output_type -> careteam.v1.AssignReferralResponse
+	17, // 68: careteam.v1.ReferralService.AcceptReferral:output_type -> careteam.v1.AcceptReferralResponse
+	19, // 69: careteam.v1.ReferralService.DeclineReferral:output_type -> careteam.v1.DeclineReferralResponse
+	21, // 70: careteam.v1.ReferralService.RequestInformation:output_type -> careteam.v1.RequestInformationResponse
+	23, // 71: careteam.v1.ReferralService.ProvideInformation:output_type -> careteam.v1.ProvideInformationResponse
+	25, // 72: careteam.v1.ReferralService.CancelReferral:output_type -> careteam.v1.CancelReferralResponse
+	27, // 73: careteam.v1.ReferralService.CompleteReferral:output_type -> careteam.v1.CompleteReferralResponse
+	29, // 74: careteam.v1.ReferralService.GetReferralProgress:output_type -> careteam.v1.GetReferralProgressResponse
+	63, // [63:75] is the sub-list for method output_type
+	51, // [51:63] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_careteam_v1_referral_proto_init() }

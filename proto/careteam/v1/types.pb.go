@@ -431,6 +431,72 @@ func (x *Identifier) GetValue() string {
 	return ""
 }
 
+// Coding is a code of another system that careteam keeps as it came (FHIR
+// Coding), such as the CPT code of what an order asks for or the category
+// of a diagnosis.
+type Coding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The code system, usually a URI such as "http://www.ama-assn.org/go/cpt".
+	System string `protobuf:"bytes,1,opt,name=system,proto3" json:"system,omitempty"`
+	// The code within its system, such as "97124".
+	Code string `protobuf:"bytes,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The code's display text, as its sender gave it.
+	Display       string `protobuf:"bytes,3,opt,name=display,proto3" json:"display,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Coding) Reset() {
+	*x = Coding{}
+	mi := &file_careteam_v1_types_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Coding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Coding) ProtoMessage() {}
+
+func (x *Coding) ProtoReflect() protoreflect.Message {
+	mi := &file_careteam_v1_types_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Coding.ProtoReflect.Descriptor instead.
+func (*Coding) Descriptor() ([]byte, []int) {
+	return file_careteam_v1_types_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Coding) GetSystem() string {
+	if x != nil {
+		return x.System
+	}
+	return ""
+}
+
+func (x *Coding) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *Coding) GetDisplay() string {
+	if x != nil {
+		return x.Display
+	}
+	return ""
+}
+
 // Treatment is one technique applied to one body region with a pressure:
 // the unit a session plans, a note records and a precaution is checked
 // against.
@@ -448,7 +514,7 @@ type Treatment struct {
 
 func (x *Treatment) Reset() {
 	*x = Treatment{}
-	mi := &file_careteam_v1_types_proto_msgTypes[1]
+	mi := &file_careteam_v1_types_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +526,7 @@ func (x *Treatment) String() string {
 func (*Treatment) ProtoMessage() {}
 
 func (x *Treatment) ProtoReflect() protoreflect.Message {
-	mi := &file_careteam_v1_types_proto_msgTypes[1]
+	mi := &file_careteam_v1_types_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +539,7 @@ func (x *Treatment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Treatment.ProtoReflect.Descriptor instead.
 func (*Treatment) Descriptor() ([]byte, []int) {
-	return file_careteam_v1_types_proto_rawDescGZIP(), []int{1}
+	return file_careteam_v1_types_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Treatment) GetRegion() BodyRegion {
@@ -507,7 +573,11 @@ const file_careteam_v1_types_proto_rawDesc = "" +
 	"\x06system\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x06system\x12 \n" +
 	"\x05value\x18\x02 \x01(\tB\n" +
-	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05value\"\xc9\x01\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x05value\"l\n" +
+	"\x06Coding\x12 \n" +
+	"\x06system\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x02R\x06system\x12\x1c\n" +
+	"\x04code\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x04code\x12\"\n" +
+	"\adisplay\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\xf4\x03R\adisplay\"\xc9\x01\n" +
 	"\tTreatment\x12;\n" +
 	"\x06region\x18\x01 \x01(\x0e2\x17.careteam.v1.BodyRegionB\n" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x06region\x12@\n" +
@@ -572,7 +642,7 @@ func file_careteam_v1_types_proto_rawDescGZIP() []byte {
 }
 
 var file_careteam_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_careteam_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_careteam_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_careteam_v1_types_proto_goTypes = []any{
 	(Specialty)(0),     // 0: careteam.v1.Specialty
 	(BodyRegion)(0),    // 1: careteam.v1.BodyRegion
@@ -580,7 +650,8 @@ var file_careteam_v1_types_proto_goTypes = []any{
 	(Pressure)(0),      // 3: careteam.v1.Pressure
 	(Severity)(0),      // 4: careteam.v1.Severity
 	(*Identifier)(nil), // 5: careteam.v1.Identifier
-	(*Treatment)(nil),  // 6: careteam.v1.Treatment
+	(*Coding)(nil),     // 6: careteam.v1.Coding
+	(*Treatment)(nil),  // 7: careteam.v1.Treatment
 }
 var file_careteam_v1_types_proto_depIdxs = []int32{
 	1, // 0: careteam.v1.Treatment.region:type_name -> careteam.v1.BodyRegion
@@ -604,7 +675,7 @@ func file_careteam_v1_types_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_careteam_v1_types_proto_rawDesc), len(file_careteam_v1_types_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -308,15 +308,24 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 	}
 }
 
-// addFHIRCases adds the FHIR RPCs' cases: an export of a referral, and an
-// import of a bare ServiceRequest whose patient is in the contained
-// resources.
+// addFHIRCases adds the FHIR RPCs' cases: an export of a referral, a read
+// of its Task, a search of the patient's orders, and an import of a bare
+// ServiceRequest whose patient is in the contained resources.
 func addFHIRCases(t *testing.T, tm *team, cases map[string]func() error) {
 	dr := tm.as("dr")
 	r := tm.create(tm.newReferral())
 	npi := "9" + uuid.NewString()[:9]
 	cases["FhirService/ExportReferralBundle"] = func() error {
 		_, err := dr.FHIR.ExportReferralBundle(tm.ctx, &pb.ExportReferralBundleRequest{Referral: r.GetName()})
+		return err
+	}
+	cases["FhirService/GetFhirResource"] = func() error {
+		_, err := dr.FHIR.GetFhirResource(tm.ctx, &pb.GetFhirResourceRequest{ResourceType: "Task", Id: strings.TrimPrefix(r.GetName(), "referrals/")})
+		return err
+	}
+	cases["FhirService/SearchFhirResources"] = func() error {
+		_, err := dr.FHIR.SearchFhirResources(tm.ctx, &pb.SearchFhirResourcesRequest{ResourceType: "ServiceRequest",
+			Parameters: []*pb.FhirSearchParameter{{Name: "patient", Value: strings.Replace(r.GetPatient(), "patients/", "Patient/", 1)}}})
 		return err
 	}
 	cases["FhirService/ImportServiceRequest"] = func() error {

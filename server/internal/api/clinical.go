@@ -46,6 +46,7 @@ func diagnosisToProto(d *careteam.Diagnosis) *pb.Diagnosis {
 		RedFlags:       enumsFromDomain[pb.RedFlag](d.RedFlags),
 		Notes:          d.Notes,
 		NotesShareable: d.NotesShareable,
+		Categories:     codingsToProto(d.Categories),
 		CreateTime:     timestamp(d.CreateTime),
 		UpdateTime:     timestamp(d.UpdateTime),
 		Etag:           careteam.Etag(d.Version),

@@ -2,6 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
@@ -30,6 +36,7 @@ func (s *fhirServer) ImportServiceRequest(ctx context.Context, req *pb.ImportSer
 		Referral: referralToProto(res.Referral),
 		Patient:  patientToProto(res.Patient),
 		Changed:  res.Changed,
+		Created:  res.Created,
 	}
 	for _, d := range res.Diagnoses {
 		resp.Diagnoses = append(resp.Diagnoses, diagnosisToProto(d))
@@ -55,4 +62,146 @@ func (s *fhirServer) ExportReferralBundle(ctx context.Context, req *pb.ExportRef
 		return nil, err
 	}
 	return &pb.ExportReferralBundleResponse{BundleJson: bundle}, nil
+}
+
+func (s *fhirServer) GetFhirResource(ctx context.Context, req *pb.GetFhirResourceRequest) (*pb.GetFhirResourceResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.read(ctx, p, req.GetResourceType(), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetFhirResourceResponse{Resource: fhirResourceToProto(r)}, nil
+}
+
+// read finds one resource by type and id through the domain's reads, so
+// that what the caller may not read is refused and what it may is redacted
+// as over every other method. Resources careteam keeps no row of (Task,
+// Composition, Observation) and the ServiceRequest and Encounter are read
+// as part of their referral's record.
+func (s *fhirServer) read(ctx context.Context, p careteam.Principal, typ, id string) (fhir.Resource, error) {
+	notFound := fmt.Errorf("%s/%s: %w", typ, id, careteam.ErrNotFound)
+	row := func(s string) (uuid.UUID, error) {
+		u, err := uuid.Parse(s)
+		if err != nil || len(s) != 36 {
+			return uuid.Nil, notFound
+		}
+		return u, nil
+	}
+	var referral uuid.UUID
+	switch typ {
+	case "Patient", "Condition", "CarePlan", "Practitioner", "Organization", "ServiceRequest", "Task", "Composition", "Encounter":
+		u, err := row(id)
+		if err != nil {
+			return fhir.Resource{}, err
+		}
+		switch typ {
+		case "Patient":
+			return readAs(s.svc.GetPatient(ctx, p, u))(fhir.PatientResource)
+		case "Condition":
+			return readAs(s.svc.GetDiagnosis(ctx, p, u))(fhir.ConditionResource)
+		case "CarePlan":
+			return readAs(s.svc.GetClearance(ctx, p, u))(fhir.CarePlanResource)
+		case "Practitioner":
+			return readAs(s.svc.GetPractitioner(ctx, p, u))(fhir.PractitionerResource)
+		case "Organization":
+			return readAs(s.svc.GetOrganization(ctx, p, u))(fhir.OrganizationResource)
+		case "Encounter":
+			ss, err := s.svc.GetSession(ctx, p, u)
+			if err != nil {
+				return fhir.Resource{}, err
+			}
+			referral = ss.ReferralID
+		default:
+			referral = u
+		}
+	case "Observation":
+		// {session id}-{measure}
+		u, err := row(id[:min(len(id), 36)])
+		if err != nil || len(id) < 38 || id[36] != '-' {
+			return fhir.Resource{}, notFound
+		}
+		ss, err := s.svc.GetSession(ctx, p, u)
+		if err != nil {
+			return fhir.Resource{}, err
+		}
+		referral = ss.ReferralID
+	default:
+		return fhir.Resource{}, invalid("resource_type", "careteam serves Patient, ServiceRequest, Task, Condition, CarePlan, "+
+			"Encounter, Observation, Composition, Practitioner and Organization")
+	}
+	rec, err := s.svc.GetReferralRecord(ctx, p, referral)
+	if err != nil {
+		return fhir.Resource{}, err
+	}
+	all, err := fhir.RecordResources(rec)
+	if err != nil {
+		return fhir.Resource{}, err
+	}
+	for _, r := range all {
+		if r.Type == typ && r.ID == id {
+			return r, nil
+		}
+	}
+	return fhir.Resource{}, notFound
+}
+
+// readAs writes what a domain read returned as a FHIR resource.
+func readAs[T any](v T, err error) func(func(T) (fhir.Resource, error)) (fhir.Resource, error) {
+	return func(write func(T) (fhir.Resource, error)) (fhir.Resource, error) {
+		if err != nil {
+			return fhir.Resource{}, err
+		}
+		return write(v)
+	}
+}
+
+func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhirResourcesRequest) (*pb.SearchFhirResourcesResponse, error) {
+	p, err := principalFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	params := make([]fhir.Param, len(req.GetParameters()))
+	for i, sp := range req.GetParameters() {
+		params[i] = fhir.Param{Name: sp.GetName(), Value: sp.GetValue()}
+	}
+	typ := req.GetResourceType()
+	f, err := fhir.ReferralSearch(typ, params)
+	if err != nil {
+		return nil, err
+	}
+	size := req.GetPageSize()
+	if size == 0 {
+		size = 20
+	}
+	page, err := decodePage(req, req.GetPageToken(), size)
+	if err != nil {
+		return nil, err
+	}
+	rows, next, err := s.svc.ListReferrals(ctx, p, f, page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.SearchFhirResourcesResponse{NextPageToken: encodePage(req, next)}
+	for _, r := range rows {
+		res, err := s.read(ctx, p, typ, r.ID.String())
+		if err != nil {
+			return nil, err
+		}
+		resp.Resources = append(resp.Resources, fhirResourceToProto(res))
+	}
+	return resp, nil
+}
+
+// fhirResourceToProto names a resource's version by its content, so that
+// it changes exactly when the resource does, whatever changed it.
+func fhirResourceToProto(r fhir.Resource) *pb.FhirResource {
+	sum := sha256.Sum256(r.JSON)
+	out := &pb.FhirResource{ResourceType: r.Type, Id: r.ID, ResourceJson: r.JSON, Version: hex.EncodeToString(sum[:8])}
+	if !r.Updated.IsZero() {
+		out.UpdateTime = timestamppb.New(r.Updated)
+	}
+	return out
 }

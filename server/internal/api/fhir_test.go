@@ -10,9 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
@@ -388,6 +390,10 @@ func TestImportRejections(t *testing.T) {
 		{"performer unknown to the directory", func(t *testing.T) sample {
 			return readSample(t, "contained-service-request.json").set(t, "performer.0.identifier.value", "1111111111")
 		}, []string{"ServiceRequest.performer[0]"}},
+		{"a modifier extension", func(t *testing.T) sample {
+			return readSample(t, "contained-service-request.json").set(t, "contained.1.modifierExtension",
+				[]any{map[string]any{"url": "http://example.org/fhir/StructureDefinition/do-not-treat", "valueBoolean": true}})
+		}, []string{"ServiceRequest.contained[1].ofType(Condition).modifierExtension[0]"}},
 		{"no performer", func(t *testing.T) sample {
 			return readSample(t, "contained-service-request.json").set(t, "performer", nil)
 		},
@@ -405,6 +411,22 @@ func TestImportRejections(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a requester the directory does not know", func(t *testing.T) {
+		_, err := tm.importJSON("dr", readSample(t, "transaction-bundle.json").set(t, "entry.4.resource.identifier.0.value", "1111111111").json(t))
+		st := wantCode(t, err, codes.InvalidArgument)
+		found := false
+		for _, d := range st.Details() {
+			if br, ok := d.(*errdetails.BadRequest); ok {
+				for _, v := range br.GetFieldViolations() {
+					found = found || (v.GetField() == "Bundle.entry[0].resource.ofType(ServiceRequest).requester" &&
+						strings.Contains(v.GetDescription(), "http://hl7.org/fhir/sid/us-npi|1111111111"))
+				}
+			}
+		}
+		if !found {
+			t.Errorf("the requester and its identifier are not named: %v", st.Details())
+		}
+	})
 	t.Run("a therapist lacking the required training", func(t *testing.T) {
 		_, err := tm.importJSON("dr", readSample(t, "contained-service-request.json").
 			set(t, "performerType", map[string]any{"coding": []any{map[string]any{"system": "urn:careteam:specialty", "code": "FIBROMYALGIA"}}}).json(t))
@@ -442,6 +464,242 @@ func TestImportIsForPhysiciansAsRequester(t *testing.T) {
 	// The identifier now names other-dr's referral: dr may not change it.
 	_, err = tm.importJSON("dr", bundle)
 	wantCode(t, err, codes.PermissionDenied)
+}
+
+// TestImportFindsTheOrderByAnyIdentifier: every identifier of an imported
+// order finds it again, in whatever order the EHR lists them; one new to
+// it is recorded; identifiers naming different referrals are refused.
+func TestImportFindsTheOrderByAnyIdentifier(t *testing.T) {
+	t.Parallel()
+	tm := newFHIRTeam(t)
+	ids := func(vs ...string) []any {
+		var out []any
+		for _, v := range vs {
+			out = append(out, map[string]any{"system": "urn:oid:2.16.840.1.113883.19.5.99.1", "value": v})
+		}
+		return out
+	}
+	withIDs := func(vs ...string) []byte {
+		return readSample(t, "transaction-bundle.json").set(t, "entry.0.resource.identifier", ids(vs...)).json(t)
+	}
+	first := tm.mustImport(t, "dr", withIDs("A-1", "B-2")).GetReferral()
+
+	before := tm.rows()
+	again := tm.mustImport(t, "dr", withIDs("B-2", "A-1"))
+	if again.GetReferral().GetName() != first.GetName() || again.GetChanged() {
+		t.Fatalf("re-sent with its identifiers in another order: %v (changed %v), want %v", again.GetReferral().GetName(), again.GetChanged(), first.GetName())
+	}
+	if after := tm.rows(); !mapsEqual(before, after) {
+		t.Errorf("rows %v -> %v", before, after)
+	}
+
+	// An identifier new to the order is recorded, and finds it alone.
+	added := tm.mustImport(t, "dr", withIDs("B-2", "C-3"))
+	if added.GetReferral().GetName() != first.GetName() || !added.GetChanged() {
+		t.Fatalf("with a new identifier: %v (changed %v)", added.GetReferral().GetName(), added.GetChanged())
+	}
+	if after := tm.rows(); after["fhir_imports"] != before["fhir_imports"]+1 || after["referrals"] != before["referrals"] || after["events"] != before["events"] {
+		t.Errorf("rows %v -> %v", before, after)
+	}
+	if r := tm.mustImport(t, "dr", withIDs("C-3")); r.GetReferral().GetName() != first.GetName() || r.GetChanged() {
+		t.Fatalf("by the new identifier alone: %v (changed %v)", r.GetReferral().GetName(), r.GetChanged())
+	}
+
+	t.Run("identifiers naming different referrals", func(t *testing.T) {
+		other := tm.mustImport(t, "dr", readSample(t, "collection-bundle.json").
+			set(t, "entry.1.resource.identifier", ids("D-4")).json(t)).GetReferral()
+		before := tm.rows()
+		_, err := tm.importJSON("dr", withIDs("A-1", "D-4", "E-5"))
+		st := wantCode(t, err, codes.FailedPrecondition)
+		var subjects []string
+		for _, d := range st.Details() {
+			if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+				for _, v := range pf.GetViolations() {
+					if v.GetType() != "IDENTIFIER_CONFLICT" {
+						t.Errorf("violation %v", v)
+					}
+					subjects = append(subjects, v.GetSubject())
+				}
+			}
+		}
+		slices.Sort(subjects)
+		want := []string{first.GetName(), other.GetName()}
+		slices.Sort(want)
+		if !slices.Equal(subjects, want) || !strings.Contains(st.Message(), "urn:oid:2.16.840.1.113883.19.5.99.1|D-4") {
+			t.Errorf("subjects %v, want %v; message %q", subjects, want, st.Message())
+		}
+		if after := tm.rows(); !mapsEqual(before, after) {
+			t.Errorf("a refused import wrote: %v -> %v", before, after)
+		}
+	})
+
+	t.Run("careteam's own identifier beside the EHR's", func(t *testing.T) {
+		b := readSample(t, "transaction-bundle.json").set(t, "entry.0.resource.identifier", append(ids("F-6"),
+			map[string]any{"system": "urn:careteam:referral", "value": strings.TrimPrefix(first.GetName(), "referrals/")})).json(t)
+		if r := tm.mustImport(t, "dr", b); r.GetReferral().GetName() != first.GetName() || !r.GetChanged() {
+			t.Fatalf("%v (changed %v)", r.GetReferral().GetName(), r.GetChanged())
+		}
+		if r := tm.mustImport(t, "dr", withIDs("F-6")); r.GetReferral().GetName() != first.GetName() {
+			t.Fatalf("by the identifier recorded with careteam's: %v", r.GetReferral().GetName())
+		}
+	})
+
+	t.Run("a search by identifier shows what the caller may read", func(t *testing.T) {
+		svc := tm.app.Service()
+		find := func(as string, id careteam.Identifier) []string {
+			t.Helper()
+			p, err := svc.Authenticate(tm.ctx, as)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := svc.FindReferralsByIdentifier(tm.ctx, p, id)
+			if err != nil {
+				t.Fatalf("FindReferralsByIdentifier as %s: %v", as, err)
+			}
+			var out []string
+			for _, r := range rows {
+				out = append(out, careteam.Referrals.Name(r.ID))
+				if as == "coord" && (r.ClinicalNotes != "" || r.ReasonTexts != nil) {
+					t.Errorf("the coordinator reads clinical text: %+v", r)
+				}
+			}
+			return out
+		}
+		c3 := careteam.Identifier{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "C-3"}
+		own := careteam.Identifier{System: careteam.ReferralSystem, Value: strings.TrimPrefix(first.GetName(), "referrals/")}
+		for _, as := range []string{"dr", "lmt", "coord", "spa-coord"} {
+			for _, id := range []careteam.Identifier{c3, own} {
+				if got := find(as, id); !slices.Equal(got, []string{first.GetName()}) {
+					t.Errorf("%s by %v: %v", as, id, got)
+				}
+			}
+		}
+		for _, as := range []string{"other-dr", "other-lmt"} {
+			if got := find(as, c3); len(got) != 0 {
+				t.Errorf("%s reads %v", as, got)
+			}
+			if got := find(as, own); len(got) != 0 {
+				t.Errorf("%s reads %v", as, got)
+			}
+		}
+		if got := find("dr", careteam.Identifier{System: c3.System, Value: "nothing"}); len(got) != 0 {
+			t.Errorf("an unknown identifier finds %v", got)
+		}
+		if got := find("dr", careteam.Identifier{System: careteam.ReferralSystem, Value: "not-an-id"}); len(got) != 0 {
+			t.Errorf("a malformed careteam id finds %v", got)
+		}
+	})
+}
+
+// TestReimportOfAnEndedReferral: the exported ServiceRequest of a
+// completed or cancelled referral imports again as a no-op.
+func TestReimportOfAnEndedReferral(t *testing.T) {
+	t.Parallel()
+	tm := newFHIRTeam(t)
+	done, _ := tm.ready()
+	tm.begin(done)
+	completed, err := (&clientSet{tm.as("lmt"), done.GetName()}).complete()
+	if err != nil {
+		t.Fatalf("CompleteReferral: %v", err)
+	}
+	cancelled := tm.referralIn(pb.ReferralState_REFERRAL_STATE_CANCELLED)
+	imported := tm.mustImport(t, "dr", readSample(t, "contained-service-request.json").json(t)).GetReferral()
+	if _, err := (&clientSet{tm.as("dr"), imported.GetName()}).cancel(); err != nil {
+		t.Fatalf("CancelReferral: %v", err)
+	}
+	for _, r := range []*pb.Referral{completed, cancelled, imported} {
+		exported := tm.mustExport(t, "dr", r.GetName())
+		before := tm.rows()
+		again, err := tm.importJSON("dr", exported)
+		if err != nil {
+			t.Fatalf("re-importing the exported %v: %v", r.GetState(), err)
+		}
+		if again.GetChanged() || again.GetReferral().GetName() != r.GetName() {
+			t.Errorf("re-importing the exported %v: %v (changed %v)", r.GetState(), again.GetReferral().GetName(), again.GetChanged())
+		}
+		if after := tm.rows(); !mapsEqual(before, after) {
+			t.Errorf("rows %v -> %v", before, after)
+		}
+	}
+	t.Run("a change is refused and a settled order creates nothing", func(t *testing.T) {
+		changed := readSample(t, "contained-service-request.json").set(t, "status", "revoked").set(t, "quantityQuantity.value", 4)
+		_, err := tm.importJSON("dr", changed.json(t))
+		if got := preconditionTypes(t, err); !slices.Equal(got, []string{"REFERRAL_STATE"}) {
+			t.Errorf("violations %v", got)
+		}
+		// The cancelled order said to be completed is not what it is.
+		_, err = tm.importJSON("dr", readSample(t, "contained-service-request.json").set(t, "status", "completed").json(t))
+		if got := preconditionTypes(t, err); !slices.Equal(got, []string{"REFERRAL_STATE"}) {
+			t.Errorf("violations %v", got)
+		}
+		fresh := readSample(t, "contained-service-request.json").set(t, "status", "completed").set(t, "identifier.0.value", "SR-NEW")
+		_, err = tm.importJSON("dr", fresh.json(t))
+		if got := fieldViolations(t, err); !slices.Equal(got, []string{"ServiceRequest.status"}) {
+			t.Errorf("violations %v", got)
+		}
+	})
+}
+
+// TestImportTakesWhatEHRsSend: a PractitionerRole requester, reasons in
+// words beside a coded Condition, the patient's instruction, the code of
+// what is ordered, when it becomes valid and the Condition's categories
+// are taken and kept; the gate starts no session before the order is
+// valid.
+func TestImportTakesWhatEHRsSend(t *testing.T) {
+	t.Parallel()
+	tm := newFHIRTeam(t)
+	b := readSample(t, "practitioner-role-bundle.json").json(t)
+	resp := tm.mustImport(t, "dr", b)
+	r := resp.GetReferral()
+	if r.GetReferringPhysician() != tm.dr.GetName() || len(r.GetReasonCodes()) != 0 || len(r.GetReasonDiagnoses()) != 1 ||
+		!slices.Equal(r.GetReasonTexts(), []string{"Neck and shoulder tension after desk work"}) {
+		t.Errorf("referral %v", r)
+	}
+	if r.GetPatientInstruction() != "Wear loose clothing and drink water after each visit." ||
+		r.GetServiceText() != "Therapeutic massage, 15-minute units" || len(r.GetServiceCodes()) != 1 ||
+		r.GetServiceCodes()[0].GetCode() != "97124" || r.GetServiceCodes()[0].GetSystem() != "http://www.ama-assn.org/go/cpt" ||
+		!r.GetValidFrom().AsTime().Equal(time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("order details %v", r)
+	}
+	if cats := resp.GetDiagnoses()[0].GetCategories(); len(cats) != 2 || cats[0].GetCode() != "encounter-diagnosis" || cats[1].GetCode() != "health-concern" {
+		t.Errorf("categories %v", cats)
+	}
+	// Read back, the same; a coordinator reads no clinical text.
+	if got := tm.referral(r.GetName()); diff(r, got) != "" {
+		t.Errorf("read back: %s", diff(r, got))
+	}
+	coord, err := tm.as("coord").Referrals.GetReferral(tm.ctx, &pb.GetReferralRequest{Name: r.GetName()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := coord.GetReferral(); c.GetReasonTexts() != nil || c.GetPatientInstruction() != "" || c.GetServiceText() != "" || len(c.GetServiceCodes()) != 1 {
+		t.Errorf("the coordinator reads %v", c)
+	}
+	if again := tm.mustImport(t, "dr", b); again.GetChanged() || again.GetReferral().GetName() != r.GetName() {
+		t.Errorf("re-import %v", again)
+	}
+
+	t.Run("the requester's role names another physician", func(t *testing.T) {
+		_, err := tm.importJSON("other-dr", readSample(t, "practitioner-role-bundle.json").set(t, "entry.0.resource.identifier.0.value", "ER-9").
+			set(t, "entry.0.resource.identifier.1.value", "REQ-9").json(t))
+		wantCode(t, err, codes.PermissionDenied)
+	})
+
+	t.Run("no session before the order is valid", func(t *testing.T) {
+		if _, err := (&clientSet{tm.as("lmt"), r.GetName()}).accept(); err != nil {
+			t.Fatal(err)
+		}
+		tm.consentOf(resp.GetPatient().GetName())
+		tm.clear(&pb.Clearance{Patient: resp.GetPatient().GetName()})
+		_, err := tm.start("lmt", r, swedishLumbar)
+		if got := preconditionTypes(t, err); !slices.Equal(got, []string{"REFERRAL_NOT_YET_VALID"}) {
+			t.Errorf("violations %v", got)
+		}
+		tm.clock.Advance(6 * 24 * time.Hour)
+		if _, err := tm.start("lmt", r, swedishLumbar); err != nil {
+			t.Errorf("StartSession once valid: %v", err)
+		}
+	})
 }
 
 // exportStages moves referrals of the team through the lifecycle and

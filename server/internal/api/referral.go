@@ -30,11 +30,32 @@ func referralFromProto(in *pb.Referral) (careteam.Referral, error) {
 		AuthorizedVisits:     int(in.GetAuthorizedVisits()),
 		ValidUntil:           v.time("referral.valid_until", in.GetValidUntil()),
 		RequiredSpecialties:  enumsToDomain[careteam.Specialty](in.GetRequiredSpecialties()),
+		ReasonTexts:          in.GetReasonTexts(),
+		PatientInstruction:   in.GetPatientInstruction(),
+		ServiceCodes:         codingsToDomain(in.GetServiceCodes()),
+		ServiceText:          in.GetServiceText(),
+		ValidFrom:            v.time("referral.valid_from", in.GetValidFrom()),
 	}
 	for i, name := range in.GetReasonDiagnoses() {
 		r.ReasonDiagnoses = append(r.ReasonDiagnoses, v.name(careteam.Diagnoses, indexed("referral.reason_diagnoses", i), name))
 	}
 	return r, v.err()
+}
+
+func codingsToDomain(in []*pb.Coding) []careteam.Coding {
+	var out []careteam.Coding
+	for _, c := range in {
+		out = append(out, careteam.Coding{System: c.GetSystem(), Code: c.GetCode(), Display: c.GetDisplay()})
+	}
+	return out
+}
+
+func codingsToProto(in []careteam.Coding) []*pb.Coding {
+	var out []*pb.Coding
+	for _, c := range in {
+		out = append(out, &pb.Coding{System: c.System, Code: c.Code, Display: c.Display})
+	}
+	return out
 }
 
 func stateChangesToProto(history []careteam.StateChange) []*pb.StateChange {
@@ -79,6 +100,11 @@ func referralToProto(r *careteam.Referral) *pb.Referral {
 		UpdateTime:            timestamp(r.UpdateTime),
 		SubmitTime:            timestamp(r.SubmitTime),
 		Etag:                  careteam.Etag(r.Version),
+		ReasonTexts:           r.ReasonTexts,
+		PatientInstruction:    r.PatientInstruction,
+		ServiceCodes:          codingsToProto(r.ServiceCodes),
+		ServiceText:           r.ServiceText,
+		ValidFrom:             timestamp(r.ValidFrom),
 	}
 	for _, id := range r.ReasonDiagnoses {
 		out.ReasonDiagnoses = append(out.ReasonDiagnoses, careteam.Diagnoses.Name(id))

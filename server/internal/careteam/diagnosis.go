@@ -45,9 +45,12 @@ type Diagnosis struct {
 	RedFlags       []RedFlag
 	Notes          string
 	NotesShareable bool
-	Version        int64
-	CreateTime     time.Time
-	UpdateTime     time.Time
+	// Categories are the Condition's categories (such as
+	// problem-list-item or encounter-diagnosis).
+	Categories []Coding
+	Version    int64
+	CreateTime time.Time
+	UpdateTime time.Time
 }
 
 // Active reports whether the condition is current: ACTIVE or RECURRENCE.

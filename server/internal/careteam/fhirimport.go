@@ -13,14 +13,10 @@ import (
 	"github.com/careteam/careteam/server/internal/audit"
 )
 
-// ImportKey names an imported ServiceRequest by its business identifier.
-// It is unique within the importing physician's organization, as patient
-// identifiers are, so that nothing tells another organization that an
-// order is known here.
-type ImportKey struct {
-	OrganizationID uuid.UUID
-	Identifier     Identifier
-}
+// ReferralSystem is the identifier system of careteam's referrals: the
+// value is the referral's id. It names the ServiceRequest of a referral
+// careteam exported, and a referral in a search by identifier.
+const ReferralSystem = "urn:careteam:referral"
 
 // ImportRef names a resource the way a FHIR reference does: by careteam id
 // (a resource careteam exported) or by external identifiers.
@@ -34,14 +30,22 @@ func (r ImportRef) given() bool { return r.ID != uuid.Nil || len(r.Identifiers) 
 // ServiceRequestImport is a FHIR ServiceRequest in domain terms, as package
 // fhir maps it.
 type ServiceRequestImport struct {
-	// Key is the ServiceRequest's identifier, which makes the import
-	// idempotent. ReferralID replaces it when the identifier is careteam's
-	// own: the ServiceRequest of an exported referral.
-	Key        Identifier
+	// Identifiers are the ServiceRequest's identifiers with a system and
+	// a value other than careteam's own: each of them finds the order
+	// again within the importing organization, whatever their order, which
+	// makes the import idempotent.
+	Identifiers []Identifier
+	// ReferralID is set when an identifier is careteam's own: the
+	// ServiceRequest of an exported referral.
 	ReferralID uuid.UUID
 	// Submit is set for an active ServiceRequest: the referral is
 	// SUBMITTED at once.
 	Submit bool
+	// Settled lists, for a ServiceRequest on hold, completed or revoked,
+	// the states a referral is exported with that status from: such a
+	// ServiceRequest creates nothing and finds only a referral in one of
+	// them, where, as in any state past SUBMITTED, it changes nothing.
+	Settled []ReferralState
 	// Requester is the requesting practitioner; zero when not named.
 	Requester ImportRef
 	// Patient is the subject: its ID (a careteam id) or Identifiers find
@@ -51,10 +55,11 @@ type ServiceRequestImport struct {
 	PatientFindOnly bool
 	// Diagnoses are the Conditions the ServiceRequest cites.
 	Diagnoses []ImportedDiagnosis
-	// Order carries the referral's order: ReasonCodes, ClinicalNotes,
-	// Priority, RequestedTechniques, AuthorizedVisits, ValidUntil (zero: the
-	// default for a new referral, unchanged for a re-import) and
-	// RequiredSpecialties.
+	// Order carries the referral's order: ReasonCodes, ReasonTexts,
+	// ClinicalNotes, PatientInstruction, ServiceCodes, ServiceText,
+	// Priority, RequestedTechniques, AuthorizedVisits, ValidFrom,
+	// ValidUntil (zero: the default for a new referral, unchanged for a
+	// re-import) and RequiredSpecialties.
 	Order Referral
 	// Therapist and Practice are the performer; either may be zero.
 	Therapist, Practice ImportRef
@@ -81,6 +86,8 @@ type ImportResult struct {
 	// Changed is false when the import found the referral as it was and
 	// wrote nothing.
 	Changed bool
+	// Created is true when the import made the referral.
+	Created bool
 }
 
 // ImportServiceRequest imports a FHIR ServiceRequest as a referral of the
@@ -137,10 +144,10 @@ func (s *Service) importServiceRequest(ctx context.Context, tx Tx, p Principal, 
 	if err != nil {
 		return nil, err
 	}
-	if err := authorizeRequester(me, in.Requester); err != nil {
+	f := fieldsFor(ctx)
+	if err := checkRequester(ctx, tx, me, in.Requester, &f); err != nil {
 		return nil, err
 	}
-	f := fieldsFor(ctx)
 	plan, err := s.resolveImport(ctx, tx, p, in, &f, now)
 	if err != nil {
 		return nil, err
@@ -158,20 +165,105 @@ func (s *Service) importServiceRequest(ctx context.Context, tx Tx, p Principal, 
 		}
 	}
 
-	existing := in.ReferralID
-	if existing == uuid.Nil {
-		id := newID()
-		holder, claimed, err := tx.ClaimImport(ctx, ImportKey{OrganizationID: me.OrganizationID, Identifier: in.Key}, id)
-		if err != nil {
+	existing, id := in.ReferralID, newID()
+	recorded := false
+	if len(in.Identifiers) > 0 {
+		if existing, recorded, err = s.claimIdentifiers(ctx, tx, p, me, in, id); err != nil {
 			return nil, err
 		}
-		if claimed {
-			order.ID = id
-			return s.createImported(ctx, tx, p, me, in, plan, order, &f, now)
-		}
-		existing = holder
 	}
-	return s.reimport(ctx, tx, p, me, in, plan, order, existing, &f, now)
+	if existing == uuid.Nil {
+		order.ValidFrom = validFrom(order.ValidFrom, now)
+		if len(in.Settled) > 0 {
+			f.add("referral.state", "a ServiceRequest on hold, completed or revoked creates no referral; import it as draft or active")
+			return nil, f.err()
+		}
+		order.ID = id
+		return s.createImported(ctx, tx, p, me, in, plan, order, &f, now)
+	}
+	return s.reimport(ctx, tx, p, me, in, plan, order, existing, recorded, &f, now)
+}
+
+// claimIdentifiers records the order's identifiers in the caller's
+// organization for a new referral id, and returns the referral they name
+// instead when any names one already (with the ServiceRequest's careteam
+// id, if it has one), and whether identifiers new to it were recorded
+// for it. Identifiers naming different referrals are refused, naming
+// them, once the caller is known to be the physician who imported each.
+func (s *Service) claimIdentifiers(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, id uuid.UUID) (uuid.UUID, bool, error) {
+	holders, err := tx.ClaimImport(ctx, me.OrganizationID, in.Identifiers, id)
+	if err != nil {
+		return uuid.Nil, false, err
+	}
+	var found []uuid.UUID
+	if in.ReferralID != uuid.Nil {
+		found = append(found, in.ReferralID)
+	}
+	for _, h := range holders {
+		if h != id && !slices.Contains(found, h) {
+			found = append(found, h)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return uuid.Nil, false, nil
+	case 1:
+		if !slices.Contains(holders, id) {
+			return found[0], false, nil
+		}
+		// The identifiers new to the order name the referral found.
+		return found[0], true, tx.MoveImportIdentifiers(ctx, me.OrganizationID, id, found[0])
+	}
+	conflict := &PreconditionError{}
+	for _, rid := range found {
+		r, err := s.lockReferral(ctx, tx, p, rid, false)
+		if err != nil {
+			return uuid.Nil, false, err
+		}
+		if err := authorizeReimport(me, r); err != nil {
+			return uuid.Nil, false, err
+		}
+		var names []string
+		if rid == in.ReferralID {
+			names = append(names, ReferralSystem+"|"+rid.String())
+		}
+		for i, h := range holders {
+			if h == rid {
+				names = append(names, in.Identifiers[i].System+"|"+in.Identifiers[i].Value)
+			}
+		}
+		conflict.Violations = append(conflict.Violations, Violation{Type: ViolationIdentifierConflict, Subject: Referrals.Name(rid),
+			Description: fmt.Sprintf("the order's identifiers %s name this referral; its other identifiers name another", strings.Join(names, ", "))})
+	}
+	return uuid.Nil, false, conflict
+}
+
+// ViolationIdentifierConflict: the identifiers of an imported order name
+// different referrals, so it is not known which one it is.
+const ViolationIdentifierConflict = "IDENTIFIER_CONFLICT"
+
+// checkRequester refuses a requester other than the caller: one the
+// directory knows as someone else is ErrPermissionDenied; identifiers the
+// directory does not know are a bad field, reported with them (an
+// identifier such as an NPI is no patient data).
+func checkRequester(ctx context.Context, tx ImportStore, me *Practitioner, req ImportRef, f *fields) error {
+	denied := authorizeRequester(me, req)
+	if denied == nil || req.ID != uuid.Nil {
+		return denied
+	}
+	var unknown []string
+	for _, id := range req.Identifiers {
+		_, err := tx.FindPractitionerByIdentifier(ctx, id)
+		switch {
+		case err == nil:
+			return denied
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		unknown = append(unknown, id.System+"|"+id.Value)
+	}
+	f.add("referral.referring_physician", "no practitioner in the directory has the identifier %s; the requester must be you", strings.Join(unknown, ", "))
+	return nil
 }
 
 // resolveImport finds the patient, the diagnoses and the target, and
@@ -245,7 +337,7 @@ func (s *Service) findImportedPatient(ctx context.Context, tx Tx, p Principal, i
 // resolveDiagnoses validates each Condition and finds the diagnosis it
 // names: by careteam id, else the caller's diagnosis of the patient with
 // the same code, else a new one. A found diagnosis takes the Condition's
-// display, status, severity, red flags, body sites and notes.
+// display, status, severity, red flags, body sites, notes and categories.
 func (s *Service) resolveDiagnoses(ctx context.Context, tx Tx, p Principal, in *ServiceRequestImport, plan *importPlan, f *fields, now time.Time) error {
 	var recorded []*Diagnosis
 	if !plan.newPatient {
@@ -291,11 +383,12 @@ func (s *Service) resolveDiagnoses(ctx context.Context, tx Tx, p Principal, in *
 		default:
 			plan.prev = append(plan.prev, cur)
 			changed := cur.Display != d.Display || cur.ClinicalStatus != d.ClinicalStatus || cur.Severity != d.Severity ||
-				!slices.Equal(cur.RedFlags, d.RedFlags) || !slices.Equal(cur.BodySites, d.BodySites) || cur.Notes != d.Notes
+				!slices.Equal(cur.RedFlags, d.RedFlags) || !slices.Equal(cur.BodySites, d.BodySites) || cur.Notes != d.Notes ||
+				!slices.Equal(cur.Categories, d.Categories)
 			if changed {
 				next := *cur
 				next.Display, next.ClinicalStatus, next.Severity = d.Display, d.ClinicalStatus, d.Severity
-				next.RedFlags, next.BodySites, next.Notes = d.RedFlags, d.BodySites, d.Notes
+				next.RedFlags, next.BodySites, next.Notes, next.Categories = d.RedFlags, d.BodySites, d.Notes, d.Categories
 				cur = &next
 			}
 			plan.diagnoses, plan.isNew, plan.changed = append(plan.diagnoses, cur), append(plan.isNew, false), append(plan.changed, changed)
@@ -381,13 +474,15 @@ func (s *Service) createImported(ctx context.Context, tx Tx, p Principal, me *Pr
 		tx.AppendEvent(referralEvent(EventReferralSubmitted, &r, me.ID, now))
 	}
 	r.derive(now)
-	return &ImportResult{Referral: &r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses(), Changed: true}, nil
+	return &ImportResult{Referral: &r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses(), Changed: true, Created: true}, nil
 }
 
 // reimport applies an import to the referral it names. Content equal to
 // the referral's changes nothing; changed content is applied only while
 // the referral is DRAFT or SUBMITTED, before a therapist has taken it on.
-func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, plan *importPlan, order Referral, id uuid.UUID, f *fields, now time.Time) (*ImportResult, error) {
+// recorded says that the import recorded identifiers new to the referral,
+// which is a change in any state: it only names the order.
+func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practitioner, in *ServiceRequestImport, plan *importPlan, order Referral, id uuid.UUID, recorded bool, f *fields, now time.Time) (*ImportResult, error) {
 	r, err := s.lockReferral(ctx, tx, p, id, true)
 	if err != nil {
 		return nil, err
@@ -398,9 +493,13 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 	if r.PatientID != order.PatientID {
 		return nil, &InvalidError{Violations: []FieldViolation{{Field: "referral.patient", Description: "the referral imported under this identifier is of another patient"}}}
 	}
+	if state := r.StateAt(now); len(in.Settled) > 0 && !slices.Contains(in.Settled, state) {
+		return nil, precondition("REFERRAL_STATE", Referrals.Name(r.ID), "the referral is %s, which the ServiceRequest's status does not describe; an import does not move a referral past SUBMITTED", state)
+	}
 	if order.ValidUntil.IsZero() {
 		order.ValidUntil = r.ValidUntil
 	}
+	order.ValidFrom = validFrom(order.ValidFrom, r.CreateTime)
 	// A performer the referral already has is no change: a therapist
 	// without their practice, or a practice whose therapist took the
 	// referral on.
@@ -418,7 +517,7 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 	changed := submit || orderChanged(r, &order) || slices.Contains(plan.isNew, true) || slices.Contains(plan.changed, true)
 	if !changed {
 		r.derive(now)
-		return &ImportResult{Referral: r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses()}, nil
+		return &ImportResult{Referral: r, Patient: plan.patient, Diagnoses: plan.uniqueDiagnoses(), Changed: recorded}, nil
 	}
 	// Judged only for a change: content equal to the referral is the
 	// referral as it stands, even once its validity has passed.
@@ -434,8 +533,11 @@ func (s *Service) reimport(ctx context.Context, tx Tx, p Principal, me *Practiti
 		}
 	}
 	r.TargetTherapistID, r.TargetOrgID = order.TargetTherapistID, order.TargetOrgID
-	r.ReasonDiagnoses, r.ReasonCodes, r.ClinicalNotes, r.Priority = order.ReasonDiagnoses, order.ReasonCodes, order.ClinicalNotes, order.Priority
-	r.RequestedTechniques, r.AuthorizedVisits, r.ValidUntil = order.RequestedTechniques, order.AuthorizedVisits, order.ValidUntil
+	r.ReasonDiagnoses, r.ReasonCodes, r.ReasonTexts = order.ReasonDiagnoses, order.ReasonCodes, order.ReasonTexts
+	r.ClinicalNotes, r.PatientInstruction, r.Priority = order.ClinicalNotes, order.PatientInstruction, order.Priority
+	r.ServiceCodes, r.ServiceText = order.ServiceCodes, order.ServiceText
+	r.RequestedTechniques, r.AuthorizedVisits = order.RequestedTechniques, order.AuthorizedVisits
+	r.ValidFrom, r.ValidUntil = order.ValidFrom, order.ValidUntil
 	r.RequiredSpecialties = order.RequiredSpecialties
 	if err := tx.UpdateReferralOrder(ctx, r); err != nil {
 		return nil, err
@@ -466,7 +568,9 @@ func orderChanged(r, order *Referral) bool {
 		return len(a) == len(b) && !slices.ContainsFunc(a, func(id uuid.UUID) bool { return !slices.Contains(b, id) })
 	}
 	return !sameSet(r.ReasonDiagnoses, order.ReasonDiagnoses) || !slices.Equal(r.ReasonCodes, order.ReasonCodes) ||
-		r.ClinicalNotes != order.ClinicalNotes || r.Priority != order.Priority ||
+		!slices.Equal(r.ReasonTexts, order.ReasonTexts) || r.ClinicalNotes != order.ClinicalNotes ||
+		r.PatientInstruction != order.PatientInstruction || !slices.Equal(r.ServiceCodes, order.ServiceCodes) ||
+		r.ServiceText != order.ServiceText || !r.ValidFrom.Equal(order.ValidFrom.Truncate(time.Microsecond)) || r.Priority != order.Priority ||
 		!slices.Equal(r.RequestedTechniques, order.RequestedTechniques) || r.AuthorizedVisits != order.AuthorizedVisits ||
 		!r.ValidUntil.Equal(order.ValidUntil.Truncate(time.Microsecond)) || !slices.Equal(r.RequiredSpecialties, order.RequiredSpecialties) ||
 		r.TargetTherapistID != order.TargetTherapistID || r.TargetOrgID != order.TargetOrgID
@@ -549,4 +653,42 @@ func relocate(err error, locate func(string) string) error {
 		out.Violations[i] = v
 	}
 	return out
+}
+
+// FindReferralsByIdentifier returns the referrals an identifier names that
+// the caller may read, newest first, redacted as any read of them is: the
+// referral itself for careteam's own identifier (ReferralSystem), else
+// those imported under the identifier, in any organization. What the
+// caller may not read is left out, as if it did not exist.
+func (s *Service) FindReferralsByIdentifier(ctx context.Context, p Principal, id Identifier) ([]*Referral, error) {
+	scope, err := referralScope(p)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now()
+	return read(ctx, s, func(tx Tx) ([]*Referral, error) {
+		var rows []*Referral
+		if id.System == ReferralSystem {
+			rid, err := uuid.Parse(id.Value)
+			if err != nil || rid.String() != id.Value {
+				return nil, nil
+			}
+			r, err := tx.GetReferral(ctx, rid, scope, false)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				return nil, nil
+			case err != nil:
+				return nil, err
+			}
+			rows = []*Referral{r}
+		} else if rows, err = tx.FindImportedReferrals(ctx, scope, id); err != nil {
+			return nil, err
+		}
+		for _, r := range rows {
+			audit.Touch(ctx, Referrals.Name(r.ID), r.PatientID)
+			redactReferral(p, r)
+			r.derive(now)
+		}
+		return rows, nil
+	})
 }

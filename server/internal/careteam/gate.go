@@ -13,6 +13,7 @@ import (
 const (
 	ViolationReferralNotAccepted  = "REFERRAL_NOT_ACCEPTED"
 	ViolationReferralExpired      = "REFERRAL_EXPIRED"
+	ViolationReferralNotYetValid  = "REFERRAL_NOT_YET_VALID"
 	ViolationNotAssigned          = "NOT_ASSIGNED_THERAPIST"
 	ViolationVisitsExhausted      = "VISITS_EXHAUSTED"
 	ViolationClearanceMissing     = "CLEARANCE_MISSING"
@@ -61,6 +62,9 @@ func Gate(f GateFacts) (*Clearance, []Violation) {
 	state := r.StateAt(f.Now)
 	if state == ReferralExpired {
 		add(ViolationReferralExpired, rname, "the referral's validity ends %s", r.ValidUntil.Format(time.RFC3339))
+	}
+	if f.Now.Before(r.ValidFrom) {
+		add(ViolationReferralNotYetValid, rname, "the referral is valid from %s", r.ValidFrom.Format(time.RFC3339))
 	}
 	if state != ReferralExpired && state != ReferralAccepted && state != ReferralInProgress {
 		add(ViolationReferralNotAccepted, rname, "the referral is %s", state)

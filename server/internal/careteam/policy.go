@@ -124,8 +124,9 @@ func referralScope(p Principal) (ReferralScope, error) {
 
 // redactReferral removes what the caller's role may not read:
 // coordinators route and watch referrals by states, dates and coded
-// reasons, never clinical free text: not the notes or the discharge
-// summary, not the questions and answers between clinicians, not the
+// reasons, never clinical free text: not the notes, the reasons given in
+// words, the instruction to the patient, the words naming the service or
+// the discharge summary, not the questions and answers between clinicians, not the
 // words of a decline, a cancellation or a re-routing. The slices are
 // replaced, not edited, since a referral may be shared with other readers.
 func redactReferral(p Principal, r *Referral) {
@@ -133,6 +134,7 @@ func redactReferral(p Principal, r *Referral) {
 		return
 	}
 	r.ClinicalNotes, r.DischargeSummary, r.DeclineText, r.CancelReason = "", "", "", ""
+	r.ReasonTexts, r.PatientInstruction, r.ServiceText = nil, "", ""
 	if r.InformationRequests != nil {
 		irs := slices.Clone(r.InformationRequests)
 		for i := range irs {

@@ -56,6 +56,14 @@ const (
 	reasonReimported = "changed by a FHIR re-import"
 )
 
+// Coding is a code of another system that careteam keeps as it came,
+// such as a CPT code of an order or the category of a diagnosis.
+type Coding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+
 // StateChange records one transition: who, when, why.
 type StateChange struct {
 	From   ReferralState
@@ -85,18 +93,29 @@ type Referral struct {
 	ReferringOrgID       uuid.UUID
 	// TargetTherapistID is zero while the referral is addressed to a
 	// practice without a therapist assigned.
-	TargetTherapistID   uuid.UUID
-	TargetOrgID         uuid.UUID
-	ReasonDiagnoses     []uuid.UUID
-	ReasonCodes         []string
-	ClinicalNotes       string
+	TargetTherapistID uuid.UUID
+	TargetOrgID       uuid.UUID
+	ReasonDiagnoses   []uuid.UUID
+	ReasonCodes       []string
+	// ReasonTexts are reasons given in words only, beside coded ones.
+	ReasonTexts   []string
+	ClinicalNotes string
+	// PatientInstruction is the physician's instruction to the patient.
+	PatientInstruction string
+	// ServiceCodes and ServiceText say what is ordered, such as CPT 97124
+	// (therapeutic massage).
+	ServiceCodes        []Coding
+	ServiceText         string
 	Priority            Priority
 	RequestedTechniques []Technique
 	AuthorizedVisits    int
 	UsedVisits          int
 	// SessionsStarted counts every session ever started, cancelled ones
 	// included, so each session gets a visit number of its own.
-	SessionsStarted     int
+	SessionsStarted int
+	// ValidFrom is when the order becomes valid: no session starts
+	// before it. Zero: from its creation.
+	ValidFrom           time.Time
 	ValidUntil          time.Time
 	RequiredSpecialties []Specialty
 	// State is the stored state; StateAt derives EXPIRED from it.
@@ -170,6 +189,9 @@ type ReferralFilter struct {
 	Priority             Priority
 	Overdue              bool
 	RequiredSpecialty    Specialty
+	// ChangedAfter and ChangedBefore bound UpdateTime (exclusive); zero:
+	// unbounded.
+	ChangedAfter, ChangedBefore time.Time
 	// Now is the time the derived EXPIRED state and overdue are judged at;
 	// the use case sets it.
 	Now time.Time

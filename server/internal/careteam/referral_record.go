@@ -2,7 +2,6 @@ package careteam
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"time"
 
@@ -16,10 +15,11 @@ import (
 // of.
 type ReferralRecord struct {
 	Referral *Referral
-	// ImportKey is the identifier the referral was imported under; nil
-	// for a referral made in careteam.
-	ImportKey *Identifier
-	Patient   *Patient
+	// ImportIdentifiers are the identifiers the referral was imported
+	// under, in the order they were recorded; none for a referral made in
+	// careteam.
+	ImportIdentifiers []Identifier
+	Patient           *Patient
 	// Diagnoses are the patient's, oldest first.
 	Diagnoses []*Diagnosis
 	// Clearance is the one that governs sessions under the referral, as
@@ -53,11 +53,7 @@ func (s *Service) GetReferralRecord(ctx context.Context, p Principal, id uuid.UU
 		if rec.Patient, err = s.getPatient(ctx, tx, p, r.PatientID, false); err != nil {
 			return err
 		}
-		key, err := tx.ImportKeyOf(ctx, r.ID)
-		switch {
-		case err == nil:
-			rec.ImportKey = &key.Identifier
-		case !errors.Is(err, ErrNotFound):
+		if rec.ImportIdentifiers, err = tx.ImportIdentifiersOf(ctx, r.ID); err != nil {
 			return err
 		}
 		clinical, err := seesClinical(ctx, tx, p, r.PatientID)

@@ -52,12 +52,25 @@ func (s *Service) validateReferral(ctx context.Context, p Principal, r *Referral
 	} else if r.ValidUntil.After(now.Add(maxReferralValidity)) {
 		f.add("referral.valid_until", "must be at most one year ahead")
 	}
+	if !r.ValidFrom.IsZero() && !r.ValidFrom.Before(r.ValidUntil) {
+		f.add("referral.valid_from", "must be before the end of validity")
+	}
 	if r.Priority == "" {
 		r.Priority = PriorityRoutine
 	}
 	slices.Sort(r.RequiredSpecialties)
 	r.RequiredSpecialties = slices.Compact(r.RequiredSpecialties)
 	return f.err()
+}
+
+// validFrom is when a referral created at created becomes valid: a start
+// at or before its creation (careteam's export writes the creation time)
+// restricts nothing, and is kept as none.
+func validFrom(from, created time.Time) time.Time {
+	if !from.After(created) {
+		return time.Time{}
+	}
+	return from
 }
 
 // CreateReferral creates a DRAFT referral: a physician for themselves, or a
@@ -68,6 +81,7 @@ func (s *Service) CreateReferral(ctx context.Context, p Principal, r Referral, i
 		return nil, err
 	}
 	now := s.clock.Now()
+	r.ValidFrom = validFrom(r.ValidFrom, now)
 	if err := s.validateReferral(ctx, p, &r, now); err != nil {
 		return nil, err
 	}

@@ -175,18 +175,25 @@ type EventStore interface {
 
 // ImportStore is what FHIR imports need. FindPractitionerByIdentifier
 // and FindOrganizationsByIdentifier look the directory up by an external
-// identifier. ClaimImport records that key names referral; when another
-// transaction holds the same key it waits for it, and if the key is
-// taken it returns the referral that holds it instead (claimed false).
-// ImportKeyOf returns the key a referral was imported under.
-// UpdateReferralOrder saves what a re-import may change in a referral's
-// order: reasons, notes, priority, techniques, visits, validity,
+// identifier. ClaimImport records that each identifier of an imported
+// order names referral within org; when another transaction holds one it
+// waits for it, and an identifier already taken keeps the referral that
+// holds it: it returns, parallel to ids, the referral each names.
+// MoveImportIdentifiers hands the identifiers recorded for one referral
+// of org to another. ImportIdentifiersOf returns the identifiers a
+// referral was imported under, in the order they were recorded;
+// FindImportedReferrals the referrals the scope shows that were imported
+// under an identifier, in any organization. UpdateReferralOrder saves
+// what a re-import may change in a referral's order: reasons, notes,
+// instruction, service, priority, techniques, visits, validity,
 // specialties.
 type ImportStore interface {
 	FindPractitionerByIdentifier(ctx context.Context, id Identifier) (*Practitioner, error)
 	FindOrganizationsByIdentifier(ctx context.Context, id Identifier) ([]*Organization, error)
-	ClaimImport(ctx context.Context, key ImportKey, referral uuid.UUID) (holder uuid.UUID, claimed bool, err error)
-	ImportKeyOf(ctx context.Context, referral uuid.UUID) (ImportKey, error)
+	ClaimImport(ctx context.Context, org uuid.UUID, ids []Identifier, referral uuid.UUID) (holders []uuid.UUID, err error)
+	MoveImportIdentifiers(ctx context.Context, org, from, to uuid.UUID) error
+	ImportIdentifiersOf(ctx context.Context, referral uuid.UUID) ([]Identifier, error)
+	FindImportedReferrals(ctx context.Context, scope ReferralScope, id Identifier) ([]*Referral, error)
 	UpdateReferralOrder(ctx context.Context, r *Referral) error
 }
 

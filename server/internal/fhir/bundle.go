@@ -36,7 +36,18 @@ import (
 // is urn:uuid:{id}, and every reference is one of them, so each resolves
 // inside the Bundle. The record is already redacted for its reader.
 func Bundle(rec *careteam.ReferralRecord) ([]byte, error) {
-	x := &exporter{rec: rec, b: &bcrpb.Bundle{
+	x := build(rec, false)
+	out, err := newMarshaller().MarshalResource(x.b)
+	if err != nil {
+		return nil, fmt.Errorf("fhir: writing the bundle of %s: %w", careteam.Referrals.Name(rec.Referral.ID), err)
+	}
+	return out, nil
+}
+
+// build gathers the record's resources into x.b, their references relative
+// ("Patient/{id}") when rest, else to the Bundle's urn:uuid fullUrls.
+func build(rec *careteam.ReferralRecord, rest bool) *exporter {
+	x := &exporter{rec: rec, rest: rest, b: &bcrpb.Bundle{
 		Type:      &bcrpb.Bundle_TypeCode{Value: c4pb.BundleTypeCode_COLLECTION},
 		Timestamp: instant(rec.Time),
 	}}
@@ -50,44 +61,86 @@ func Bundle(rec *careteam.ReferralRecord) ([]byte, error) {
 	}
 	if c := rec.Clearance; c != nil {
 		x.add(c.ID, &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_CarePlan{CarePlan: x.carePlan(c)}})
-		task.Output = append(task.Output, output("clearance", c.ID))
+		task.Output = append(task.Output, output("clearance", x.ref(typeCarePlan, c.ID)))
 	}
 	for _, ss := range rec.Sessions {
 		x.add(ss.ID, &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Encounter{Encounter: x.encounter(ss)}})
-		task.Output = append(task.Output, output("session", ss.ID))
+		task.Output = append(task.Output, output("session", x.ref(typeEncounter, ss.ID)))
 		for _, o := range x.observations(ss) {
-			task.Output = append(task.Output, output("measure", uuid.MustParse(o.GetId().GetValue())))
+			task.Output = append(task.Output, output("measure", o.ref))
 		}
 	}
 	x.add(derived(r.ID, "progress"), &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Composition{Composition: x.composition()}})
-	task.Output = append(task.Output, output("progress-report", derived(r.ID, "progress")))
+	task.Output = append(task.Output, output("progress-report", x.refTo(typeComposition, r.ID.String(), derived(r.ID, "progress"))))
 	for _, pr := range x.practitioners() {
 		x.add(pr.ID, &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Practitioner{Practitioner: practitioner(pr)}})
 	}
 	for _, o := range x.organizations() {
 		x.add(o.ID, &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Organization{Organization: organization(o)}})
 	}
-	out, err := newMarshaller().MarshalResource(x.b)
-	if err != nil {
-		return nil, fmt.Errorf("fhir: writing the bundle of %s: %w", careteam.Referrals.Name(r.ID), err)
-	}
-	return out, nil
+	return x
 }
 
 type exporter struct {
-	rec *careteam.ReferralRecord
-	b   *bcrpb.Bundle
+	rec  *careteam.ReferralRecord
+	rest bool
+	b    *bcrpb.Bundle
 	// observations are added after their encounter, in session order.
-	observed []*obspb.Observation
+	observed []observation
+}
+
+// observation is an Observation with the reference to it.
+type observation struct {
+	*obspb.Observation
+	ref *d4pb.Reference
 }
 
 func (x *exporter) add(id uuid.UUID, cr *bcrpb.ContainedResource) {
 	x.b.Entry = append(x.b.Entry, &bcrpb.Bundle_Entry{FullUrl: uri(urn(id)), Resource: cr})
 }
 
-// derived names a resource careteam keeps no row of (the Task, an
-// Observation, the progress report) stably across exports.
+// derived is the urn:uuid of a resource careteam keeps no row of (the
+// Task, an Observation, the progress report), stable across exports. Their
+// logical ids are those of the row they come from (the referral's, a
+// session's with the measure), so that the REST endpoint can read them.
 func derived(id uuid.UUID, what string) uuid.UUID { return uuid.NewSHA1(id, []byte(what)) }
+
+// Resource types the export writes.
+const (
+	typePatient        = "Patient"
+	typeServiceRequest = "ServiceRequest"
+	typeTask           = "Task"
+	typeCondition      = "Condition"
+	typeCarePlan       = "CarePlan"
+	typeEncounter      = "Encounter"
+	typeObservation    = "Observation"
+	typeComposition    = "Composition"
+	typePractitioner   = "Practitioner"
+	typeOrganization   = "Organization"
+)
+
+// ref refers to a resource that has a row of its own, whose id it shares.
+func (x *exporter) ref(kind string, id uuid.UUID) *d4pb.Reference {
+	return x.refTo(kind, id.String(), id)
+}
+
+// refTo refers to the resource kind/logical, or to its urn:uuid in a
+// collection Bundle.
+func (x *exporter) refTo(kind, logical string, urnID uuid.UUID) *d4pb.Reference {
+	if x.rest {
+		return &d4pb.Reference{Reference: &d4pb.Reference_Uri{Uri: str(kind + "/" + logical)}}
+	}
+	return &d4pb.Reference{Reference: &d4pb.Reference_Uri{Uri: str(urn(urnID))}}
+}
+
+// owner refers to whom the referral is with: its therapist, else its
+// practice.
+func (x *exporter) owner(r *careteam.Referral) *d4pb.Reference {
+	if r.TargetTherapistID != uuid.Nil {
+		return x.ref(typePractitioner, r.TargetTherapistID)
+	}
+	return x.ref(typeOrganization, r.TargetOrgID)
+}
 
 func urn(id uuid.UUID) string { return "urn:uuid:" + id.String() }
 
@@ -109,6 +162,11 @@ func (x *exporter) patient() *ptpb.Patient {
 	if p.Gender.Value == c4pb.AdministrativeGenderCode_INVALID_UNINITIALIZED {
 		p.Gender = nil
 	}
+	// US Core Patient asks for an identifier (careteam's own is always
+	// there), a family or given name and a gender.
+	if p.Gender != nil && (pt.FamilyName != "" || pt.GivenName != "") {
+		p.Meta = &d4pb.Meta{Profile: []*d4pb.Canonical{{Value: profileUSCorePatient}}}
+	}
 	return p
 }
 
@@ -129,9 +187,16 @@ var requestStatus = map[careteam.ReferralState]c4pb.RequestStatusCode_Value{
 
 func (x *exporter) serviceRequest() *srpb.ServiceRequest {
 	r := x.rec.Referral
-	ident := &d4pb.Identifier{System: uri(systemReferral), Value: str(r.ID.String())}
-	if k := x.rec.ImportKey; k != nil {
-		ident = &d4pb.Identifier{System: uri(k.System), Value: str(k.Value)}
+	validFrom := r.CreateTime
+	if !r.ValidFrom.IsZero() {
+		validFrom = r.ValidFrom
+	}
+	idents := []*d4pb.Identifier{{System: uri(systemReferral), Value: str(r.ID.String())}}
+	if len(x.rec.ImportIdentifiers) > 0 {
+		idents = nil
+		for _, k := range x.rec.ImportIdentifiers {
+			idents = append(idents, &d4pb.Identifier{System: uri(k.System), Value: str(k.Value)})
+		}
 	}
 	priority := c4pb.RequestPriorityCode_ROUTINE
 	if r.Priority == careteam.PriorityUrgent {
@@ -139,20 +204,20 @@ func (x *exporter) serviceRequest() *srpb.ServiceRequest {
 	}
 	sr := &srpb.ServiceRequest{
 		Id:         id(r.ID),
-		Identifier: []*d4pb.Identifier{ident},
+		Identifier: idents,
 		Status:     &srpb.ServiceRequest_StatusCode{Value: requestStatus[r.EffectiveState]},
 		Intent:     &srpb.ServiceRequest_IntentCode{Value: c4pb.RequestIntentCode_ORDER},
 		Priority:   &srpb.ServiceRequest_PriorityCode{Value: priority},
 		Code:       concept("Massage therapy", coding(systemService, "MASSAGE_THERAPY", "Massage therapy")),
-		Subject:    ref(x.rec.Patient.ID),
+		Subject:    x.ref(typePatient, x.rec.Patient.ID),
 		Quantity: &srpb.ServiceRequest_QuantityX{Choice: &srpb.ServiceRequest_QuantityX_Quantity{Quantity: &d4pb.Quantity{
 			Value: &d4pb.Decimal{Value: fmt.Sprint(r.AuthorizedVisits)}, Unit: str("visits"), System: uri(systemUCUM), Code: code("{visits}"),
 		}}},
 		Occurrence: &srpb.ServiceRequest_OccurrenceX{Choice: &srpb.ServiceRequest_OccurrenceX_Period{Period: &d4pb.Period{
-			Start: dateTime(r.CreateTime), End: dateTime(r.ValidUntil),
+			Start: dateTime(validFrom), End: dateTime(r.ValidUntil),
 		}}},
 		AuthoredOn: dateTime(r.CreateTime),
-		Requester:  ref(r.ReferringPhysicianID),
+		Requester:  x.ref(typePractitioner, r.ReferringPhysicianID),
 	}
 	for _, t := range r.RequestedTechniques {
 		sr.OrderDetail = append(sr.OrderDetail, concept("", coding(systemTechnique, string(t), "")))
@@ -164,17 +229,29 @@ func (x *exporter) serviceRequest() *srpb.ServiceRequest {
 		}
 	}
 	if r.TargetTherapistID != uuid.Nil {
-		sr.Performer = append(sr.Performer, ref(r.TargetTherapistID))
+		sr.Performer = append(sr.Performer, x.ref(typePractitioner, r.TargetTherapistID))
 	}
-	sr.Performer = append(sr.Performer, ref(r.TargetOrgID))
+	sr.Performer = append(sr.Performer, x.ref(typeOrganization, r.TargetOrgID))
 	for _, c := range r.ReasonCodes {
 		sr.ReasonCode = append(sr.ReasonCode, concept("", coding(systemICD10, c, "")))
 	}
+	for _, t := range r.ReasonTexts {
+		sr.ReasonCode = append(sr.ReasonCode, concept(t))
+	}
+	if r.PatientInstruction != "" {
+		sr.PatientInstruction = str(r.PatientInstruction)
+	}
+	if len(r.ServiceCodes) > 0 || r.ServiceText != "" {
+		sr.Code = concept(r.ServiceText)
+		for _, c := range r.ServiceCodes {
+			sr.Code.Coding = append(sr.Code.Coding, coding(c.System, c.Code, c.Display))
+		}
+	}
 	for _, d := range x.rec.Diagnoses {
 		if slices.Contains(r.ReasonDiagnoses, d.ID) {
-			sr.ReasonReference = append(sr.ReasonReference, ref(d.ID))
+			sr.ReasonReference = append(sr.ReasonReference, x.ref(typeCondition, d.ID))
 		} else {
-			sr.SupportingInfo = append(sr.SupportingInfo, ref(d.ID))
+			sr.SupportingInfo = append(sr.SupportingInfo, x.ref(typeCondition, d.ID))
 		}
 	}
 	if r.ClinicalNotes != "" {
@@ -201,22 +278,18 @@ var taskStatus = map[careteam.ReferralState]c4pb.TaskStatusCode_Value{
 func (x *exporter) task() *taskpb.Task {
 	r := x.rec.Referral
 	state := r.EffectiveState
-	owner := r.TargetOrgID
-	if r.TargetTherapistID != uuid.Nil {
-		owner = r.TargetTherapistID
-	}
 	t := &taskpb.Task{
-		Id:             id(derived(r.ID, "task")),
-		BasedOn:        []*d4pb.Reference{ref(r.ID)},
+		Id:             id(r.ID),
+		BasedOn:        []*d4pb.Reference{x.ref(typeServiceRequest, r.ID)},
 		Status:         &taskpb.Task_StatusCode{Value: taskStatus[state]},
 		BusinessStatus: concept(businessText[state], coding(systemReferralState, string(state), "")),
 		Intent:         &taskpb.Task_IntentCode{Value: vspb.TaskIntentValueSet_ORDER},
-		Focus:          ref(r.ID),
-		ForValue:       ref(r.PatientID),
+		Focus:          x.ref(typeServiceRequest, r.ID),
+		ForValue:       x.ref(typePatient, r.PatientID),
 		AuthoredOn:     dateTime(r.CreateTime),
 		LastModified:   dateTime(r.UpdateTime),
-		Requester:      ref(r.ReferringPhysicianID),
-		Owner:          ref(owner),
+		Requester:      x.ref(typePractitioner, r.ReferringPhysicianID),
+		Owner:          x.owner(r),
 		Restriction: &taskpb.Task_Restriction{
 			Repetitions: &d4pb.PositiveInt{Value: uint32(max(r.AuthorizedVisits, 1))},
 			Period:      &d4pb.Period{End: dateTime(r.ValidUntil)},
@@ -245,10 +318,10 @@ var businessText = map[careteam.ReferralState]string{
 	careteam.ReferralExpired:      "Expired",
 }
 
-func output(kind string, target uuid.UUID) *taskpb.Task_Output {
+func output(kind string, target *d4pb.Reference) *taskpb.Task_Output {
 	return &taskpb.Task_Output{
 		Type:  concept("", coding(systemResult, kind, "")),
-		Value: &taskpb.Task_Output_ValueX{Choice: &taskpb.Task_Output_ValueX_Reference{Reference: ref(target)}},
+		Value: &taskpb.Task_Output_ValueX{Choice: &taskpb.Task_Output_ValueX_Reference{Reference: target}},
 	}
 }
 
@@ -271,9 +344,15 @@ func (x *exporter) condition(d *careteam.Diagnosis) *condpb.Condition {
 		VerificationStatus: concept("", coding(systemConditionVerStatus, "confirmed", "")),
 		Category:           []*d4pb.CodeableConcept{concept("", coding(systemConditionCategory, "problem-list-item", ""))},
 		Code:               concept(d.Display, coding(systemICD10, d.ICD10Code, d.Display)),
-		Subject:            ref(d.PatientID),
+		Subject:            x.ref(typePatient, d.PatientID),
 		RecordedDate:       dateTime(d.CreateTime),
-		Recorder:           ref(d.PhysicianID),
+		Recorder:           x.ref(typePractitioner, d.PhysicianID),
+	}
+	if len(d.Categories) > 0 {
+		c.Category = nil
+		for _, k := range d.Categories {
+			c.Category = append(c.Category, concept("", coding(k.System, k.Code, k.Display)))
+		}
 	}
 	if sc, ok := severityCodes[d.Severity]; ok {
 		c.Severity = concept("", sc)
@@ -313,14 +392,17 @@ func (x *exporter) carePlan(c *careteam.Clearance) *cppb.CarePlan {
 		Intent:      &cppb.CarePlan_IntentCode{Value: vspb.CarePlanIntentValueSet_ORDER},
 		Category:    []*d4pb.CodeableConcept{concept("", coding(systemClearanceDecision, string(c.Decision), ""))},
 		Title:       str("Medical clearance for massage therapy"),
-		Subject:     ref(c.PatientID),
+		Subject:     x.ref(typePatient, c.PatientID),
 		Period:      &d4pb.Period{Start: dateTime(c.ValidFrom), End: dateTime(c.ValidUntil)},
 		Created:     dateTime(c.IssueTime),
-		Author:      ref(c.PhysicianID),
+		Author:      x.ref(typePractitioner, c.PhysicianID),
 		Description: str(clearanceText(c)),
 	}
-	if c.ReferralID == x.rec.Referral.ID {
-		cp.BasedOn = []*d4pb.Reference{ref(c.ReferralID)}
+	// A clearance limited to one referral cites its order as information
+	// the plan considered (R4's basedOn takes CarePlans only). In a
+	// collection Bundle it is cited only if the Bundle carries it.
+	if c.ReferralID != uuid.Nil && (x.rest || x.rec.Referral != nil && c.ReferralID == x.rec.Referral.ID) {
+		cp.SupportingInfo = []*d4pb.Reference{x.ref(typeServiceRequest, c.ReferralID)}
 	}
 	for _, f := range c.EvaluatedRedFlags {
 		cp.Extension = append(cp.Extension, extension(extensionEvaluatedRedFlag, coding(systemRedFlag, string(f), "")))
@@ -397,11 +479,11 @@ func (x *exporter) encounter(ss *careteam.Session) *encpb.Encounter {
 		Status:          &encpb.Encounter_StatusCode{Value: encounterStatus[ss.State]},
 		ClassValue:      coding(systemActCode, "AMB", "ambulatory"),
 		Type:            []*d4pb.CodeableConcept{concept(fmt.Sprintf("Massage therapy session, visit %d", ss.VisitNumber), coding(systemService, "MASSAGE_THERAPY", "Massage therapy"))},
-		Subject:         ref(ss.PatientID),
-		BasedOn:         []*d4pb.Reference{ref(ss.ReferralID)},
-		Participant:     []*encpb.Encounter_Participant{{Individual: ref(ss.TherapistID)}},
+		Subject:         x.ref(typePatient, ss.PatientID),
+		BasedOn:         []*d4pb.Reference{x.ref(typeServiceRequest, ss.ReferralID)},
+		Participant:     []*encpb.Encounter_Participant{{Individual: x.ref(typePractitioner, ss.TherapistID)}},
 		Period:          &d4pb.Period{Start: dateTime(ss.StartTime)},
-		ServiceProvider: ref(x.rec.Referral.TargetOrgID),
+		ServiceProvider: x.ref(typeOrganization, x.rec.Referral.TargetOrgID),
 	}
 	if n := ss.Note.DurationMinutes; n > 0 {
 		e.Period.End = dateTime(ss.StartTime.Add(time.Duration(n) * time.Minute))
@@ -421,13 +503,18 @@ var measures = []struct {
 	{"NECK_DISABILITY_INDEX", "Neck Disability Index (0-100)", "", func(n *careteam.Note) *int { return n.NeckDisability }},
 }
 
+// observationID is the logical id of a session's measure.
+func observationID(session uuid.UUID, measure string) string {
+	return session.String() + "-" + strings.ReplaceAll(strings.ToLower(measure), "_", "-")
+}
+
 // observations adds a session's measures to the Bundle and returns them.
-func (x *exporter) observations(ss *careteam.Session) []*obspb.Observation {
+func (x *exporter) observations(ss *careteam.Session) []observation {
 	status := c4pb.ObservationStatusCode_PRELIMINARY
 	if ss.Note.Status == careteam.NoteSigned {
 		status = c4pb.ObservationStatusCode_FINAL
 	}
-	var out []*obspb.Observation
+	var out []observation
 	for _, m := range measures {
 		v := m.value(&ss.Note)
 		if v == nil {
@@ -437,21 +524,22 @@ func (x *exporter) observations(ss *careteam.Session) []*obspb.Observation {
 		if m.loinc != "" {
 			code.Coding = append([]*d4pb.Coding{coding(systemLOINC, m.loinc, "")}, code.Coding...)
 		}
-		oid := derived(ss.ID, m.key)
+		oid, logical := derived(ss.ID, m.key), observationID(ss.ID, m.key)
 		o := &obspb.Observation{
-			Id:        id(oid),
+			Id:        &d4pb.Id{Value: logical},
 			Status:    &obspb.Observation_StatusCode{Value: status},
 			Category:  []*d4pb.CodeableConcept{concept("", coding(systemObservationCat, "survey", "Survey"))},
 			Code:      code,
-			Subject:   ref(ss.PatientID),
-			Encounter: ref(ss.ID),
+			Subject:   x.ref(typePatient, ss.PatientID),
+			Encounter: x.ref(typeEncounter, ss.ID),
 			Effective: &obspb.Observation_EffectiveX{Choice: &obspb.Observation_EffectiveX_DateTime{DateTime: dateTime(ss.StartTime)}},
-			Performer: []*d4pb.Reference{ref(ss.TherapistID)},
+			Performer: []*d4pb.Reference{x.ref(typePractitioner, ss.TherapistID)},
 			Value:     &obspb.Observation_ValueX{Choice: &obspb.Observation_ValueX_Integer{Integer: &d4pb.Integer{Value: int32(*v)}}},
 		}
 		x.add(oid, &bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Observation{Observation: o}})
-		x.observed = append(x.observed, o)
-		out = append(out, o)
+		ob := observation{o, x.refTo(typeObservation, logical, oid)}
+		x.observed = append(x.observed, ob)
+		out = append(out, ob)
 	}
 	return out
 }
@@ -465,22 +553,18 @@ func (x *exporter) composition() *cmppb.Composition {
 	if r.EffectiveState == careteam.ReferralCompleted {
 		status = c4pb.CompositionStatusCode_FINAL
 	}
-	author := r.TargetOrgID
-	if r.TargetTherapistID != uuid.Nil {
-		author = r.TargetTherapistID
-	}
 	c := &cmppb.Composition{
-		Id:      id(derived(r.ID, "progress")),
+		Id:      id(r.ID),
 		Status:  &cmppb.Composition_StatusCode{Value: status},
 		Type:    concept("Massage therapy progress report", coding(systemLOINC, loincProgressNote, "Progress note")),
-		Subject: ref(r.PatientID),
+		Subject: x.ref(typePatient, r.PatientID),
 		Date:    dateTime(x.rec.Time),
-		Author:  []*d4pb.Reference{ref(author)},
+		Author:  []*d4pb.Reference{x.owner(r)},
 		Title:   str("Massage therapy progress report"),
 	}
 	visits := section("Visits", fmt.Sprintf("%d of %d authorized visits used; %d left.", r.UsedVisits, r.AuthorizedVisits, r.RemainingVisits()))
 	for _, ss := range x.rec.Sessions {
-		visits.Entry = append(visits.Entry, ref(ss.ID))
+		visits.Entry = append(visits.Entry, x.ref(typeEncounter, ss.ID))
 	}
 	c.Section = append(c.Section, visits)
 	var lines []string
@@ -497,7 +581,7 @@ func (x *exporter) composition() *cmppb.Composition {
 	}
 	measured := section("Pain and outcome measures", lines...)
 	for _, o := range x.observed {
-		measured.Entry = append(measured.Entry, ref(uuid.MustParse(o.GetId().GetValue())))
+		measured.Entry = append(measured.Entry, o.ref)
 	}
 	c.Section = append(c.Section, measured)
 	lines = nil
@@ -585,10 +669,6 @@ func identifiers(system string, own uuid.UUID, external []careteam.Identifier) [
 
 func extension(url string, c *d4pb.Coding) *d4pb.Extension {
 	return &d4pb.Extension{Url: uri(url), Value: &d4pb.Extension_ValueX{Choice: &d4pb.Extension_ValueX_Coding{Coding: c}}}
-}
-
-func ref(target uuid.UUID) *d4pb.Reference {
-	return &d4pb.Reference{Reference: &d4pb.Reference_Uri{Uri: str(urn(target))}}
 }
 
 func concept(text string, codings ...*d4pb.Coding) *d4pb.CodeableConcept {

@@ -3,6 +3,7 @@ package fhir_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -98,12 +99,19 @@ func resources(t *testing.T, b []byte) map[string][]map[string]any {
 	if bundle.ResourceType != "Bundle" || bundle.Type != "collection" {
 		t.Fatalf("a %s of type %s", bundle.ResourceType, bundle.Type)
 	}
+	// Every fullUrl is a distinct urn:uuid, every Type/id distinct: the
+	// Task shares its referral's id as the ServiceRequest does, but not
+	// its fullUrl.
 	out := map[string][]map[string]any{}
+	fullURLs, ids := map[string]bool{}, map[string]bool{}
 	for _, e := range bundle.Entry {
-		if e.FullURL != "urn:uuid:"+e.Resource["id"].(string) {
-			t.Errorf("fullUrl %s of id %s", e.FullURL, e.Resource["id"])
-		}
 		typ := e.Resource["resourceType"].(string)
+		key := typ + "/" + e.Resource["id"].(string)
+		if _, err := uuid.Parse(strings.TrimPrefix(e.FullURL, "urn:uuid:")); err != nil || !strings.HasPrefix(e.FullURL, "urn:uuid:") ||
+			fullURLs[e.FullURL] || ids[key] {
+			t.Errorf("fullUrl %s of %s: not a distinct urn:uuid, or not a distinct resource", e.FullURL, key)
+		}
+		fullURLs[e.FullURL], ids[key] = true, true
 		out[typ] = append(out[typ], e.Resource)
 	}
 	return out
@@ -224,12 +232,13 @@ func TestBundleRoundTrips(t *testing.T) {
 		t.Errorf("diagnoses %+v", in.Diagnoses)
 	}
 
-	rec.ImportKey = &careteam.Identifier{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "SR-2026-00042"}
+	rec.ImportIdentifiers = []careteam.Identifier{{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "SR-2026-00042"},
+		{System: "urn:oid:2.16.840.1.113883.19.5.99.2", Value: "ER-7731"}}
 	if b, err = fhir.Bundle(rec); err != nil {
 		t.Fatal(err)
 	}
-	if in := parse(t, b); in.Key != *rec.ImportKey || in.ReferralID != uuid.Nil {
-		t.Errorf("an imported referral exports its import identifier: %+v", in.Key)
+	if in := parse(t, b); !slices.Equal(in.Identifiers, rec.ImportIdentifiers) || in.ReferralID != uuid.Nil {
+		t.Errorf("an imported referral exports its import identifiers: %+v", in.Identifiers)
 	}
 }
 
@@ -244,5 +253,74 @@ func TestValidateFindsDanglingReferences(t *testing.T) {
 	var inv *careteam.InvalidError
 	if !errors.As(err, &inv) || inv.Violations[0].Field != "Bundle.entry[2].resource.ofType(Condition).subject" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRecordResourcesReferToEachOther: read one by one, as the REST
+// endpoint serves them, a record's resources refer to each other as
+// Type/id, and each reference resolves to one of them; the clearance
+// cites its referral where R4 allows it (supportingInfo, not basedOn),
+// and the patient declares the US Core profile it meets.
+func TestRecordResourcesReferToEachOther(t *testing.T) {
+	t.Parallel()
+	rec := record(careteam.ReferralInProgress)
+	got, err := fhir.RecordResources(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]map[string]any{}
+	for _, r := range got {
+		if err := fhir.Validate(r.JSON); err != nil {
+			t.Errorf("%s/%s is not valid R4: %v", r.Type, r.ID, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(r.JSON, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["resourceType"] != r.Type || m["id"] != r.ID {
+			t.Errorf("%s/%s holds a %v/%v", r.Type, r.ID, m["resourceType"], m["id"])
+		}
+		served[r.Type+"/"+r.ID] = m
+	}
+	if len(served) != len(got) {
+		t.Errorf("%d resources under %d names", len(got), len(served))
+	}
+	var refs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if s, ok := v["reference"].(string); ok {
+				refs = append(refs, s)
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	for _, m := range served {
+		walk(m)
+	}
+	if len(refs) < 20 {
+		t.Fatalf("only %d references", len(refs))
+	}
+	for _, ref := range refs {
+		if served[ref] == nil {
+			t.Errorf("reference %s resolves to nothing served", ref)
+		}
+	}
+	plan := served["CarePlan/"+rec.Clearance.ID.String()]
+	if plan["basedOn"] != nil || fmt.Sprint(plan["supportingInfo"]) != fmt.Sprint([]any{map[string]any{"reference": "ServiceRequest/" + rec.Referral.ID.String()}}) {
+		t.Errorf("the clearance cites its referral as basedOn %v, supportingInfo %v", plan["basedOn"], plan["supportingInfo"])
+	}
+	if p := fmt.Sprint(served["Patient/"+rec.Patient.ID.String()]["meta"]); !strings.Contains(p, "us-core-patient") {
+		t.Errorf("the patient declares %s", p)
+	}
+	if task := served["Task/"+rec.Referral.ID.String()]; task == nil {
+		t.Error("no Task under its referral's id")
 	}
 }

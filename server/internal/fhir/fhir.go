@@ -40,7 +40,7 @@ const (
 const (
 	// systemReferral identifies the ServiceRequest of a referral made in
 	// careteam; an imported one keeps the identifier it came with.
-	systemReferral     = "urn:careteam:referral"
+	systemReferral     = careteam.ReferralSystem
 	systemPatient      = "urn:careteam:patient"
 	systemPractitioner = "urn:careteam:practitioner"
 	systemOrganization = "urn:careteam:organization"
@@ -210,13 +210,22 @@ func libraryViolations(err error, path string) []careteam.FieldViolation {
 	return out
 }
 
-// fhirPath writes the library's element path in FHIRPath:
-// "Bundle.entry[1].resource.Patient.birthDate" becomes
-// "Bundle.entry[1].resource.ofType(Patient).birthDate".
+// fhirPath writes the library's element path in FHIRPath: a resource
+// inside a Bundle entry or a contained one is named by its type, which the
+// library writes either as the type ("Bundle.entry[1].resource.Patient")
+// or as the field of its resource union ("resource.serviceRequest"); both
+// become "Bundle.entry[1].resource.ofType(Patient)".
 func fhirPath(path string) string {
 	parts := strings.Split(path, ".")
 	for i := 1; i < len(parts); i++ {
-		if p := parts[i]; p != "" && p[0] >= 'A' && p[0] <= 'Z' {
+		p := parts[i]
+		if p == "" {
+			continue
+		}
+		if typ, ok := resourceTypes[p]; ok && (parts[i-1] == "resource" || strings.HasPrefix(parts[i-1], "contained[")) {
+			p = typ
+		}
+		if p[0] >= 'A' && p[0] <= 'Z' {
 			parts[i] = "ofType(" + p + ")"
 		}
 	}
@@ -226,6 +235,18 @@ func fhirPath(path string) string {
 	}
 	return out
 }
+
+// resourceTypes maps the JSON names of the R4 resource union's fields
+// ("serviceRequest") to their resource types ("ServiceRequest").
+var resourceTypes = func() map[string]string {
+	out := map[string]string{}
+	fields := (&bcrpb.ContainedResource{}).ProtoReflect().Descriptor().Oneofs().ByName("oneof_resource").Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		out[fd.JSONName()] = string(fd.Message().Name())
+	}
+	return out
+}()
 
 // resourceOf returns the resource a ContainedResource holds and its type
 // name, or nil.

@@ -11,6 +11,7 @@ import (
 	"github.com/google/fhir/go/jsonformat"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/careteam/careteam/server/internal/careteam"
 
@@ -31,7 +32,7 @@ func ParseServiceRequest(data []byte) (*careteam.ServiceRequestImport, error) {
 	if len(violations) > 0 {
 		return nil, &careteam.InvalidError{Violations: violations}
 	}
-	ps := &parser{where: map[string]string{}, byRef: map[string]*node{}, contained: map[string]*node{}}
+	ps := &parser{where: map[string]string{}, byRef: map[string]*node{}, contained: map[string]*node{}, read: map[*node]bool{}}
 	var in *careteam.ServiceRequestImport
 	if sr := ps.findServiceRequest(cr); sr != nil {
 		in = ps.serviceRequest(sr)
@@ -43,11 +44,13 @@ func ParseServiceRequest(data []byte) (*careteam.ServiceRequestImport, error) {
 	return in, nil
 }
 
-// node is one resource of the input and where it sits.
+// node is one resource of the input and where it sits: in a Bundle, its
+// entry too.
 type node struct {
-	path string
-	typ  string
-	cr   *bcrpb.ContainedResource
+	path  string
+	typ   string
+	cr    *bcrpb.ContainedResource
+	entry *bcrpb.Bundle_Entry
 }
 
 // parser maps one input, collecting every problem and where each domain
@@ -59,6 +62,9 @@ type parser struct {
 	// byRef finds a Bundle's entries by fullUrl and by "Type/id";
 	// contained finds the ServiceRequest's contained resources by "#id".
 	byRef, contained map[string]*node
+	// read holds the resources the import reads, checked for modifier
+	// extensions once each.
+	read map[*node]bool
 }
 
 func (ps *parser) bad(field, format string, args ...any) {
@@ -98,7 +104,7 @@ func (ps *parser) findServiceRequest(cr *bcrpb.ContainedResource) *node {
 		if res == nil {
 			continue
 		}
-		n := &node{path: fmt.Sprintf("Bundle.entry[%d].resource.ofType(%s)", i, typ), typ: typ, cr: e.GetResource()}
+		n := &node{path: fmt.Sprintf("Bundle.entry[%d].resource.ofType(%s)", i, typ), typ: typ, cr: e.GetResource(), entry: e}
 		if u := e.GetFullUrl().GetValue(); u != "" {
 			ps.byRef[u] = n
 		}
@@ -169,8 +175,44 @@ func (ps *parser) resolve(ref *d4pb.Reference, at string) *node {
 	}
 	if n == nil {
 		ps.bad(at, "does not resolve to a resource in the input")
+		return nil
 	}
+	ps.understood(n)
 	return n
+}
+
+// understood refuses a resource the import reads, or its Bundle entry,
+// that carries a modifier extension: R4 says a system must not process a
+// resource whose modifier extensions it does not understand, and careteam
+// understands none.
+func (ps *parser) understood(n *node) {
+	if ps.read[n] {
+		return
+	}
+	ps.read[n] = true
+	check := func(m protoreflect.Message, at string) {
+		walkElements(m, at, func(at string, m protoreflect.Message) bool {
+			fd := m.Descriptor().Fields().ByName("modifier_extension")
+			if fd == nil {
+				return true
+			}
+			list := m.Get(fd).List()
+			for k := 0; k < list.Len(); k++ {
+				url := list.Get(k).Message().Interface().(*d4pb.Extension).GetUrl().GetValue()
+				if len(url) > 200 {
+					url = url[:200]
+				}
+				ps.bad(fmt.Sprintf("%s.modifierExtension[%d]", at, k), "a modifier extension careteam does not understand (%s): R4 requires refusing the resource", url)
+			}
+			return true
+		})
+	}
+	if n.entry != nil {
+		check(n.entry.ProtoReflect(), strings.TrimSuffix(n.path, fmt.Sprintf(".resource.ofType(%s)", n.typ)))
+	}
+	if res, _ := resourceOf(n.cr); res != nil {
+		check(res, n.path)
+	}
 }
 
 func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
@@ -187,6 +229,7 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 			ps.contained["#"+id] = &node{path: at(fmt.Sprintf("contained[%d].ofType(%s)", j, typ)), typ: typ, cr: cr}
 		}
 	}
+	ps.understood(n)
 	in := &careteam.ServiceRequestImport{}
 	for field, element := range map[string]string{
 		"referral.patient": "subject", "referral.referring_physician": "requester",
@@ -195,6 +238,9 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 		"referral.authorized_visits": "quantityQuantity", "referral.valid_until": "occurrencePeriod.end",
 		"referral.clinical_notes": "note", "referral.priority": "priority",
 		"referral.requested_techniques": "orderDetail", "referral.required_specialties": "performerType",
+		"referral.state": "status", "referral.valid_from": "occurrencePeriod.start",
+		"referral.patient_instruction": "patientInstruction", "referral.service_codes": "code", "referral.service_text": "code.text",
+		"referral.reason_texts": "reasonCode",
 	} {
 		ps.where[field] = at(element)
 	}
@@ -205,8 +251,16 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 	case c4pb.RequestStatusCode_DRAFT:
 	case c4pb.RequestStatusCode_ACTIVE:
 		in.Submit = true
+	// The statuses the export gives a referral that has moved on: the
+	// ServiceRequest of such a referral imports again as a no-op.
+	case c4pb.RequestStatusCode_ON_HOLD:
+		in.Settled = []careteam.ReferralState{careteam.ReferralOnHold}
+	case c4pb.RequestStatusCode_COMPLETED:
+		in.Settled = []careteam.ReferralState{careteam.ReferralCompleted}
+	case c4pb.RequestStatusCode_REVOKED:
+		in.Settled = []careteam.ReferralState{careteam.ReferralCancelled, careteam.ReferralExpired}
 	default:
-		ps.bad(at("status"), "only a draft or active ServiceRequest is imported")
+		ps.bad(at("status"), "a ServiceRequest %s is no referral", strings.ToLower(sr.GetStatus().GetValue().String()))
 	}
 	switch sr.GetIntent().GetValue() {
 	case c4pb.RequestIntentCode_ORDER, c4pb.RequestIntentCode_ORIGINAL_ORDER, c4pb.RequestIntentCode_REFLEX_ORDER,
@@ -229,14 +283,33 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 	for k, ref := range sr.GetPerformer() {
 		ps.performer(ref, at(fmt.Sprintf("performer[%d]", k)), in)
 	}
+	var uncoded []int
 	for j, cc := range sr.GetReasonCode() {
-		code, k := codeIn(cc, systemICD10)
-		if k < 0 {
-			ps.bad(at(fmt.Sprintf("reasonCode[%d]", j)), "needs a coding from %s", systemICD10)
+		reason := at(fmt.Sprintf("reasonCode[%d]", j))
+		if code, k := codeIn(cc, systemICD10); k >= 0 {
+			ps.where[fmt.Sprintf("referral.reason_codes[%d]", len(in.Order.ReasonCodes))] = fmt.Sprintf("%s.coding[%d].code", reason, k)
+			in.Order.ReasonCodes = append(in.Order.ReasonCodes, code)
 			continue
 		}
-		ps.where[fmt.Sprintf("referral.reason_codes[%d]", len(in.Order.ReasonCodes))] = at(fmt.Sprintf("reasonCode[%d].coding[%d].code", j, k))
-		in.Order.ReasonCodes = append(in.Order.ReasonCodes, code)
+		// A reason in words (or in another system's displays) is kept as
+		// words beside the coded reasons.
+		text := strings.TrimSpace(cc.GetText().GetValue())
+		if text == "" {
+			var displays []string
+			for _, c := range cc.GetCoding() {
+				if d := strings.TrimSpace(c.GetDisplay().GetValue()); d != "" {
+					displays = append(displays, d)
+				}
+			}
+			text = strings.Join(displays, "; ")
+		}
+		if text == "" {
+			ps.bad(reason, "needs a coding from %s, or text", systemICD10)
+			continue
+		}
+		ps.where[fmt.Sprintf("referral.reason_texts[%d]", len(in.Order.ReasonTexts))] = reason
+		in.Order.ReasonTexts = append(in.Order.ReasonTexts, text)
+		uncoded = append(uncoded, j)
 	}
 	seen := map[*node]int{}
 	for j, ref := range sr.GetReasonReference() {
@@ -245,6 +318,15 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 	for j, ref := range sr.GetSupportingInfo() {
 		ps.cited(ref, at(fmt.Sprintf("supportingInfo[%d]", j)), false, subject, seen, in)
 	}
+	// Words alone are no reason careteam can route or check on: one
+	// reason at least must be coded.
+	if len(in.Order.ReasonCodes) == 0 && !slices.ContainsFunc(in.Diagnoses, func(d careteam.ImportedDiagnosis) bool { return d.Reason }) {
+		for _, j := range uncoded {
+			ps.bad(at(fmt.Sprintf("reasonCode[%d]", j)), "needs a coding from %s: no reason of this ServiceRequest is coded", systemICD10)
+		}
+	}
+	in.Order.PatientInstruction = strings.TrimSpace(sr.GetPatientInstruction().GetValue())
+	in.Order.ServiceCodes, in.Order.ServiceText = serviceCode(sr.GetCode())
 	var notes []string
 	for _, a := range sr.GetNote() {
 		if t := strings.TrimSpace(a.GetText().GetValue()); t != "" {
@@ -263,29 +345,54 @@ func (ps *parser) serviceRequest(n *node) *careteam.ServiceRequestImport {
 	return in
 }
 
-// key takes the ServiceRequest's identifier: careteam's own names the
-// referral it was exported from; otherwise the first with a system and a
-// value is the import's key.
+// key takes the ServiceRequest's identifiers: careteam's own names the
+// referral it was exported from; every other with a system and a value
+// finds the order again, whichever the EHR lists first.
 func (ps *parser) key(ids []*d4pb.Identifier, at func(string) string, in *careteam.ServiceRequestImport) {
 	for i, id := range ids {
-		if id.GetSystem().GetValue() != systemReferral {
-			continue
+		sys, val := id.GetSystem().GetValue(), id.GetValue().GetValue()
+		switch {
+		case sys == systemReferral:
+			rid, err := uuid.Parse(val)
+			if err != nil {
+				ps.bad(at(fmt.Sprintf("identifier[%d].value", i)), "not a careteam referral id")
+				continue
+			}
+			in.ReferralID = rid
+		case sys != "" && strings.TrimSpace(val) != "":
+			x := careteam.Identifier{System: sys, Value: val}
+			if !slices.Contains(in.Identifiers, x) {
+				in.Identifiers = append(in.Identifiers, x)
+			}
 		}
-		rid, err := uuid.Parse(id.GetValue().GetValue())
-		if err != nil {
-			ps.bad(at(fmt.Sprintf("identifier[%d].value", i)), "not a careteam referral id")
-			return
-		}
-		in.ReferralID = rid
-		return
 	}
-	for _, id := range ids {
-		if sys, val := id.GetSystem().GetValue(), id.GetValue().GetValue(); sys != "" && strings.TrimSpace(val) != "" {
-			in.Key = careteam.Identifier{System: sys, Value: val}
-			return
+	if len(in.Identifiers) == 0 && in.ReferralID == uuid.Nil {
+		ps.bad(at("identifier"), "required: an identifier with a system and a value, which makes the import idempotent")
+	}
+}
+
+// serviceCode maps what is ordered: the codings with a system and a code,
+// and the text. A code of careteam's own service alone is what careteam's
+// export says of every referral, and no detail of the order.
+func serviceCode(cc *d4pb.CodeableConcept) ([]careteam.Coding, string) {
+	var out []careteam.Coding
+	own := false
+	for _, c := range cc.GetCoding() {
+		sys, code := c.GetSystem().GetValue(), c.GetCode().GetValue()
+		switch {
+		case sys == systemService:
+			own = true
+		case sys != "" && code != "":
+			x := careteam.Coding{System: sys, Code: code, Display: c.GetDisplay().GetValue()}
+			if !slices.Contains(out, x) {
+				out = append(out, x)
+			}
 		}
 	}
-	ps.bad(at("identifier"), "required: an identifier with a system and a value, which makes the import idempotent")
+	if own && len(out) == 0 {
+		return nil, ""
+	}
+	return out, strings.TrimSpace(cc.GetText().GetValue())
 }
 
 // subject maps the ServiceRequest's subject: a Patient resource, or a
@@ -379,6 +486,10 @@ func (ps *parser) identifiers(ids []*d4pb.Identifier, at, own string, id *uuid.U
 func (ps *parser) ref(ref *d4pb.Reference, at string, types ...string) (careteam.ImportRef, string) {
 	var out careteam.ImportRef
 	for _, typ := range types {
+		if typ == "PractitionerRole" {
+			// careteam keeps no roles: "PractitionerRole/{id}" names none.
+			continue
+		}
 		if id, ok := ps.careteamID(ref, typ); ok {
 			out.ID = id
 			return out, typ
@@ -390,8 +501,11 @@ func (ps *parser) ref(ref *d4pb.Reference, at string, types ...string) (careteam
 			return out, ""
 		}
 		typ := ref.GetType().GetValue()
-		if ref.GetIdentifier() == nil || !slices.Contains(types, typ) {
-			ps.bad(at, "must reference a %s resource, or name one by identifier with type", strings.Join(types, " or "))
+		if typ == "" && len(types) == 1 {
+			typ = types[0]
+		}
+		if ref.GetIdentifier() == nil || !slices.Contains(types, typ) || typ == "PractitionerRole" {
+			ps.bad(at, "must reference a %s resource, or name a %s by identifier with type", strings.Join(types, " or "), types[0])
 			return out, ""
 		}
 		ps.directoryIdentifiers([]*d4pb.Identifier{ref.GetIdentifier()}, typ, at+".identifier", &out)
@@ -406,6 +520,16 @@ func (ps *parser) ref(ref *d4pb.Reference, at string, types ...string) (careteam
 		ps.directoryIdentifiers(n.cr.GetPractitioner().GetIdentifier(), n.typ, n.path+".identifier", &out)
 	case "Organization":
 		ps.directoryIdentifiers(n.cr.GetOrganization().GetIdentifier(), n.typ, n.path+".identifier", &out)
+	case "PractitionerRole":
+		// The role's own identifiers name the role; its practitioner is
+		// who careteam knows.
+		pr := n.cr.GetPractitionerRole().GetPractitioner()
+		if pr == nil {
+			ps.bad(n.path+".practitioner", "required: careteam knows the requester as a practitioner")
+			return out, ""
+		}
+		out, _ = ps.ref(pr, n.path+".practitioner", "Practitioner")
+		return out, n.typ
 	}
 	if out.ID == uuid.Nil && len(out.Identifiers) == 0 {
 		ps.bad(n.path+".identifier", "required: careteam finds the %s in its directory by identifier", n.typ)
@@ -435,11 +559,13 @@ func (ps *parser) directoryIdentifiers(ids []*d4pb.Identifier, typ, at string, o
 	}
 }
 
+// requester maps the requester: a Practitioner, or a PractitionerRole
+// (as US Core and eReferral send it) whose practitioner is the requester.
 func (ps *parser) requester(ref *d4pb.Reference, at string, in *careteam.ServiceRequestImport) {
 	if ref == nil {
 		return
 	}
-	in.Requester, _ = ps.ref(ref, at, "Practitioner")
+	in.Requester, _ = ps.ref(ref, at, "Practitioner", "PractitionerRole")
 }
 
 // performer maps one performer: the therapist or the practice, at most
@@ -552,6 +678,7 @@ func (ps *parser) condition(n *node, i int, subject *node) careteam.Diagnosis {
 			d.OnsetDate = day(time.UnixMicro(dt.GetValueUs()).In(location(dt.GetTimezone())))
 		}
 	}
+	d.Categories = categories(c.GetCategory())
 	var notes []string
 	for _, a := range c.GetNote() {
 		if t := strings.TrimSpace(a.GetText().GetValue()); t != "" {
@@ -576,6 +703,25 @@ func (ps *parser) condition(n *node, i int, subject *node) careteam.Diagnosis {
 	}
 	// The code's own red flags are the domain's to add.
 	return d
+}
+
+// categories maps a Condition's categories: their codings with a system
+// and a code. The one category careteam's export gives every diagnosis
+// when it knows none, problem-list-item, is no detail when alone.
+func categories(ccs []*d4pb.CodeableConcept) []careteam.Coding {
+	var out []careteam.Coding
+	for _, cc := range ccs {
+		for _, c := range cc.GetCoding() {
+			x := careteam.Coding{System: c.GetSystem().GetValue(), Code: c.GetCode().GetValue(), Display: c.GetDisplay().GetValue()}
+			if x.System != "" && x.Code != "" && !slices.Contains(out, x) {
+				out = append(out, x)
+			}
+		}
+	}
+	if len(out) == 1 && out[0].System == systemConditionCategory && out[0].Code == "problem-list-item" {
+		return nil
+	}
+	return out
 }
 
 // quantity maps quantityQuantity to the authorized visits.
@@ -604,8 +750,8 @@ func (ps *parser) quantity(q interface {
 	}
 }
 
-// occurrence maps occurrencePeriod.end to the validity's end; a day
-// includes the whole day.
+// occurrence maps occurrencePeriod: its start to when the order becomes
+// valid, its end to the validity's end; a day includes the whole day.
 func (ps *parser) occurrence(o interface {
 	GetDateTime() *d4pb.DateTime
 	GetPeriod() *d4pb.Period
@@ -613,11 +759,25 @@ func (ps *parser) occurrence(o interface {
 }, at func(string) string, in *careteam.ServiceRequestImport) {
 	switch {
 	case o.GetDateTime() != nil:
-		ps.bad(at("occurrenceDateTime"), "careteam reads occurrencePeriod, whose end is the referral's validity")
+		ps.bad(at("occurrenceDateTime"), "careteam reads occurrencePeriod, the referral's validity")
 	case o.GetTiming() != nil:
-		ps.bad(at("occurrenceTiming"), "careteam reads occurrencePeriod, whose end is the referral's validity")
-	case o.GetPeriod().GetEnd() != nil:
+		ps.bad(at("occurrenceTiming"), "careteam reads occurrencePeriod, the referral's validity")
+	case o.GetPeriod() != nil:
+		if start := o.GetPeriod().GetStart(); start != nil {
+			t := time.UnixMicro(start.GetValueUs())
+			switch start.GetPrecision() {
+			case d4pb.DateTime_DAY:
+				t = day(t.In(location(start.GetTimezone())))
+			case d4pb.DateTime_MONTH, d4pb.DateTime_YEAR:
+				ps.bad(at("occurrencePeriod.start"), "give at least the day")
+				return
+			}
+			in.Order.ValidFrom = t.UTC()
+		}
 		end := o.GetPeriod().GetEnd()
+		if end == nil {
+			return
+		}
 		t := time.UnixMicro(end.GetValueUs())
 		switch end.GetPrecision() {
 		case d4pb.DateTime_DAY:

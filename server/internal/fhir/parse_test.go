@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/fhir"
 )
@@ -86,6 +88,11 @@ func (d doc) del(t testing.TB, path string) doc {
 	return d
 }
 
+// modifier is a modifier extension careteam does not understand.
+func modifier() []any {
+	return []any{map[string]any{"url": "http://example.org/fhir/StructureDefinition/do-not-treat", "valueBoolean": true}}
+}
+
 func parse(t *testing.T, b []byte) *careteam.ServiceRequestImport {
 	t.Helper()
 	in, err := fhir.ParseServiceRequest(b)
@@ -102,8 +109,8 @@ func TestParseRealisticServiceRequests(t *testing.T) {
 	}
 	t.Run("transaction Bundle", func(t *testing.T) {
 		in := parse(t, load(t, "transaction-bundle.json").bytes(t))
-		if in.Key != (careteam.Identifier{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "SR-2026-00042"}) || !in.Submit {
-			t.Errorf("key %v, submit %v", in.Key, in.Submit)
+		if !slices.Equal(in.Identifiers, []careteam.Identifier{{System: "urn:oid:2.16.840.1.113883.19.5.99.1", Value: "SR-2026-00042"}}) || !in.Submit {
+			t.Errorf("identifiers %v, submit %v", in.Identifiers, in.Submit)
 		}
 		if !slices.Equal(in.Requester.Identifiers, npi("1234567893")) || !slices.Equal(in.Therapist.Identifiers, npi("1902837461")) {
 			t.Errorf("requester %v, therapist %v", in.Requester, in.Therapist)
@@ -175,6 +182,102 @@ func TestParseRealisticServiceRequests(t *testing.T) {
 	})
 }
 
+func TestParseReadsWhatEHRsSend(t *testing.T) {
+	t.Parallel()
+	npi := []careteam.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567893"}}
+	t.Run("a PractitionerRole requester, reasons in words and the order's details", func(t *testing.T) {
+		in := parse(t, load(t, "practitioner-role-bundle.json").bytes(t))
+		if !slices.Equal(in.Requester.Identifiers, npi) || in.Requester.ID != uuid.Nil {
+			t.Errorf("requester %+v, want the role's practitioner", in.Requester)
+		}
+		ids := []careteam.Identifier{{System: "urn:oid:2.16.840.1.113883.19.5.99.2", Value: "ER-7731"}, {System: "urn:oid:2.16.840.1.113883.19.5.99.3", Value: "REQ-55120"}}
+		if !slices.Equal(in.Identifiers, ids) {
+			t.Errorf("identifiers %v", in.Identifiers)
+		}
+		o := in.Order
+		if len(o.ReasonCodes) != 0 || !slices.Equal(o.ReasonTexts, []string{"Neck and shoulder tension after desk work"}) ||
+			len(in.Diagnoses) != 1 || !in.Diagnoses[0].Reason {
+			t.Errorf("reasons: codes %v, texts %v, diagnoses %+v", o.ReasonCodes, o.ReasonTexts, in.Diagnoses)
+		}
+		if o.PatientInstruction != "Wear loose clothing and drink water after each visit." || o.ServiceText != "Therapeutic massage, 15-minute units" ||
+			!slices.Equal(o.ServiceCodes, []careteam.Coding{{System: "http://www.ama-assn.org/go/cpt", Code: "97124", Display: "Therapeutic procedure, massage"}}) {
+			t.Errorf("instruction %q, service %v %q", o.PatientInstruction, o.ServiceCodes, o.ServiceText)
+		}
+		if want := time.Date(2026, 3, 10, 0, 0, 0, 0, time.UTC); !o.ValidFrom.Equal(want) {
+			t.Errorf("valid from %v, want %v", o.ValidFrom, want)
+		}
+		wantCat := []careteam.Coding{{System: "http://terminology.hl7.org/CodeSystem/condition-category", Code: "encounter-diagnosis", Display: "Encounter Diagnosis"},
+			{System: "http://hl7.org/fhir/us/core/CodeSystem/condition-category", Code: "health-concern"}}
+		if got := in.Diagnoses[0].Diagnosis.Categories; !slices.Equal(got, wantCat) {
+			t.Errorf("categories %v", got)
+		}
+		if got := in.Locate("referral.reason_texts[0]"); got != "Bundle.entry[0].resource.ofType(ServiceRequest).reasonCode[0]" {
+			t.Errorf("reason text located at %q", got)
+		}
+	})
+	t.Run("a contained PractitionerRole", func(t *testing.T) {
+		d := load(t, "contained-service-request.json")
+		contained := d["contained"].([]any)
+		d.set(t, "contained", append(contained, map[string]any{"resourceType": "PractitionerRole", "id": "role", "practitioner": map[string]any{"reference": "#requester"}}))
+		in := parse(t, d.set(t, "requester.reference", "#role").bytes(t))
+		if !slices.Equal(in.Requester.Identifiers, npi) {
+			t.Errorf("requester %+v", in.Requester)
+		}
+	})
+	t.Run("every identifier, careteam's own beside the EHR's", func(t *testing.T) {
+		id := uuid.New()
+		d := load(t, "transaction-bundle.json").set(t, "entry.0.resource.identifier", []any{
+			map[string]any{"system": "urn:oid:1.2.3", "value": "B-2"},
+			map[string]any{"system": "urn:careteam:referral", "value": id.String()},
+			map[string]any{"value": "no system"},
+			map[string]any{"system": "urn:oid:1.2.4", "value": "A-1"},
+		})
+		in := parse(t, d.bytes(t))
+		if in.ReferralID != id || !slices.Equal(in.Identifiers, []careteam.Identifier{{System: "urn:oid:1.2.3", Value: "B-2"}, {System: "urn:oid:1.2.4", Value: "A-1"}}) {
+			t.Errorf("referral %v, identifiers %v", in.ReferralID, in.Identifiers)
+		}
+	})
+	t.Run("what careteam's export says of every referral is no detail", func(t *testing.T) {
+		d := load(t, "transaction-bundle.json").
+			set(t, "entry.0.resource.code", map[string]any{"text": "Massage therapy", "coding": []any{map[string]any{"system": "urn:careteam:service", "code": "MASSAGE_THERAPY"}}}).
+			set(t, "entry.2.resource.category", []any{map[string]any{"coding": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "problem-list-item"}}}})
+		in := parse(t, d.bytes(t))
+		if in.Order.ServiceCodes != nil || in.Order.ServiceText != "" || in.Diagnoses[0].Diagnosis.Categories != nil {
+			t.Errorf("service %v %q, categories %v", in.Order.ServiceCodes, in.Order.ServiceText, in.Diagnoses[0].Diagnosis.Categories)
+		}
+	})
+	t.Run("a modifier extension on a resource the import does not read", func(t *testing.T) {
+		d := load(t, "transaction-bundle.json")
+		entries := d["entry"].([]any)
+		d.set(t, "entry", append(entries, map[string]any{"fullUrl": "urn:uuid:1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a",
+			"resource": map[string]any{"resourceType": "Organization", "name": "Elsewhere", "modifierExtension": modifier()},
+			"request":  map[string]any{"method": "POST", "url": "Organization"}}))
+		parse(t, d.bytes(t))
+	})
+	for _, status := range []string{"on-hold", "completed", "revoked"} {
+		t.Run("status "+status, func(t *testing.T) {
+			in := parse(t, load(t, "contained-service-request.json").set(t, "status", status).bytes(t))
+			if in.Submit || len(in.Settled) == 0 {
+				t.Errorf("submit %v, settled %v", in.Submit, in.Settled)
+			}
+		})
+	}
+}
+
+// TestValidateLocatesTheLibrarysProblems: Validate names an entry's
+// resource by its type too.
+func TestValidateLocatesTheLibrarysProblems(t *testing.T) {
+	t.Parallel()
+	d := load(t, "transaction-bundle.json")
+	entries := d["entry"].([]any)
+	entries[0], entries[4] = entries[4], entries[0]
+	err := fhir.Validate(d.del(t, "entry.4.resource.subject").bytes(t))
+	var inv *careteam.InvalidError
+	if !errors.As(err, &inv) || len(inv.Violations) != 1 || inv.Violations[0].Field != "Bundle.entry[4].resource.ofType(ServiceRequest).subject" {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestParseLocatesEveryProblem(t *testing.T) {
 	t.Parallel()
 	const sr = "Bundle.entry[0].resource.ofType(ServiceRequest)"
@@ -190,8 +293,8 @@ func TestParseLocatesEveryProblem(t *testing.T) {
 			func(t *testing.T, d doc) doc { return d.del(t, "status").del(t, "intent") }, []string{"ServiceRequest.status", "ServiceRequest.intent"}},
 		{"status not a request status", "contained-service-request.json",
 			func(t *testing.T, d doc) doc { return d.set(t, "status", "pending") }, []string{"ServiceRequest.status"}},
-		{"status past active", "contained-service-request.json",
-			func(t *testing.T, d doc) doc { return d.set(t, "status", "completed") }, []string{"ServiceRequest.status"}},
+		{"status entered in error", "contained-service-request.json",
+			func(t *testing.T, d doc) doc { return d.set(t, "status", "entered-in-error") }, []string{"ServiceRequest.status"}},
 		{"no identifier", "contained-service-request.json",
 			func(t *testing.T, d doc) doc { return d.del(t, "identifier") }, []string{"ServiceRequest.identifier"}},
 		{"malformed birth date", "contained-service-request.json",
@@ -266,6 +369,49 @@ func TestParseLocatesEveryProblem(t *testing.T) {
 			[]string{"Bundle.entry[6]"}},
 		{"no ServiceRequest", "collection-bundle.json",
 			func(t *testing.T, d doc) doc { return d.set(t, "entry.1", d["entry"].([]any)[0]) }, []string{"Bundle.entry"}},
+		// The library's own checks name the resource of an entry by its
+		// type, wherever the ServiceRequest sits.
+		{"a bad ServiceRequest in the fifth entry", "transaction-bundle.json",
+			func(t *testing.T, d doc) doc {
+				entries := d["entry"].([]any)
+				entries[0], entries[4] = entries[4], entries[0]
+				return d.del(t, "entry.4.resource.subject")
+			},
+			[]string{"Bundle.entry[4].resource.ofType(ServiceRequest).subject"}},
+		{"modifier extension on the ServiceRequest", "contained-service-request.json",
+			func(t *testing.T, d doc) doc { return d.set(t, "modifierExtension", modifier()) },
+			[]string{"ServiceRequest.modifierExtension[0]"}},
+		{"modifier extension on a contained Patient and its contact", "contained-service-request.json",
+			func(t *testing.T, d doc) doc {
+				return d.set(t, "contained.0.modifierExtension", modifier()).
+					set(t, "contained.0.contact", []any{map[string]any{"modifierExtension": modifier(), "gender": "male"}})
+			},
+			[]string{"ServiceRequest.contained[0].ofType(Patient).modifierExtension[0]", "ServiceRequest.contained[0].ofType(Patient).contact[0].modifierExtension[0]"}},
+		{"modifier extension on a Condition entry and on an entry", "transaction-bundle.json",
+			func(t *testing.T, d doc) doc {
+				return d.set(t, "entry.3.resource.modifierExtension", modifier()).set(t, "entry.1.modifierExtension", modifier())
+			},
+			[]string{"Bundle.entry[3].resource.ofType(Condition).modifierExtension[0]", "Bundle.entry[1].modifierExtension[0]"}},
+		{"modifier extension on the requester's role", "practitioner-role-bundle.json",
+			func(t *testing.T, d doc) doc { return d.set(t, "entry.3.resource.modifierExtension", modifier()) },
+			[]string{"Bundle.entry[3].resource.ofType(PractitionerRole).modifierExtension[0]"}},
+		{"a role without its practitioner", "practitioner-role-bundle.json",
+			func(t *testing.T, d doc) doc { return d.del(t, "entry.3.resource.practitioner") },
+			[]string{"Bundle.entry[3].resource.ofType(PractitionerRole).practitioner"}},
+		{"a role named by identifier", "practitioner-role-bundle.json",
+			func(t *testing.T, d doc) doc {
+				return d.set(t, "entry.0.resource.requester", map[string]any{"type": "PractitionerRole",
+					"identifier": map[string]any{"system": "urn:oid:2.16.840.1.113883.19.5.99.4", "value": "ROLE-12"}})
+			},
+			[]string{"Bundle.entry[0].resource.ofType(ServiceRequest).requester"}},
+		{"reasons in words only", "contained-service-request.json",
+			func(t *testing.T, d doc) doc {
+				return d.del(t, "reasonReference").set(t, "reasonCode", []any{map[string]any{"text": "widespread pain"}})
+			},
+			[]string{"ServiceRequest.reasonCode[0]"}},
+		{"a start without its day", "practitioner-role-bundle.json",
+			func(t *testing.T, d doc) doc { return d.set(t, "entry.0.resource.occurrencePeriod.start", "2026-03") },
+			[]string{"Bundle.entry[0].resource.ofType(ServiceRequest).occurrencePeriod.start"}},
 		{"neither Bundle nor ServiceRequest", "contained-service-request.json",
 			func(t *testing.T, d doc) doc { return d.set(t, "resourceType", "Patient") }, nil},
 	}

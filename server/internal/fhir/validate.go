@@ -11,6 +11,7 @@ import (
 	"github.com/careteam/careteam/server/internal/careteam"
 
 	d4pb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
 // Validate checks FHIR R4 JSON against the R4 structure as the import
@@ -56,12 +57,25 @@ func Validate(data []byte) error {
 // walkReferences calls fn with every Reference in m and its path;
 // contained resources are not entered.
 func walkReferences(m protoreflect.Message, at string, fn func(at string, r *d4pb.Reference)) {
-	if r, ok := m.Interface().(*d4pb.Reference); ok {
-		fn(at, r)
+	walkElements(m, at, func(at string, m protoreflect.Message) bool {
+		r, ok := m.Interface().(*d4pb.Reference)
+		if ok {
+			fn(at, r)
+		}
+		return !ok
+	})
+}
+
+// walkElements calls fn with m and every element under it, each with its
+// FHIRPath, entering an element's children while fn returns true; a
+// resource held inside another (contained, or a Bundle entry's) is not
+// entered.
+func walkElements(m protoreflect.Message, at string, fn func(at string, m protoreflect.Message) bool) {
+	if !fn(at, m) {
 		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Message() == nil || fd.Name() == "contained" {
+		if fd.Message() == nil || fd.Name() == "contained" || fd.Message().FullName() == containedResource {
 			return true
 		}
 		name := at + "." + fd.JSONName()
@@ -71,11 +85,13 @@ func walkReferences(m protoreflect.Message, at string, fn func(at string, r *d4p
 		}
 		if fd.IsList() {
 			for i := 0; i < v.List().Len(); i++ {
-				walkReferences(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", name, i), fn)
+				walkElements(v.List().Get(i).Message(), fmt.Sprintf("%s[%d]", name, i), fn)
 			}
 			return true
 		}
-		walkReferences(v.Message(), name, fn)
+		walkElements(v.Message(), name, fn)
 		return true
 	})
 }
+
+var containedResource = (&bcrpb.ContainedResource{}).ProtoReflect().Descriptor().FullName()

@@ -26,6 +26,8 @@ import (
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
+
+	"github.com/careteam/careteam/server/internal/fhirrest"
 )
 
 // Config is what the front door needs.
@@ -95,6 +97,9 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.DevSignIn != nil {
 		mux.Handle("/dev/", cfg.DevSignIn)
 	}
+	fhirAPI := fhirrest.Handler(rpc)
+	mux.Handle(fhirrest.Base, fhirAPI)
+	mux.Handle(fhirrest.Base+"/", fhirAPI)
 	mux.Handle("/", appHandler())
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if isRPC(r) {
@@ -109,8 +114,9 @@ func Handler(cfg Config) (http.Handler, error) {
 			AllowedOrigins: cfg.CORSOrigins,
 			AllowedMethods: []string{http.MethodGet, http.MethodPost},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "Connect-Protocol-Version", "Connect-Timeout-Ms",
-				"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent", "X-Request-Id", "X-Purpose-Of-Use", "X-Emergency-Reason"},
-			ExposedHeaders: []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "X-Request-Id"},
+				"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent", "X-Request-Id", "X-Purpose-Of-Use", "X-Emergency-Reason",
+				"Accept", "If-None-Match", "If-None-Exist"},
+			ExposedHeaders: []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "X-Request-Id", "ETag", "Location", "Last-Modified"},
 			MaxAge:         600,
 		}).Handler(h)
 	}

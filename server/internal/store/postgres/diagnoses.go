@@ -11,13 +11,13 @@ import (
 )
 
 const diagnosisColumns = `d.id, d.patient_id, d.physician_id, d.icd10_code, d.display, d.body_sites, d.onset_date,
-	d.clinical_status, d.severity, d.red_flags, d.notes, d.notes_shareable, d.version, d.create_time, d.update_time`
+	d.clinical_status, d.severity, d.red_flags, d.notes, d.notes_shareable, d.categories, d.version, d.create_time, d.update_time`
 
 func scanDiagnosis(row pgx.Row) (*careteam.Diagnosis, error) {
 	var d careteam.Diagnosis
 	var onset *time.Time
 	err := row.Scan(&d.ID, &d.PatientID, &d.PhysicianID, &d.ICD10Code, &d.Display, &d.BodySites, &onset,
-		&d.ClinicalStatus, &d.Severity, &d.RedFlags, &d.Notes, &d.NotesShareable, &d.Version, &d.CreateTime, &d.UpdateTime)
+		&d.ClinicalStatus, &d.Severity, &d.RedFlags, &d.Notes, &d.NotesShareable, &d.Categories, &d.Version, &d.CreateTime, &d.UpdateTime)
 	if onset != nil {
 		d.OnsetDate = onset.UTC()
 	}
@@ -27,10 +27,10 @@ func scanDiagnosis(row pgx.Row) (*careteam.Diagnosis, error) {
 func (t *tx) InsertDiagnosis(ctx context.Context, d *careteam.Diagnosis) error {
 	err := t.exec(ctx, `
 		INSERT INTO diagnoses (id, patient_id, physician_id, icd10_code, display, body_sites, onset_date,
-			clinical_status, severity, red_flags, notes, notes_shareable, version, create_time, update_time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+			clinical_status, severity, red_flags, notes, notes_shareable, categories, version, create_time, update_time)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		d.ID, d.PatientID, d.PhysicianID, d.ICD10Code, d.Display, nonNil(d.BodySites), nullTime(d.OnsetDate),
-		d.ClinicalStatus, d.Severity, nonNil(d.RedFlags), d.Notes, d.NotesShareable, d.Version, d.CreateTime, d.UpdateTime)
+		d.ClinicalStatus, d.Severity, nonNil(d.RedFlags), d.Notes, d.NotesShareable, nonNil(d.Categories), d.Version, d.CreateTime, d.UpdateTime)
 	return err
 }
 
@@ -53,10 +53,10 @@ func (t *tx) ListDiagnoses(ctx context.Context, patient uuid.UUID, page careteam
 func (t *tx) UpdateDiagnosis(ctx context.Context, d *careteam.Diagnosis) error {
 	err := t.exec(ctx, `
 		UPDATE diagnoses SET display = $2, body_sites = $3, clinical_status = $4, severity = $5, red_flags = $6,
-			notes = $7, notes_shareable = $8, version = $9, update_time = $10
+			notes = $7, notes_shareable = $8, version = $9, update_time = $10, categories = $11
 		WHERE id = $1`,
 		d.ID, d.Display, nonNil(d.BodySites), d.ClinicalStatus, d.Severity, nonNil(d.RedFlags),
-		d.Notes, d.NotesShareable, d.Version, d.UpdateTime)
+		d.Notes, d.NotesShareable, d.Version, d.UpdateTime, nonNil(d.Categories))
 	return err
 }
 

@@ -48,7 +48,8 @@ const referralFields = `r.id, r.patient_id, r.referring_physician_id, r.referrin
 	r.reason_diagnoses, r.reason_codes, r.clinical_notes, r.priority, r.requested_techniques,
 	r.authorized_visits, r.used_visits, r.sessions_started, r.valid_until, r.required_specialties, r.state, r.held_from,
 	r.decline_reason, r.decline_text, r.cancel_reason, r.discharge_summary, r.attention_required,
-	r.submit_time, r.ack_elapsed, r.ack_due, r.version, r.create_time, r.update_time`
+	r.submit_time, r.ack_elapsed, r.ack_due, r.version, r.create_time, r.update_time,
+	r.reason_texts, r.patient_instruction, r.service_codes, r.service_text, r.valid_from`
 
 // referralJudged is a referral without its history and questions, for a
 // read that only judges it (the gate's dry run) and never saves it back:
@@ -87,7 +88,7 @@ type questionJSON struct {
 func scanReferral(row pgx.Row) (*careteam.Referral, error) {
 	var r careteam.Referral
 	var target *uuid.UUID
-	var submit, ackDue *time.Time
+	var submit, ackDue, validFrom *time.Time
 	var history []transitionJSON
 	var questions []questionJSON
 	err := row.Scan(&r.ID, &r.PatientID, &r.ReferringPhysicianID, &r.ReferringOrgID, &target, &r.TargetOrgID,
@@ -95,11 +96,12 @@ func scanReferral(row pgx.Row) (*careteam.Referral, error) {
 		&r.AuthorizedVisits, &r.UsedVisits, &r.SessionsStarted, &r.ValidUntil, &r.RequiredSpecialties, &r.State, &r.HeldFrom,
 		&r.DeclineReason, &r.DeclineText, &r.CancelReason, &r.DischargeSummary, &r.AttentionRequired,
 		&submit, &r.AckElapsed, &ackDue, &r.Version, &r.CreateTime, &r.UpdateTime,
+		&r.ReasonTexts, &r.PatientInstruction, &r.ServiceCodes, &r.ServiceText, &validFrom,
 		&history, &questions)
 	if err != nil {
 		return nil, err
 	}
-	r.TargetTherapistID, r.SubmitTime, r.AckDue = deref(target), deref(submit), deref(ackDue)
+	r.TargetTherapistID, r.SubmitTime, r.AckDue, r.ValidFrom = deref(target), deref(submit), deref(ackDue), deref(validFrom)
 	for _, h := range history {
 		r.History = append(r.History, careteam.StateChange{From: h.From, To: h.To, Actor: deref(h.Actor), Time: h.Time, Reason: h.Reason})
 	}
@@ -116,11 +118,13 @@ func (t *tx) InsertReferral(ctx context.Context, r *careteam.Referral) error {
 	err := t.exec(ctx, `
 		INSERT INTO referrals (id, patient_id, referring_physician_id, referring_org_id, target_therapist_id, target_org_id,
 			reason_diagnoses, reason_codes, clinical_notes, priority, requested_techniques, authorized_visits,
-			valid_until, required_specialties, state, version, create_time, update_time)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+			valid_until, required_specialties, state, version, create_time, update_time,
+			reason_texts, patient_instruction, service_codes, service_text, valid_from)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
 		r.ID, r.PatientID, r.ReferringPhysicianID, r.ReferringOrgID, nullID(r.TargetTherapistID), r.TargetOrgID,
 		nonNil(r.ReasonDiagnoses), nonNil(r.ReasonCodes), r.ClinicalNotes, r.Priority, nonNil(r.RequestedTechniques), r.AuthorizedVisits,
-		r.ValidUntil, nonNil(r.RequiredSpecialties), r.State, r.Version, r.CreateTime, r.UpdateTime)
+		r.ValidUntil, nonNil(r.RequiredSpecialties), r.State, r.Version, r.CreateTime, r.UpdateTime,
+		nonNil(r.ReasonTexts), r.PatientInstruction, nonNil(r.ServiceCodes), r.ServiceText, nullTime(r.ValidFrom))
 	if err != nil {
 		return err
 	}
@@ -254,6 +258,14 @@ func (t *tx) ListReferrals(ctx context.Context, scope careteam.ReferralScope, f 
 	}
 	if f.Overdue {
 		where = append(where, `r.state = 'SUBMITTED' AND r.ack_due <= @now AND r.valid_until > @now`)
+	}
+	if !f.ChangedAfter.IsZero() {
+		args["changed_after"] = f.ChangedAfter
+		where = append(where, `r.update_time > @changed_after`)
+	}
+	if !f.ChangedBefore.IsZero() {
+		args["changed_before"] = f.ChangedBefore
+		where = append(where, `r.update_time < @changed_before`)
 	}
 	// No index returns an OR of relations newest first, and a backward scan
 	// of the whole table finds a caller's few rows slowly; so each relation

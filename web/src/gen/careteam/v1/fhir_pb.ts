@@ -11,13 +11,215 @@ import type { Patient } from "./patient_pb";
 import { file_careteam_v1_patient } from "./patient_pb";
 import type { Referral } from "./referral_pb";
 import { file_careteam_v1_referral } from "./referral_pb";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file careteam/v1/fhir.proto.
  */
 export const file_careteam_v1_fhir: GenFile = /*@__PURE__*/
-  fileDesc("ChZjYXJldGVhbS92MS9maGlyLnByb3RvEgtjYXJldGVhbS52MSJJChtFeHBvcnRSZWZlcnJhbEJ1bmRsZVJlcXVlc3QSKgoIcmVmZXJyYWwYASABKAlCGLpIFXITMhFecmVmZXJyYWxzL1teL10rJCIzChxFeHBvcnRSZWZlcnJhbEJ1bmRsZVJlc3BvbnNlEhMKC2J1bmRsZV9qc29uGAEgASgMImIKG0ltcG9ydFNlcnZpY2VSZXF1ZXN0UmVxdWVzdBIiCg1yZXNvdXJjZV9qc29uGAEgASgMQgu6SAh6BhACGICAQBIfCgpyZXF1ZXN0X2lkGAIgASgJQgu6SAjYAQFyA7ABASKqAQocSW1wb3J0U2VydmljZVJlcXVlc3RSZXNwb25zZRInCghyZWZlcnJhbBgBIAEoCzIVLmNhcmV0ZWFtLnYxLlJlZmVycmFsEiUKB3BhdGllbnQYAiABKAsyFC5jYXJldGVhbS52MS5QYXRpZW50EikKCWRpYWdub3NlcxgDIAMoCzIWLmNhcmV0ZWFtLnYxLkRpYWdub3NpcxIPCgdjaGFuZ2VkGAQgASgIMucBCgtGaGlyU2VydmljZRJrChRFeHBvcnRSZWZlcnJhbEJ1bmRsZRIoLmNhcmV0ZWFtLnYxLkV4cG9ydFJlZmVycmFsQnVuZGxlUmVxdWVzdBopLmNhcmV0ZWFtLnYxLkV4cG9ydFJlZmVycmFsQnVuZGxlUmVzcG9uc2USawoUSW1wb3J0U2VydmljZVJlcXVlc3QSKC5jYXJldGVhbS52MS5JbXBvcnRTZXJ2aWNlUmVxdWVzdFJlcXVlc3QaKS5jYXJldGVhbS52MS5JbXBvcnRTZXJ2aWNlUmVxdWVzdFJlc3BvbnNlQjtaOWdpdGh1Yi5jb20vY2FyZXRlYW0vY2FyZXRlYW0vcHJvdG8vY2FyZXRlYW0vdjE7Y2FyZXRlYW12MWIGcHJvdG8z", [file_buf_validate_validate, file_careteam_v1_clinical, file_careteam_v1_patient, file_careteam_v1_referral]);
+  fileDesc("ChZjYXJldGVhbS92MS9maGlyLnByb3RvEgtjYXJldGVhbS52MSKKAQoMRmhpclJlc291cmNlEhUKDXJlc291cmNlX3R5cGUYASABKAkSCgoCaWQYAiABKAkSFQoNcmVzb3VyY2VfanNvbhgDIAEoDBIPCgd2ZXJzaW9uGAQgASgJEi8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJlChZHZXRGaGlyUmVzb3VyY2VSZXF1ZXN0EiAKDXJlc291cmNlX3R5cGUYASABKAlCCbpIBnIEEAEYQBIpCgJpZBgCIAEoCUIdukgachgyFl5bQS1aYS16MC05XC0uXXsxLDY0fSQiRgoXR2V0RmhpclJlc291cmNlUmVzcG9uc2USKwoIcmVzb3VyY2UYASABKAsyGS5jYXJldGVhbS52MS5GaGlyUmVzb3VyY2UiRwoTRmhpclNlYXJjaFBhcmFtZXRlchIXCgRuYW1lGAEgASgJQgm6SAZyBBABGEASFwoFdmFsdWUYAiABKAlCCLpIBXIDGIAIIroBChpTZWFyY2hGaGlyUmVzb3VyY2VzUmVxdWVzdBIgCg1yZXNvdXJjZV90eXBlGAEgASgJQgm6SAZyBBABGEASPgoKcGFyYW1ldGVycxgCIAMoCzIgLmNhcmV0ZWFtLnYxLkZoaXJTZWFyY2hQYXJhbWV0ZXJCCLpIBZIBAhAgEhwKCXBhZ2Vfc2l6ZRgDIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YBCABKAlCCLpIBXIDGIAIImQKG1NlYXJjaEZoaXJSZXNvdXJjZXNSZXNwb25zZRIsCglyZXNvdXJjZXMYASADKAsyGS5jYXJldGVhbS52MS5GaGlyUmVzb3VyY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkkKG0V4cG9ydFJlZmVycmFsQnVuZGxlUmVxdWVzdBIqCghyZWZlcnJhbBgBIAEoCUIYukgVchMyEV5yZWZlcnJhbHMvW14vXSskIjMKHEV4cG9ydFJlZmVycmFsQnVuZGxlUmVzcG9uc2USEwoLYnVuZGxlX2pzb24YASABKAwiYgobSW1wb3J0U2VydmljZVJlcXVlc3RSZXF1ZXN0EiIKDXJlc291cmNlX2pzb24YASABKAxCC7pICHoGEAIYgIBAEh8KCnJlcXVlc3RfaWQYAiABKAlCC7pICNgBAXIDsAEBIrsBChxJbXBvcnRTZXJ2aWNlUmVxdWVzdFJlc3BvbnNlEicKCHJlZmVycmFsGAEgASgLMhUuY2FyZXRlYW0udjEuUmVmZXJyYWwSJQoHcGF0aWVudBgCIAEoCzIULmNhcmV0ZWFtLnYxLlBhdGllbnQSKQoJZGlhZ25vc2VzGAMgAygLMhYuY2FyZXRlYW0udjEuRGlhZ25vc2lzEg8KB2NoYW5nZWQYBCABKAgSDwoHY3JlYXRlZBgFIAEoCDKvAwoLRmhpclNlcnZpY2USawoURXhwb3J0UmVmZXJyYWxCdW5kbGUSKC5jYXJldGVhbS52MS5FeHBvcnRSZWZlcnJhbEJ1bmRsZVJlcXVlc3QaKS5jYXJldGVhbS52MS5FeHBvcnRSZWZlcnJhbEJ1bmRsZVJlc3BvbnNlEmsKFEltcG9ydFNlcnZpY2VSZXF1ZXN0EiguY2FyZXRlYW0udjEuSW1wb3J0U2VydmljZVJlcXVlc3RSZXF1ZXN0GikuY2FyZXRlYW0udjEuSW1wb3J0U2VydmljZVJlcXVlc3RSZXNwb25zZRJcCg9HZXRGaGlyUmVzb3VyY2USIy5jYXJldGVhbS52MS5HZXRGaGlyUmVzb3VyY2VSZXF1ZXN0GiQuY2FyZXRlYW0udjEuR2V0RmhpclJlc291cmNlUmVzcG9uc2USaAoTU2VhcmNoRmhpclJlc291cmNlcxInLmNhcmV0ZWFtLnYxLlNlYXJjaEZoaXJSZXNvdXJjZXNSZXF1ZXN0GiguY2FyZXRlYW0udjEuU2VhcmNoRmhpclJlc291cmNlc1Jlc3BvbnNlQjtaOWdpdGh1Yi5jb20vY2FyZXRlYW0vY2FyZXRlYW0vcHJvdG8vY2FyZXRlYW0vdjE7Y2FyZXRlYW12MWIGcHJvdG8z", [file_buf_validate_validate, file_careteam_v1_clinical, file_careteam_v1_patient, file_careteam_v1_referral, file_google_protobuf_timestamp]);
+
+/**
+ * A FHIR R4 resource as careteam holds it.
+ *
+ * @generated from message careteam.v1.FhirResource
+ */
+export type FhirResource = Message<"careteam.v1.FhirResource"> & {
+  /**
+   * The resource type, such as "ServiceRequest".
+   *
+   * @generated from field: string resource_type = 1;
+   */
+  resourceType: string;
+
+  /**
+   * The resource's logical id.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * The resource, FHIR R4 JSON.
+   *
+   * @generated from field: bytes resource_json = 3;
+   */
+  resourceJson: Uint8Array;
+
+  /**
+   * Changes whenever the resource does (its meta.versionId): the FHIR
+   * endpoint's ETag.
+   *
+   * @generated from field: string version = 4;
+   */
+  version: string;
+
+  /**
+   * When the resource last changed (its meta.lastUpdated).
+   *
+   * @generated from field: google.protobuf.Timestamp update_time = 5;
+   */
+  updateTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message careteam.v1.FhirResource.
+ * Use `create(FhirResourceSchema)` to create a new message.
+ */
+export const FhirResourceSchema: GenMessage<FhirResource> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 0);
+
+/**
+ * Request for GetFhirResource.
+ *
+ * @generated from message careteam.v1.GetFhirResourceRequest
+ */
+export type GetFhirResourceRequest = Message<"careteam.v1.GetFhirResourceRequest"> & {
+  /**
+   * The resource type: ServiceRequest, Task, Patient, Condition, CarePlan,
+   * Encounter, Observation or Composition.
+   *
+   * @generated from field: string resource_type = 1;
+   */
+  resourceType: string;
+
+  /**
+   * The resource's logical id.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message careteam.v1.GetFhirResourceRequest.
+ * Use `create(GetFhirResourceRequestSchema)` to create a new message.
+ */
+export const GetFhirResourceRequestSchema: GenMessage<GetFhirResourceRequest> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 1);
+
+/**
+ * Response for GetFhirResource.
+ *
+ * @generated from message careteam.v1.GetFhirResourceResponse
+ */
+export type GetFhirResourceResponse = Message<"careteam.v1.GetFhirResourceResponse"> & {
+  /**
+   * The resource.
+   *
+   * @generated from field: careteam.v1.FhirResource resource = 1;
+   */
+  resource?: FhirResource | undefined;
+};
+
+/**
+ * Describes the message careteam.v1.GetFhirResourceResponse.
+ * Use `create(GetFhirResourceResponseSchema)` to create a new message.
+ */
+export const GetFhirResourceResponseSchema: GenMessage<GetFhirResourceResponse> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 2);
+
+/**
+ * A FHIR search parameter as a URL's query gives it.
+ *
+ * @generated from message careteam.v1.FhirSearchParameter
+ */
+export type FhirSearchParameter = Message<"careteam.v1.FhirSearchParameter"> & {
+  /**
+   * The parameter's name, with any modifier ("status", "_lastUpdated").
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its value, with any prefix ("gt2026-01-01"); commas separate
+   * alternatives.
+   *
+   * @generated from field: string value = 2;
+   */
+  value: string;
+};
+
+/**
+ * Describes the message careteam.v1.FhirSearchParameter.
+ * Use `create(FhirSearchParameterSchema)` to create a new message.
+ */
+export const FhirSearchParameterSchema: GenMessage<FhirSearchParameter> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 3);
+
+/**
+ * Request for SearchFhirResources.
+ *
+ * @generated from message careteam.v1.SearchFhirResourcesRequest
+ */
+export type SearchFhirResourcesRequest = Message<"careteam.v1.SearchFhirResourcesRequest"> & {
+  /**
+   * The resource type searched: Task or ServiceRequest.
+   *
+   * @generated from field: string resource_type = 1;
+   */
+  resourceType: string;
+
+  /**
+   * The search parameters; all must hold.
+   *
+   * @generated from field: repeated careteam.v1.FhirSearchParameter parameters = 2;
+   */
+  parameters: FhirSearchParameter[];
+
+  /**
+   * Resources per page (FHIR's _count): default 20, at most 100.
+   *
+   * @generated from field: int32 page_size = 3;
+   */
+  pageSize: number;
+
+  /**
+   * From a previous response's next_page_token; the other fields must be
+   * the same.
+   *
+   * @generated from field: string page_token = 4;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message careteam.v1.SearchFhirResourcesRequest.
+ * Use `create(SearchFhirResourcesRequestSchema)` to create a new message.
+ */
+export const SearchFhirResourcesRequestSchema: GenMessage<SearchFhirResourcesRequest> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 4);
+
+/**
+ * Response for SearchFhirResources.
+ *
+ * @generated from message careteam.v1.SearchFhirResourcesResponse
+ */
+export type SearchFhirResourcesResponse = Message<"careteam.v1.SearchFhirResourcesResponse"> & {
+  /**
+   * The resources found, newest first.
+   *
+   * @generated from field: repeated careteam.v1.FhirResource resources = 1;
+   */
+  resources: FhirResource[];
+
+  /**
+   * The next page, or empty.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message careteam.v1.SearchFhirResourcesResponse.
+ * Use `create(SearchFhirResourcesResponseSchema)` to create a new message.
+ */
+export const SearchFhirResourcesResponseSchema: GenMessage<SearchFhirResourcesResponse> = /*@__PURE__*/
+  messageDesc(file_careteam_v1_fhir, 5);
 
 /**
  * Request for ExportReferralBundle.
@@ -38,7 +240,7 @@ export type ExportReferralBundleRequest = Message<"careteam.v1.ExportReferralBun
  * Use `create(ExportReferralBundleRequestSchema)` to create a new message.
  */
 export const ExportReferralBundleRequestSchema: GenMessage<ExportReferralBundleRequest> = /*@__PURE__*/
-  messageDesc(file_careteam_v1_fhir, 0);
+  messageDesc(file_careteam_v1_fhir, 6);
 
 /**
  * Response for ExportReferralBundle.
@@ -59,7 +261,7 @@ export type ExportReferralBundleResponse = Message<"careteam.v1.ExportReferralBu
  * Use `create(ExportReferralBundleResponseSchema)` to create a new message.
  */
 export const ExportReferralBundleResponseSchema: GenMessage<ExportReferralBundleResponse> = /*@__PURE__*/
-  messageDesc(file_careteam_v1_fhir, 1);
+  messageDesc(file_careteam_v1_fhir, 7);
 
 /**
  * Request for ImportServiceRequest.
@@ -87,7 +289,7 @@ export type ImportServiceRequestRequest = Message<"careteam.v1.ImportServiceRequ
  * Use `create(ImportServiceRequestRequestSchema)` to create a new message.
  */
 export const ImportServiceRequestRequestSchema: GenMessage<ImportServiceRequestRequest> = /*@__PURE__*/
-  messageDesc(file_careteam_v1_fhir, 2);
+  messageDesc(file_careteam_v1_fhir, 8);
 
 /**
  * Response for ImportServiceRequest.
@@ -122,6 +324,14 @@ export type ImportServiceRequestResponse = Message<"careteam.v1.ImportServiceReq
    * @generated from field: bool changed = 4;
    */
   changed: boolean;
+
+  /**
+   * True when the import made the referral (the FHIR endpoint's 201),
+   * false when it found one imported before.
+   *
+   * @generated from field: bool created = 5;
+   */
+  created: boolean;
 };
 
 /**
@@ -129,11 +339,13 @@ export type ImportServiceRequestResponse = Message<"careteam.v1.ImportServiceReq
  * Use `create(ImportServiceRequestResponseSchema)` to create a new message.
  */
 export const ImportServiceRequestResponseSchema: GenMessage<ImportServiceRequestResponse> = /*@__PURE__*/
-  messageDesc(file_careteam_v1_fhir, 3);
+  messageDesc(file_careteam_v1_fhir, 9);
 
 /**
  * FhirService speaks HL7 FHIR R4 with EHRs: it imports a ServiceRequest as
- * a referral and exports a referral as a Bundle.
+ * a referral, exports a referral as a Bundle, and reads and searches the
+ * resources of careteam's record. careteamd's FHIR REST endpoint
+ * (/fhir/R4) makes each of its interactions through these methods.
  *
  * @generated from service careteam.v1.FhirService
  */
@@ -161,6 +373,31 @@ export const FhirService: GenService<{
     methodKind: "unary";
     input: typeof ImportServiceRequestRequestSchema;
     output: typeof ImportServiceRequestResponseSchema;
+  },
+  /**
+   * Reads one FHIR R4 resource of careteam's record by its type and id, as
+   * the caller may read it (redacted as every other read). References in it
+   * are relative ("Patient/{id}") and resolve through this method.
+   *
+   * @generated from rpc careteam.v1.FhirService.GetFhirResource
+   */
+  getFhirResource: {
+    methodKind: "unary";
+    input: typeof GetFhirResourceRequestSchema;
+    output: typeof GetFhirResourceResponseSchema;
+  },
+  /**
+   * Searches FHIR R4 resources of one type with FHIR search parameters:
+   * Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
+   * identifier, status, _lastUpdated). Only what the caller may read is
+   * found. An unknown parameter is INVALID_ARGUMENT.
+   *
+   * @generated from rpc careteam.v1.FhirService.SearchFhirResources
+   */
+  searchFhirResources: {
+    methodKind: "unary";
+    input: typeof SearchFhirResourcesRequestSchema;
+    output: typeof SearchFhirResourcesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_careteam_v1_fhir, 0);
