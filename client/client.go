@@ -137,6 +137,7 @@ type Client struct {
 	Events    pb.EventServiceClient
 	Audit     pb.AuditServiceClient
 	FHIR      pb.FhirServiceClient
+	Webhooks  pb.WebhookServiceClient
 }
 
 // serviceConfig retries UNAVAILABLE calls of every careteam service. Writes
@@ -153,6 +154,7 @@ const serviceConfig = `{
       {"service": "careteam.v1.SessionService"},
       {"service": "careteam.v1.AuditService"},
       {"service": "careteam.v1.FhirService"},
+      {"service": "careteam.v1.WebhookService"},
       {"service": "careteam.v1.EventService", "method": "ListEvents"}
     ],
     "retryPolicy": {
@@ -215,6 +217,7 @@ func Dial(target string, opts ...Option) (*Client, error) {
 		Events:    pb.NewEventServiceClient(conn),
 		Audit:     pb.NewAuditServiceClient(conn),
 		FHIR:      pb.NewFhirServiceClient(conn),
+		Webhooks:  pb.NewWebhookServiceClient(conn),
 	}, nil
 }
 

@@ -261,6 +261,7 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 		},
 	}
 	addFHIRCases(t, tm, cases)
+	addWebhookCases(t, tm, cases)
 
 	for _, m := range careteamMethods(t) {
 		key := string(m.Parent().Name()) + "/" + string(m.Name())
@@ -301,10 +302,40 @@ func TestEveryMethodAuditsSuccess(t *testing.T) {
 		}
 		// Every call that reads or writes patient data names the patients
 		// in its record; the directory and the audit trail hold none.
-		holdsNone := strings.HasPrefix(key, "DirectoryService/") || strings.HasPrefix(key, "AuditService/")
+		holdsNone := strings.HasPrefix(key, "DirectoryService/") || strings.HasPrefix(key, "AuditService/") ||
+			strings.HasPrefix(key, "WebhookService/")
 		if !holdsNone && len(last.patients) == 0 {
 			t.Errorf("%s: its record names no patient: %+v", key, last)
 		}
+	}
+}
+
+// addWebhookCases adds the webhook RPCs' cases, on webhooks of their own.
+func addWebhookCases(t *testing.T, tm *team, cases map[string]func() error) {
+	lmt := tm.as("lmt")
+	made := func() *pb.Webhook {
+		resp, err := lmt.Webhooks.CreateWebhook(tm.ctx, &pb.CreateWebhookRequest{Url: "https://practice.example/careteam"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetWebhook()
+	}
+	kept, doomed := made(), made()
+	cases["WebhookService/CreateWebhook"] = func() error {
+		_, err := lmt.Webhooks.CreateWebhook(tm.ctx, &pb.CreateWebhookRequest{Url: "https://practice.example/other"})
+		return err
+	}
+	cases["WebhookService/GetWebhook"] = func() error {
+		_, err := lmt.Webhooks.GetWebhook(tm.ctx, &pb.GetWebhookRequest{Name: kept.GetName()})
+		return err
+	}
+	cases["WebhookService/ListWebhooks"] = func() error {
+		_, err := lmt.Webhooks.ListWebhooks(tm.ctx, &pb.ListWebhooksRequest{})
+		return err
+	}
+	cases["WebhookService/DeleteWebhook"] = func() error {
+		_, err := lmt.Webhooks.DeleteWebhook(tm.ctx, &pb.DeleteWebhookRequest{Name: doomed.GetName()})
+		return err
 	}
 }
 

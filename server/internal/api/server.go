@@ -108,6 +108,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 		heartbeat: cfg.Heartbeat, recheck: cfg.StreamRecheck, obs: cfg.Observer})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
 	pb.RegisterFhirServiceServer(srv, &fhirServer{svc: cfg.Service})
+	pb.RegisterWebhookServiceServer(srv, &webhookServer{svc: cfg.Service})
 	healthpb.RegisterHealthServer(srv, cfg.Health)
 	reflection.Register(srv)
 	return srv, nil

@@ -35,6 +35,7 @@ import (
 	"github.com/careteam/careteam/server/internal/telemetry"
 	"github.com/careteam/careteam/server/internal/tlsconfig"
 	"github.com/careteam/careteam/server/internal/web"
+	"github.com/careteam/careteam/server/internal/webhook"
 )
 
 // Options are what tests set that careteamd's configuration does not.
@@ -78,12 +79,14 @@ type App struct {
 	store   *postgres.Store
 	service *careteam.Service
 	hub     *events.Hub
-	health  *health.Server
-	metrics *telemetry.Metrics
-	srv     *grpc.Server
-	http    *http.Server
-	lis     net.Listener
-	tracing *telemetry.Tracing
+	// webhooks delivers the webhooks due.
+	webhooks *webhook.Deliverer
+	health   *health.Server
+	metrics  *telemetry.Metrics
+	srv      *grpc.Server
+	http     *http.Server
+	lis      net.Listener
+	tracing  *telemetry.Tracing
 	// ready is set, and serving closed, once the schema is current.
 	ready   atomic.Bool
 	serving chan struct{}
@@ -145,7 +148,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	if opts.Storage != nil {
 		storage, auditWriter = opts.Storage(a.store)
 	}
-	a.service = careteam.NewService(storage, opts.Clock, careteam.Config{BootstrapAdmin: cfg.BootstrapAdmin, AckWindow: cfg.AckWindow})
+	a.service = careteam.NewService(storage, opts.Clock, careteam.Config{BootstrapAdmin: cfg.BootstrapAdmin, AckWindow: cfg.AckWindow,
+		Webhooks: careteam.WebhookPolicy{AllowHTTP: cfg.WebhookAllowHTTP}})
+	a.webhooks = webhook.New(webhook.Config{Service: a.service, Audit: auditWriter, Encode: api.EventJSON,
+		Every: cfg.WebhookInterval, Timeout: cfg.WebhookTimeout, Log: log})
 	a.hub = events.NewHub(a.service, events.Config{Buffer: cfg.EventBuffer, CatchUp: opts.HubCatchUp}, log)
 	a.metrics = telemetry.NewMetrics(a.db.pool, a.hub.Watchers)
 	a.store.ObserveAudit(a.metrics.AuditWritten)
@@ -325,6 +331,7 @@ func (a *App) Run(ctx context.Context) error {
 		func(ctx context.Context) { a.store.Listen(ctx, a.hub.Wake) },
 		a.store.Seal,
 		func(ctx context.Context) { sweep(ctx, a.service, a.opts.SweepEvery, a.log) },
+		func(ctx context.Context) { _ = a.webhooks.Run(ctx) },
 	} {
 		loops.Go(func() { loop(loopCtx) })
 	}

@@ -43,6 +43,7 @@ type Tx interface {
 	AuditStore
 	EventStore
 	ImportStore
+	WebhookStore
 }
 
 // Requests make writes idempotent (AIP-155). ClaimRequest claims a key,
@@ -240,4 +241,6 @@ type Config struct {
 	// decline before it is overdue, counted in business hours (Monday to
 	// Friday, UTC).
 	AckWindow time.Duration
+	// Webhooks is what webhook URLs may be.
+	Webhooks WebhookPolicy
 }

@@ -59,6 +59,13 @@ type Config struct {
 	OIDCClientID string
 	OIDCScopes   []string
 
+	// WebhookInterval is how often due webhooks are delivered,
+	// WebhookTimeout bounds one delivery, and WebhookAllowHTTP lets a
+	// webhook use plain http to a loopback address.
+	WebhookInterval  time.Duration
+	WebhookTimeout   time.Duration
+	WebhookAllowHTTP bool
+
 	TLSCert           string
 	TLSKey            string
 	ClientCA          string
@@ -148,6 +155,9 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	corsOrigins := fs.String("cors-origins", "", "comma-separated exact origins (https://host[:port]) browsers may call the API from besides careteamd's own web app; empty: none")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", "", "the web app's public client id at the OpenID Connect issuer (--jwt-issuer); empty: the app offers no OpenID Connect sign-in")
 	oidcScopes := fs.String("oidc-scopes", "", "comma-separated scopes the web app asks for besides openid")
+	fs.DurationVar(&c.WebhookInterval, "webhook-interval", time.Second, "how often careteamd looks for webhooks due a delivery")
+	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "how long one webhook delivery may take, connection included")
+	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow webhooks over plain http to a loopback address (a receiver on this host)")
 	fs.DurationVar(&c.EventRetention, "event-retention", 30*24*time.Hour, "events older than this are deleted by `careteamd prune-events`")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "careteamd: the careteam gRPC server.\n\nUsage: careteamd [flags]\n       careteamd prune-events [flags]   delete events older than --event-retention\n\nEvery flag can also be set by its environment variable; a flag on the command line wins.\n\n")
@@ -246,6 +256,9 @@ func (c *Config) validate() error {
 	}
 	if c.EventBuffer < 1 || c.Heartbeat <= 0 || c.EventRetention <= 0 {
 		errs = append(errs, errors.New("need --event-buffer >= 1, and a positive --heartbeat and --event-retention"))
+	}
+	if c.WebhookInterval <= 0 || c.WebhookTimeout <= 0 {
+		errs = append(errs, errors.New("need a positive --webhook-interval and --webhook-timeout"))
 	}
 	if c.MaxTokenLifetime <= 0 || c.MaxConnectionAge <= 0 || c.StreamRecheck <= 0 {
 		errs = append(errs, errors.New("need a positive --max-token-lifetime, --max-connection-age and --stream-recheck"))

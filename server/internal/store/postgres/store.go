@@ -157,6 +157,7 @@ var (
 	_ careteam.AuditStore     = (*tx)(nil)
 	_ careteam.EventStore     = (*tx)(nil)
 	_ careteam.ImportStore    = (*tx)(nil)
+	_ careteam.WebhookStore   = (*tx)(nil)
 )
 
 // querier is a transaction, or a connection for reads outside one.
