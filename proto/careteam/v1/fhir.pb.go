@@ -491,7 +491,12 @@ type ImportServiceRequestRequest struct {
 	// FHIR R4 JSON: a Bundle or a ServiceRequest.
 	ResourceJson []byte `protobuf:"bytes,1,opt,name=resource_json,json=resourceJson,proto3" json:"resource_json,omitempty"`
 	// Idempotency key (AIP-155). A UUID.
-	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// When one of the order's identifiers names a referral already, return
+	// it as it is and change nothing (FHIR's create, which never updates):
+	// a late or repeated copy of an order then cannot undo what happened
+	// to the referral since.
+	CreateOnly    bool `protobuf:"varint,3,opt,name=create_only,json=createOnly,proto3" json:"create_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +543,13 @@ func (x *ImportServiceRequestRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *ImportServiceRequestRequest) GetCreateOnly() bool {
+	if x != nil {
+		return x.CreateOnly
+	}
+	return false
 }
 
 // Response for ImportServiceRequest.
@@ -658,11 +670,13 @@ const file_careteam_v1_fhir_proto_rawDesc = "" +
 	"\breferral\x18\x01 \x01(\tB\x18\xbaH\x15r\x132\x11^referrals/[^/]+$R\breferral\"?\n" +
 	"\x1cExportReferralBundleResponse\x12\x1f\n" +
 	"\vbundle_json\x18\x01 \x01(\fR\n" +
-	"bundleJson\"{\n" +
+	"bundleJson\"\x9c\x01\n" +
 	"\x1bImportServiceRequestRequest\x120\n" +
 	"\rresource_json\x18\x01 \x01(\fB\v\xbaH\bz\x06\x10\x02\x18\x80\x80@R\fresourceJson\x12*\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\"\xeb\x01\n" +
+	"request_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\trequestId\x12\x1f\n" +
+	"\vcreate_only\x18\x03 \x01(\bR\n" +
+	"createOnly\"\xeb\x01\n" +
 	"\x1cImportServiceRequestResponse\x121\n" +
 	"\breferral\x18\x01 \x01(\v2\x15.careteam.v1.ReferralR\breferral\x12.\n" +
 	"\apatient\x18\x02 \x01(\v2\x14.careteam.v1.PatientR\apatient\x124\n" +

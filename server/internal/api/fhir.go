@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -28,6 +26,7 @@ func (s *fhirServer) ImportServiceRequest(ctx context.Context, req *pb.ImportSer
 	if err != nil {
 		return nil, err
 	}
+	in.CreateOnly = req.GetCreateOnly()
 	res, err := s.svc.ImportServiceRequest(ctx, p, *in, idempotency(req.GetRequestId(), req))
 	if err != nil {
 		return nil, err
@@ -97,6 +96,7 @@ func (s *fhirServer) read(ctx context.Context, p careteam.Principal, typ, id str
 		if err != nil {
 			return fhir.Resource{}, err
 		}
+		id = u.String() // ids are written in lower case
 		switch typ {
 		case "Patient":
 			return readAs(s.svc.GetPatient(ctx, p, u))(fhir.PatientResource)
@@ -123,6 +123,7 @@ func (s *fhirServer) read(ctx context.Context, p careteam.Principal, typ, id str
 		if err != nil || len(id) < 38 || id[36] != '-' {
 			return fhir.Resource{}, notFound
 		}
+		id = u.String() + id[36:]
 		ss, err := s.svc.GetSession(ctx, p, u)
 		if err != nil {
 			return fhir.Resource{}, err
@@ -195,11 +196,8 @@ func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhir
 	return resp, nil
 }
 
-// fhirResourceToProto names a resource's version by its content, so that
-// it changes exactly when the resource does, whatever changed it.
 func fhirResourceToProto(r fhir.Resource) *pb.FhirResource {
-	sum := sha256.Sum256(r.JSON)
-	out := &pb.FhirResource{ResourceType: r.Type, Id: r.ID, ResourceJson: r.JSON, Version: hex.EncodeToString(sum[:8])}
+	out := &pb.FhirResource{ResourceType: r.Type, Id: r.ID, ResourceJson: r.JSON, Version: r.Version}
 	if !r.Updated.IsZero() {
 		out.UpdateTime = timestamppb.New(r.Updated)
 	}

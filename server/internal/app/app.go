@@ -182,7 +182,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	// idle connections close after 15 minutes, and every connection once
 	// it is --max-connection-age old.
 	webCfg := web.Config{
-		GRPC: a.srv, CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: maxHeaderBytes,
+		GRPC: a.srv, CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: maxHeaderBytes, PublicURL: cfg.PublicURL,
 		MaxConnectionAge: cfg.MaxConnectionAge, ConnectionAgeGrace: 30 * time.Second,
 		App: web.AppConfig{Issuer: cfg.JWTIssuer, ClientID: cfg.OIDCClientID, Scopes: cfg.OIDCScopes, AckWindow: cfg.AckWindow},
 	}

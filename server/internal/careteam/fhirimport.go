@@ -35,6 +35,8 @@ type ServiceRequestImport struct {
 	// again within the importing organization, whatever their order, which
 	// makes the import idempotent.
 	Identifiers []Identifier
+	// CreateOnly finds an existing order without changing it.
+	CreateOnly bool
 	// ReferralID is set when an identifier is careteam's own: the
 	// ServiceRequest of an exported referral.
 	ReferralID uuid.UUID
@@ -111,8 +113,18 @@ func (s *Service) ImportServiceRequest(ctx context.Context, p Principal, in Serv
 			return res, res.Referral.ID, nil
 		},
 		func(tx Tx, id uuid.UUID) (*ImportResult, error) { return s.readImport(ctx, tx, p, id) })
+	var found *foundOrder
+	if errors.As(err, &found) {
+		return read(ctx, s, func(tx Tx) (*ImportResult, error) { return s.readImport(ctx, tx, p, found.id) })
+	}
 	return res, relocate(err, in.Locate)
 }
+
+// foundOrder ends a create-only import that found its order: returned as
+// an error, it rolls back what the import claimed, so nothing is written.
+type foundOrder struct{ id uuid.UUID }
+
+func (f *foundOrder) Error() string { return Referrals.Name(f.id) + " exists" }
 
 // importPlan is what an import resolved before it writes.
 type importPlan struct {
@@ -171,6 +183,9 @@ func (s *Service) importServiceRequest(ctx context.Context, tx Tx, p Principal, 
 		if existing, recorded, err = s.claimIdentifiers(ctx, tx, p, me, in, id); err != nil {
 			return nil, err
 		}
+	}
+	if existing != uuid.Nil && in.CreateOnly {
+		return nil, &foundOrder{existing}
 	}
 	if existing == uuid.Nil {
 		order.ValidFrom = validFrom(order.ValidFrom, now)

@@ -58,6 +58,9 @@ type Config struct {
 	CORSOrigins  []string
 	OIDCClientID string
 	OIDCScopes   []string
+	// PublicURL is the address clients reach careteamd at, behind any
+	// proxy, for the links the FHIR endpoint writes.
+	PublicURL string
 
 	// WebhookInterval is how often due webhooks are delivered,
 	// WebhookTimeout bounds one delivery, and WebhookAllowHTTP lets a
@@ -155,6 +158,7 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	corsOrigins := fs.String("cors-origins", "", "comma-separated exact origins (https://host[:port]) browsers may call the API from besides careteamd's own web app; empty: none")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", "", "the web app's public client id at the OpenID Connect issuer (--jwt-issuer); empty: the app offers no OpenID Connect sign-in")
 	oidcScopes := fs.String("oidc-scopes", "", "comma-separated scopes the web app asks for besides openid")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the https://host[:port] clients reach careteamd at (behind a TLS-terminating proxy), for the absolute links the FHIR endpoint writes; empty: the address each request came to")
 	fs.DurationVar(&c.WebhookInterval, "webhook-interval", time.Second, "how often careteamd looks for webhooks due a delivery")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "how long one webhook delivery may take, connection included")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow webhooks over plain http to a loopback address (a receiver on this host)")
@@ -256,6 +260,13 @@ func (c *Config) validate() error {
 	}
 	if c.EventBuffer < 1 || c.Heartbeat <= 0 || c.EventRetention <= 0 {
 		errs = append(errs, errors.New("need --event-buffer >= 1, and a positive --heartbeat and --event-retention"))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" && u.Path != "/" ||
+			u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("--public-url: %q is not an address such as https://careteam.example.org", c.PublicURL))
+		}
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 	}
 	if c.WebhookInterval <= 0 || c.WebhookTimeout <= 0 {
 		errs = append(errs, errors.New("need a positive --webhook-interval and --webhook-timeout"))

@@ -1,11 +1,14 @@
 package fhir
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
 	"github.com/careteam/careteam/server/internal/careteam"
 
+	d4pb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
@@ -13,10 +16,13 @@ import (
 const profileUSCorePatient = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
 
 // Resource is one resource as the REST endpoint serves it: references in
-// it are relative ("Patient/{id}").
+// it are relative ("Patient/{id}"), and its meta carries its version (a
+// hash of its content, which changes whenever it does) and, where careteam
+// keeps it, when it last changed.
 type Resource struct {
 	Type, ID string
 	JSON     []byte
+	Version  string
 	// Updated is when it last changed, where careteam knows; else zero.
 	Updated time.Time
 }
@@ -28,30 +34,27 @@ func RecordResources(rec *careteam.ReferralRecord) ([]Resource, error) {
 	x := build(rec, true)
 	out := make([]Resource, 0, len(x.b.Entry))
 	for _, e := range x.b.Entry {
-		r, err := resource(e.GetResource())
+		r, err := resource(e.GetResource(), x.updated)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, r)
-	}
-	for i := range out {
-		out[i].Updated = x.updated(out[i])
 	}
 	return out, nil
 }
 
 // updated is when a resource of the record last changed, where careteam
 // keeps the time.
-func (x *exporter) updated(r Resource) time.Time {
+func (x *exporter) updated(typ, id string) time.Time {
 	rec := x.rec
-	switch r.Type {
+	switch typ {
 	case typeServiceRequest, typeTask:
 		return rec.Referral.UpdateTime
 	case typePatient:
 		return rec.Patient.UpdateTime
 	case typeCondition:
 		for _, d := range rec.Diagnoses {
-			if d.ID.String() == r.ID {
+			if d.ID.String() == id {
 				return d.UpdateTime
 			}
 		}
@@ -61,7 +64,7 @@ func (x *exporter) updated(r Resource) time.Time {
 		}
 	case typeEncounter:
 		for _, ss := range rec.Sessions {
-			if ss.ID.String() == r.ID {
+			if ss.ID.String() == id {
 				return ss.UpdateTime
 			}
 		}
@@ -69,33 +72,43 @@ func (x *exporter) updated(r Resource) time.Time {
 	return time.Time{}
 }
 
+// at returns a fixed time for resource's updated.
+func at(t time.Time) func(string, string) time.Time {
+	return func(string, string) time.Time { return t }
+}
+
 // PatientResource writes a patient read on its own.
 func PatientResource(pt *careteam.Patient) (Resource, error) {
 	x := &exporter{rec: &careteam.ReferralRecord{Patient: pt}, rest: true}
-	r, err := resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Patient{Patient: x.patient()}})
-	r.Updated = pt.UpdateTime
-	return r, err
+	return resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Patient{Patient: x.patient()}}, at(pt.UpdateTime))
 }
 
 // ConditionResource writes a diagnosis read on its own.
 func ConditionResource(d *careteam.Diagnosis) (Resource, error) {
 	x := &exporter{rec: &careteam.ReferralRecord{}, rest: true}
-	r, err := resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Condition{Condition: x.condition(d)}})
-	r.Updated = d.UpdateTime
-	return r, err
+	return resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Condition{Condition: x.condition(d)}}, at(d.UpdateTime))
 }
 
 // CarePlanResource writes a clearance read on its own.
 func CarePlanResource(c *careteam.Clearance) (Resource, error) {
 	x := &exporter{rec: &careteam.ReferralRecord{}, rest: true}
-	r, err := resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_CarePlan{CarePlan: x.carePlan(c)}})
-	r.Updated = c.UpdateTime
-	return r, err
+	return resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_CarePlan{CarePlan: x.carePlan(c)}}, at(c.UpdateTime))
 }
 
-// resource marshals the one resource a ContainedResource holds and names
-// it by its type and id.
-func resource(cr *bcrpb.ContainedResource) (Resource, error) {
+// PractitionerResource writes a directory entry read on its own.
+func PractitionerResource(p *careteam.Practitioner) (Resource, error) {
+	return resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Practitioner{Practitioner: practitioner(p)}}, at(p.UpdateTime))
+}
+
+// OrganizationResource writes an organization read on its own.
+func OrganizationResource(o *careteam.Organization) (Resource, error) {
+	return resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Organization{Organization: organization(o)}}, at(o.UpdateTime))
+}
+
+// resource marshals the one resource a ContainedResource holds, named by
+// its type and id, with its meta: the version is the hash of its content
+// without the meta, so it changes exactly when the content does.
+func resource(cr *bcrpb.ContainedResource, updated func(typ, id string) time.Time) (Resource, error) {
 	c := cr.ProtoReflect()
 	field := c.WhichOneof(c.Descriptor().Oneofs().ByName("oneof_resource"))
 	if field == nil {
@@ -103,24 +116,22 @@ func resource(cr *bcrpb.ContainedResource) (Resource, error) {
 	}
 	m := c.Get(field).Message()
 	typ := string(m.Descriptor().Name())
-	js, err := newMarshaller().MarshalResource(m.Interface())
+	idMsg := m.Get(m.Descriptor().Fields().ByName("id")).Message()
+	r := Resource{Type: typ, ID: idMsg.Get(idMsg.Descriptor().Fields().ByName("value")).String()}
+	r.Updated = updated(typ, r.ID)
+	content, err := newMarshaller().MarshalResource(m.Interface())
 	if err != nil {
 		return Resource{}, fmt.Errorf("fhir: writing a %s: %w", typ, err)
 	}
-	id := m.Get(m.Descriptor().Fields().ByName("id")).Message()
-	return Resource{Type: typ, ID: id.Get(id.Descriptor().Fields().ByName("value")).String(), JSON: js}, nil
-}
-
-// PractitionerResource writes a directory entry read on its own.
-func PractitionerResource(p *careteam.Practitioner) (Resource, error) {
-	r, err := resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Practitioner{Practitioner: practitioner(p)}})
-	r.Updated = p.UpdateTime
-	return r, err
-}
-
-// OrganizationResource writes an organization read on its own.
-func OrganizationResource(o *careteam.Organization) (Resource, error) {
-	r, err := resource(&bcrpb.ContainedResource{OneofResource: &bcrpb.ContainedResource_Organization{Organization: organization(o)}})
-	r.Updated = o.UpdateTime
-	return r, err
+	sum := sha256.Sum256(content)
+	r.Version = hex.EncodeToString(sum[:8])
+	meta := m.Mutable(m.Descriptor().Fields().ByName("meta")).Message().Interface().(*d4pb.Meta)
+	meta.VersionId = &d4pb.Id{Value: r.Version}
+	if !r.Updated.IsZero() {
+		meta.LastUpdated = instant(r.Updated)
+	}
+	if r.JSON, err = newMarshaller().MarshalResource(m.Interface()); err != nil {
+		return Resource{}, fmt.Errorf("fhir: writing a %s: %w", typ, err)
+	}
+	return r, nil
 }

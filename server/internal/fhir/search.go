@@ -127,23 +127,32 @@ func lastUpdated(f *careteam.ReferralFilter, v string) error {
 	if len(v) > 2 && v[0] >= 'a' && v[0] <= 'z' {
 		prefix, v = v[:2], v[2:]
 	}
-	var from time.Time
-	precision := time.Second
+	var from, to time.Time
 	var err error
-	if len(v) == len("2006-01-02") {
+	switch len(v) {
+	case len("2006"):
+		from, err = time.Parse("2006", v)
+		to = from.AddDate(1, 0, 0)
+	case len("2006-01"):
+		from, err = time.Parse("2006-01", v)
+		to = from.AddDate(0, 1, 0)
+	case len("2006-01-02"):
 		from, err = time.Parse("2006-01-02", v)
-		precision = 24 * time.Hour
-	} else {
-		from, err = time.Parse(time.RFC3339Nano, v)
-		if _, frac, ok := strings.Cut(v, "."); ok {
+		to = from.AddDate(0, 0, 1)
+	default:
+		precision := time.Second
+		if from, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			from, err = time.Parse("2006-01-02T15:04Z07:00", v)
+			precision = time.Minute
+		} else if _, frac, ok := strings.Cut(v, "."); ok {
 			digits := min(len(frac)-len(strings.TrimLeft(frac, "0123456789")), 9)
 			precision = time.Duration(math.Pow10(9 - digits))
 		}
+		to = from.Add(precision)
 	}
 	if err != nil {
-		return fmt.Errorf("want a date (2026-12-01) or a dateTime with its zone (2026-12-01T09:00:00Z), after gt, ge, lt or le")
+		return fmt.Errorf("want a date (2026, 2026-12, 2026-12-01) or a dateTime with its zone (2026-12-01T09:00Z, 2026-12-01T09:00:00.5+01:00), after gt, ge, lt or le")
 	}
-	to := from.Add(precision)
 	tick := time.Microsecond // PostgreSQL's resolution: ge t is gt t-1µs
 	switch prefix {
 	case "gt":

@@ -31,9 +31,8 @@ func (e *endpoint) metadata(w http.ResponseWriter, r *http.Request) {
 	}
 	paramType := map[string]string{"owner": "reference", "patient": "reference", "status": "token", "_lastUpdated": "date", "identifier": "token"}
 	var resources []resource
-	for _, typ := range []string{"ServiceRequest", "Task", "Patient", "Condition", "CarePlan", "Encounter", "Observation", "Composition",
-		"Practitioner", "Organization"} {
-		res := resource{Type: typ, Interaction: []interaction{{"read"}}, Versioning: "no-version"}
+	for _, typ := range served {
+		res := resource{Type: typ, Interaction: []interaction{{"read"}}, Versioning: "versioned"}
 		if names, ok := fhir.Searchable[typ]; ok {
 			res.Interaction = append(res.Interaction, interaction{"search-type"})
 			for _, n := range names {
@@ -43,7 +42,7 @@ func (e *endpoint) metadata(w http.ResponseWriter, r *http.Request) {
 		if typ == "ServiceRequest" {
 			res.Interaction = append(res.Interaction, interaction{"create"})
 			res.ConditionalCreate = true
-			res.Operation = []operation{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+			res.Operation = []operation{{Name: "everything", Definition: e.base(r) + "/OperationDefinition/" + everythingID}}
 		}
 		resources = append(resources, res)
 	}
@@ -55,17 +54,45 @@ func (e *endpoint) metadata(w http.ResponseWriter, r *http.Request) {
 		"software":     map[string]string{"name": "careteam"},
 		"implementation": map[string]string{
 			"description": "careteam: referrals, medical clearances and session notes between physicians and massage therapists",
-			"url":         base(r),
+			"url":         e.base(r),
 		},
 		"fhirVersion": "4.0.1",
 		"format":      []string{"json"},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"security": map[string]any{
+				"service": []map[string]any{{"coding": []map[string]string{{
+					"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}}}},
 				"description": "Bearer tokens (Authorization: Bearer <JWT>) from the identity provider careteamd trusts; every interaction is authorized and audited as the API's calls are",
 			},
 			"resource":    resources,
 			"interaction": []interaction{{"transaction"}},
 		}},
+	})
+}
+
+// everythingID names the OperationDefinition of ServiceRequest/$everything.
+const everythingID = "ServiceRequest-everything"
+
+// everythingDefinition serves the OperationDefinition the
+// CapabilityStatement names for $everything, so that its canonical
+// resolves.
+func (e *endpoint) everythingDefinition(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"resourceType": "OperationDefinition",
+		"id":           everythingID,
+		"url":          e.base(r) + "/OperationDefinition/" + everythingID,
+		"name":         "ServiceRequestEverything",
+		"status":       "active",
+		"kind":         "operation",
+		"code":         "everything",
+		"description": "A referral's whole record as the caller may read it: a collection Bundle of the Patient, the ServiceRequest, " +
+			"its Task, the Conditions, the clearance as a CarePlan, Encounters, Observations, the progress report and the directory entries they name",
+		"resource":     []string{"ServiceRequest"},
+		"system":       false,
+		"type":         false,
+		"instance":     true,
+		"affectsState": false,
+		"parameter":    []map[string]any{{"name": "return", "use": "out", "min": 1, "max": "1", "type": "Bundle"}},
 	})
 }

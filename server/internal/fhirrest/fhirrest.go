@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 )
@@ -40,12 +42,18 @@ const maxBody = 1 << 20
 // mediaType is what every answer is.
 const mediaType = "application/fhir+json; charset=utf-8"
 
+// served are the resource types the endpoint reads.
+var served = []string{"ServiceRequest", "Task", "Patient", "Condition", "CarePlan", "Encounter", "Observation", "Composition",
+	"Practitioner", "Organization"}
+
 // Handler serves the endpoint under Base, calling rpc (careteamd's own
-// handler of the Connect protocol) for every interaction.
-func Handler(rpc http.Handler) http.Handler {
-	e := &endpoint{calls: newCalls(rpc)}
+// handler of the Connect protocol) for every interaction. publicURL, when
+// set, is where clients reach careteamd, for the links it writes.
+func Handler(rpc http.Handler, publicURL string) http.Handler {
+	e := &endpoint{calls: newCalls(rpc), publicURL: publicURL}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Base+"/metadata", e.metadata)
+	mux.HandleFunc("GET "+Base+"/OperationDefinition/"+everythingID, e.everythingDefinition)
 	mux.HandleFunc("GET "+Base+"/{type}/{id}", e.read)
 	mux.HandleFunc("GET "+Base+"/ServiceRequest/{id}/$everything", e.everything)
 	mux.HandleFunc("GET "+Base+"/{type}", e.search)
@@ -56,7 +64,19 @@ func Handler(rpc http.Handler) http.Handler {
 			diagnostics: "careteam's FHIR endpoint does not serve this; GET " + Base + "/metadata says what it does"})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !acceptable(r) {
+		// The request id the calls made for r carry, and the answer too.
+		if r.Header.Get("X-Request-Id") == "" {
+			r.Header.Set("X-Request-Id", uuid.NewString())
+		}
+		w.Header().Set("X-Request-Id", r.Header.Get("X-Request-Id"))
+		// A query that does not parse is refused, not read in part: a
+		// dropped filter would answer more than was asked.
+		query, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			fail(w, http.StatusBadRequest, issue{code: "invalid", diagnostics: "the query string is malformed: encode each parameter's value"})
+			return
+		}
+		if !acceptable(r, query) {
 			fail(w, http.StatusNotAcceptable, issue{code: "not-supported", diagnostics: "careteam answers in application/fhir+json only"})
 			return
 		}
@@ -65,12 +85,15 @@ func Handler(rpc http.Handler) http.Handler {
 	})
 }
 
-type endpoint struct{ calls *calls }
+type endpoint struct {
+	calls     *calls
+	publicURL string
+}
 
 // acceptable reports whether the caller takes JSON (FHIR's _format or
 // Accept), since careteam writes no XML.
-func acceptable(r *http.Request) bool {
-	if f := r.URL.Query().Get("_format"); f != "" {
+func acceptable(r *http.Request, query url.Values) bool {
+	if f := query.Get("_format"); f != "" {
 		return f == "json" || strings.HasPrefix(f, "application/fhir+json") || strings.HasPrefix(f, "application/json")
 	}
 	accept := r.Header.Get("Accept")
@@ -87,8 +110,12 @@ func acceptable(r *http.Request) bool {
 	return false
 }
 
-// base is the endpoint's absolute address as the caller reached it.
-func base(r *http.Request) string {
+// base is the endpoint's absolute address: the configured public one, else
+// the one the request came to.
+func (e *endpoint) base(r *http.Request) string {
+	if e.publicURL != "" {
+		return e.publicURL + Base
+	}
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -97,6 +124,10 @@ func base(r *http.Request) string {
 }
 
 func (e *endpoint) read(w http.ResponseWriter, r *http.Request) {
+	if !slices.Contains(served, r.PathValue("type")) {
+		fail(w, http.StatusNotFound, issue{code: "not-supported", diagnostics: "careteam serves " + strings.Join(served, ", ")})
+		return
+	}
 	resp, err := e.calls.get.CallUnary(r.Context(), connect.NewRequest(&pb.GetFhirResourceRequest{
 		ResourceType: r.PathValue("type"), Id: r.PathValue("id"),
 	}))
@@ -129,6 +160,10 @@ func matches(header, tag string) bool {
 }
 
 func (e *endpoint) everything(w http.ResponseWriter, r *http.Request) {
+	if _, err := uuid.Parse(r.PathValue("id")); err != nil {
+		fail(w, http.StatusNotFound, issue{code: "not-found", diagnostics: "ServiceRequest/" + r.PathValue("id") + ": not found"})
+		return
+	}
 	resp, err := e.calls.export.CallUnary(r.Context(), connect.NewRequest(&pb.ExportReferralBundleRequest{
 		Referral: "referrals/" + r.PathValue("id"),
 	}))
@@ -145,8 +180,12 @@ const cursorParam = "_cursor"
 
 func (e *endpoint) search(w http.ResponseWriter, r *http.Request) {
 	typ := r.PathValue("type")
+	if !slices.Contains(served, typ) {
+		fail(w, http.StatusNotFound, issue{code: "not-supported", diagnostics: "careteam serves " + strings.Join(served, ", ")})
+		return
+	}
 	req := &pb.SearchFhirResourcesRequest{ResourceType: typ}
-	query := r.URL.Query()
+	query, _ := url.ParseQuery(r.URL.RawQuery) // parsed once already
 	var bad []issue
 	for name, values := range query {
 		for _, v := range values {
@@ -160,6 +199,9 @@ func (e *endpoint) search(w http.ResponseWriter, r *http.Request) {
 				req.PageSize = int32(n)
 			case cursorParam:
 				req.PageToken = v
+			case "_lastUpdated":
+				// A zone's "+" sent unencoded arrives as a space.
+				req.Parameters = append(req.Parameters, &pb.FhirSearchParameter{Name: name, Value: strings.ReplaceAll(v, " ", "+")})
 			default:
 				req.Parameters = append(req.Parameters, &pb.FhirSearchParameter{Name: name, Value: v})
 			}
@@ -179,7 +221,7 @@ func (e *endpoint) search(w http.ResponseWriter, r *http.Request) {
 		failCall(w, err)
 		return
 	}
-	self := base(r) + "/" + typ + "?" + r.URL.RawQuery
+	self := e.base(r) + "/" + typ + "?" + r.URL.RawQuery
 	out := bundle{ResourceType: "Bundle", Type: "searchset", Link: []link{{Relation: "self", URL: self}}}
 	if next := resp.Msg.GetNextPageToken(); next != "" {
 		q := url.Values{}
@@ -189,11 +231,11 @@ func (e *endpoint) search(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		q.Set(cursorParam, next)
-		out.Link = append(out.Link, link{Relation: "next", URL: base(r) + "/" + typ + "?" + q.Encode()})
+		out.Link = append(out.Link, link{Relation: "next", URL: e.base(r) + "/" + typ + "?" + q.Encode()})
 	}
 	for _, res := range resp.Msg.GetResources() {
 		out.Entry = append(out.Entry, entry{
-			FullURL:  base(r) + "/" + res.GetResourceType() + "/" + res.GetId(),
+			FullURL:  e.base(r) + "/" + res.GetResourceType() + "/" + res.GetId(),
 			Resource: json.RawMessage(res.GetResourceJson()),
 			Search:   &searchMode{Mode: "match"},
 		})
@@ -202,18 +244,26 @@ func (e *endpoint) search(w http.ResponseWriter, r *http.Request) {
 }
 
 // create imports a ServiceRequest (with contained resources): 201 with
-// its Location when the order is new, 200 when it was imported before
-// (whatever order its identifiers come in). If-None-Exist is honoured as
-// FHIR's conditional create: the import is already keyed by the order's
-// identifiers, and a condition naming none of them is refused rather than
-// half-honoured.
+// its Location when the order is new; 200 with the order as careteam holds
+// it, unchanged, when one of its identifiers names it already (a create
+// never updates, so a repeated or late copy cannot undo what happened to
+// the referral since). If-None-Exist is honoured as FHIR's conditional
+// create, through those identifiers: a condition naming none of them is
+// refused rather than half-honoured.
 func (e *endpoint) create(w http.ResponseWriter, r *http.Request) {
 	body, ok := readBody(w, r)
 	if !ok {
 		return
 	}
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if json.Unmarshal(body, &head) != nil || head.ResourceType != "ServiceRequest" {
+		fail(w, http.StatusBadRequest, issue{code: "invalid", diagnostics: "POST /ServiceRequest takes a ServiceRequest; a transaction Bundle goes to the base"})
+		return
+	}
 	if cond := r.Header.Get("If-None-Exist"); cond != "" && !conditionNamesOrder(cond, body) {
-		fail(w, http.StatusPreconditionFailed, issue{code: "not-supported", expression: []string{"ServiceRequest.identifier"},
+		fail(w, http.StatusBadRequest, issue{code: "not-supported", expression: []string{"ServiceRequest.identifier"},
 			diagnostics: "If-None-Exist: careteam finds an order by its identifiers; give identifier=system|value of one of the ServiceRequest's own"})
 		return
 	}
@@ -225,7 +275,7 @@ func (e *endpoint) create(w http.ResponseWriter, r *http.Request) {
 	if imp.GetCreated() {
 		status = http.StatusCreated
 	}
-	w.Header().Set("Location", base(r)+"/ServiceRequest/"+res.GetId())
+	w.Header().Set("Location", e.base(r)+"/ServiceRequest/"+res.GetId())
 	w.Header().Set("ETag", etag(res))
 	write(w, status, res.GetResourceJson())
 }
@@ -242,6 +292,9 @@ func (e *endpoint) transaction(w http.ResponseWriter, r *http.Request) {
 		ResourceType string `json:"resourceType"`
 		Type         string `json:"type"`
 		Entry        []struct {
+			Request struct {
+				Method string `json:"method"`
+			} `json:"request"`
 			Resource struct {
 				ResourceType string `json:"resourceType"`
 				Code         struct {
@@ -258,13 +311,40 @@ func (e *endpoint) transaction(w http.ResponseWriter, r *http.Request) {
 			diagnostics: "POST to the base takes a Bundle of type transaction"})
 		return
 	}
+	// The import reads the order and what it references, and writes
+	// nothing else: an entry asking for anything more is refused, not
+	// answered as if done.
+	var bad []issue
+	orders := 0
+	for i, en := range in.Entry {
+		at := fmt.Sprintf("Bundle.entry[%d]", i)
+		if m := en.Request.Method; m != "POST" && m != "PUT" {
+			bad = append(bad, issue{code: "not-supported", expression: []string{at + ".request.method"},
+				diagnostics: "careteam's transaction creates an order and what it references (POST or PUT)"})
+		}
+		switch t := en.Resource.ResourceType; t {
+		case "ServiceRequest":
+			orders++
+		case "Patient", "Condition", "Practitioner", "PractitionerRole", "Organization":
+		default:
+			bad = append(bad, issue{code: "not-supported", expression: []string{at + ".resource"},
+				diagnostics: fmt.Sprintf("careteam's transaction does not take a %q", t)})
+		}
+	}
+	if orders != 1 {
+		bad = append(bad, issue{code: "invalid", expression: []string{"Bundle.entry"}, diagnostics: "a transaction holds exactly one ServiceRequest"})
+	}
+	if len(bad) > 0 {
+		fail(w, http.StatusBadRequest, bad...)
+		return
+	}
 	imp, res, ok := e.imported(w, r, body)
 	if !ok {
 		return
 	}
 	conditions := map[string]string{}
 	for _, d := range imp.GetDiagnoses() {
-		conditions[d.GetIcd10Code()] = base(r) + "/Condition/" + strings.TrimPrefix(d.GetName(), "diagnoses/")
+		conditions[d.GetIcd10Code()] = e.base(r) + "/Condition/" + strings.TrimPrefix(d.GetName(), "diagnoses/")
 	}
 	out := bundle{ResourceType: "Bundle", Type: "transaction-response"}
 	for _, en := range in.Entry {
@@ -273,9 +353,9 @@ func (e *endpoint) transaction(w http.ResponseWriter, r *http.Request) {
 		resp := &entryResponse{Status: "200 OK"}
 		switch en.Resource.ResourceType {
 		case "ServiceRequest":
-			resp = &entryResponse{Status: statusLine(imp), Location: base(r) + "/ServiceRequest/" + res.GetId(), Etag: etag(res)}
+			resp = &entryResponse{Status: statusLine(imp), Location: e.base(r) + "/ServiceRequest/" + res.GetId(), Etag: etag(res)}
 		case "Patient":
-			resp.Location = base(r) + "/Patient/" + strings.TrimPrefix(imp.GetPatient().GetName(), "patients/")
+			resp.Location = e.base(r) + "/Patient/" + strings.TrimPrefix(imp.GetPatient().GetName(), "patients/")
 		case "Condition":
 			for _, c := range en.Resource.Code.Coding {
 				if l, ok := conditions[c.Code]; ok && c.System == "http://hl7.org/fhir/sid/icd-10-cm" {
@@ -290,7 +370,7 @@ func (e *endpoint) transaction(w http.ResponseWriter, r *http.Request) {
 
 // imported imports body and reads back the ServiceRequest it became.
 func (e *endpoint) imported(w http.ResponseWriter, r *http.Request, body []byte) (*pb.ImportServiceRequestResponse, *pb.FhirResource, bool) {
-	resp, err := e.calls.imp.CallUnary(r.Context(), connect.NewRequest(&pb.ImportServiceRequestRequest{ResourceJson: body}))
+	resp, err := e.calls.imp.CallUnary(r.Context(), connect.NewRequest(&pb.ImportServiceRequestRequest{ResourceJson: body, CreateOnly: true}))
 	if err != nil {
 		failCall(w, err)
 		return nil, nil, false
@@ -345,8 +425,8 @@ func conditionNamesOrder(cond string, body []byte) bool {
 
 // readBody reads a bounded FHIR JSON body.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
-	if ct != "application/fhir+json" && ct != "application/json" {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct != "application/fhir+json" && ct != "application/json" && ct != "application/json+fhir" {
 		fail(w, http.StatusUnsupportedMediaType, issue{code: "not-supported", diagnostics: "send application/fhir+json"})
 		return nil, false
 	}

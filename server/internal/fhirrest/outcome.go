@@ -88,14 +88,22 @@ func failCall(w http.ResponseWriter, err error) {
 		case *errdetails.PreconditionFailure:
 			for _, pv := range v.GetViolations() {
 				issues = append(issues, issue{code: code, diagnostics: pv.GetType() + ": " + pv.GetDescription()})
+				// The order's identifiers name several referrals: FHIR's
+				// answer to a create whose condition matches more than one.
+				if pv.GetType() == "IDENTIFIER_CONFLICT" {
+					status = http.StatusPreconditionFailed
+				}
 			}
 		}
 	}
 	if len(issues) == 0 {
 		issues = []issue{{code: code, diagnostics: ce.Message()}}
 	}
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="careteam"`)
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "1")
 	}
 	fail(w, status, issues...)
 }

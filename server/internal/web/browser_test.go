@@ -104,10 +104,10 @@ func (w *world) as(subject string) *client.Client {
 }
 
 // startWorld starts careteamd in dev mode: its dev sign-in and dev key.
-func startWorld(t *testing.T) *world {
+func startWorld(t *testing.T, flags ...string) *world {
 	t.Helper()
 	dataDir := t.TempDir()
-	cfg := parseConfig(t, "--data-dir", dataDir)
+	cfg := parseConfig(t, append([]string{"--data-dir", dataDir}, flags...)...)
 	// Tokens are minted and verified at the real time (the dev sign-in
 	// mints them so); the domain runs at a clock the test moves, so that
 	// a referral can wait days for acknowledgement.

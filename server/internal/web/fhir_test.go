@@ -17,6 +17,8 @@ import (
 
 	"github.com/google/uuid"
 
+	pb "github.com/careteam/careteam/proto/careteam/v1"
+
 	"github.com/careteam/careteam/server/internal/fhir"
 )
 
@@ -173,8 +175,11 @@ func TestFHIREndpoint(t *testing.T) {
 			t.Errorf("the retry: %d at %q, want 200 at %q", again.status, again.header.Get("Location"), location)
 		}
 		other := w.fhirDo("dr-ada", "POST", "/ServiceRequest", body, "If-None-Exist", "identifier=urn:x|not-this-order")
-		if other.status != http.StatusPreconditionFailed {
-			t.Errorf("a condition the order does not meet: %d, want 412", other.status)
+		if other.status != http.StatusBadRequest {
+			t.Errorf("a condition careteam cannot honour: %d, want 400", other.status)
+		}
+		if again.header.Get("X-Request-Id") == "" {
+			t.Error("the answer carries no X-Request-Id")
 		}
 		if n := w.audited("fhir-create-1", "/careteam.v1.FhirService/ImportServiceRequest"); n != 1 {
 			t.Errorf("the create left %d audit records of its import, want 1", n)
@@ -305,7 +310,16 @@ func TestFHIREndpoint(t *testing.T) {
 			{"no token", "", "GET", "/Task/" + id, nil, nil, http.StatusUnauthorized, "login"},
 			{"another practice's therapist", "lmt-dee", "GET", "/ServiceRequest/" + id, nil, nil, http.StatusForbidden, "forbidden"},
 			{"an id that cannot be", "dr-ada", "GET", "/Task/not-a-referral", nil, nil, http.StatusNotFound, "not-found"},
-			{"a type careteam does not serve", "dr-ada", "GET", "/Medication/" + uuid.NewString(), nil, nil, http.StatusBadRequest, "resource_type"},
+			{"a type careteam does not serve", "dr-ada", "GET", "/Medication/" + uuid.NewString(), nil, nil, http.StatusNotFound, "not-supported"},
+			{"a search of a type careteam does not serve", "dr-ada", "GET", "/Medication?code=x", nil, nil, http.StatusNotFound, "not-supported"},
+			{"a query that does not parse", "dr-ada", "GET", "/Task?patient=%ZZ&_count=1", nil, nil, http.StatusBadRequest, "malformed"},
+			{"a Bundle posted as a ServiceRequest", "dr-ada", "POST", "/ServiceRequest",
+				[]byte(`{"resourceType":"Bundle","type":"transaction"}`), nil, http.StatusBadRequest, "a transaction Bundle goes to the base"},
+			{"a transaction that deletes", "dr-ada", "POST", "", fmt.Appendf(nil,
+				`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":%s,"request":{"method":"POST","url":"ServiceRequest"}},`+
+					`{"request":{"method":"DELETE","url":"Patient/1"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}]}`,
+				importable("SR-80", w.orgs["harbor"])), nil, http.StatusBadRequest, "Bundle.entry[1].request.method"},
+			{"$everything of no referral", "dr-ada", "GET", "/ServiceRequest/not-a-referral/$everything", nil, nil, http.StatusNotFound, "not-found"},
 			{"an unknown search parameter", "dr-ada", "GET", "/Task?code=xyz", nil, nil, http.StatusBadRequest, `search parameter "code"`},
 			{"a bad status and a bad date at once", "dr-ada", "GET", "/Task?status=nonsense&_lastUpdated=gtyesterday", nil, nil,
 				http.StatusBadRequest, "_lastUpdated"},
@@ -328,6 +342,14 @@ func TestFHIREndpoint(t *testing.T) {
 			if got := outcome(t, c); !strings.Contains(got, tc.says) {
 				t.Errorf("%s: the outcome says %q, not %q", tc.name, got, tc.says)
 			}
+		}
+		// Every entry the transaction cannot do is named.
+		del := w.fhirDo("dr-ada", "POST", "", fmt.Appendf(nil,
+			`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":%s,"request":{"method":"POST","url":"ServiceRequest"}},`+
+				`{"request":{"method":"DELETE","url":"Patient/1"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}]}`,
+			importable("SR-80", w.orgs["harbor"])))
+		if got := outcome(t, del); !strings.Contains(got, "Bundle.entry[2].resource") {
+			t.Errorf("the transaction's refusal: %s", got)
 		}
 		// Both bad parameters are reported at once.
 		c := w.fhirDo("dr-ada", "GET", "/Task?status=nonsense&_lastUpdated=gtyesterday", nil)
@@ -432,5 +454,50 @@ func TestFHIREndpointWithAnEHRsTools(t *testing.T) {
 	}
 	if n := strings.Count(string(out), "\nok  ") + strings.Count(string(out[:min(len(out), 4)]), "ok  "); n < 20 {
 		t.Errorf("fhir-check passed only %d checks", n)
+	}
+}
+
+// TestFHIRCreateNeverUpdates: a create whose order careteam holds already
+// answers with the order as it is now: a copy sent again after the
+// coordinator re-routed the referral, or one with other content, changes
+// nothing. Reads carry their version and time in meta, matching the ETag;
+// ids are read in any case; a public URL makes the links.
+func TestFHIRCreateNeverUpdates(t *testing.T) {
+	w := startWorld(t, "--public-url", "https://careteam.example.org")
+	w.seed()
+	body := importable("SR-90", w.orgs["harbor"])
+	c := w.fhirDo("dr-ada", "POST", "/ServiceRequest", body, "Content-Type", "Application/FHIR+JSON ; charset=utf-8")
+	if c.status != http.StatusCreated || !strings.HasPrefix(c.header.Get("Location"), "https://careteam.example.org/fhir/R4/ServiceRequest/") {
+		t.Fatalf("%d at %q: %s", c.status, c.header.Get("Location"), c.body)
+	}
+	id := c.json(t)["id"].(string)
+	eli := w.ids["lmt-eli"]
+	if _, err := w.as("coord-cy").Referrals.AssignReferral(t.Context(), &pb.AssignReferralRequest{Name: "referrals/" + id, Therapist: eli,
+		Reason: "Harbor is full"}); err != nil {
+		t.Fatal(err)
+	}
+	changed := bytes.Replace(body, []byte(`"value": 6`), []byte(`"value": 12`), 1)
+	for _, b := range [][]byte{body, changed} {
+		again := w.fhirDo("dr-ada", "POST", "/ServiceRequest", b, "If-None-Exist", "identifier=urn:oid:2.16.840.1.113883.19.5.99.1|SR-90")
+		if again.status != http.StatusOK {
+			t.Fatalf("the order again: %d %s", again.status, again.body)
+		}
+	}
+	task := w.fhirDo("dr-ada", "GET", "/Task/"+strings.ToUpper(id), nil)
+	m := task.json(t)
+	owner := m["owner"].(map[string]any)["reference"]
+	visits := m["restriction"].(map[string]any)["repetitions"]
+	if owner != "Practitioner/"+strings.TrimPrefix(eli, "practitioners/") || fmt.Sprint(visits) != "6" {
+		t.Errorf("after the copies: owner %v, visits %v; want the coordinator's routing and 6 visits", owner, visits)
+	}
+	meta, _ := m["meta"].(map[string]any)
+	if meta == nil || task.header.Get("ETag") != `W/"`+fmt.Sprint(meta["versionId"])+`"` || meta["lastUpdated"] == nil {
+		t.Errorf("meta %v with ETag %s", meta, task.header.Get("ETag"))
+	}
+	page := w.fhirDo("dr-ada", "GET", "/Task?_count=1", nil).json(t)
+	for _, l := range page["link"].([]any) {
+		if u := l.(map[string]any)["url"].(string); !strings.HasPrefix(u, "https://careteam.example.org/fhir/R4/Task?") {
+			t.Errorf("a link to %s", u)
+		}
 	}
 }

@@ -37,6 +37,9 @@ type Config struct {
 	// CORSOrigins are the exact origins (scheme://host[:port]) that
 	// browsers may call the API from; empty: none but the app's own.
 	CORSOrigins []string
+	// PublicURL is where clients reach careteamd (empty: where each
+	// request came to), for the FHIR endpoint's links.
+	PublicURL string
 	// MaxConnectionAge closes a connection this old: HTTP/2 connections
 	// get a GOAWAY at their next answer and are cut ConnectionAgeGrace
 	// later; zero: never.
@@ -97,7 +100,7 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.DevSignIn != nil {
 		mux.Handle("/dev/", cfg.DevSignIn)
 	}
-	fhirAPI := fhirrest.Handler(rpc)
+	fhirAPI := fhirrest.Handler(rpc, cfg.PublicURL)
 	mux.Handle(fhirrest.Base, fhirAPI)
 	mux.Handle(fhirrest.Base+"/", fhirAPI)
 	mux.Handle("/", appHandler())
