@@ -48,7 +48,7 @@ type FhirServiceClient interface {
 	GetFhirResource(ctx context.Context, in *GetFhirResourceRequest, opts ...grpc.CallOption) (*GetFhirResourceResponse, error)
 	// Searches FHIR R4 resources of one type with FHIR search parameters:
 	// Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
-	// identifier, status, _lastUpdated). Only what the caller may read is
+	// status, _lastUpdated; or identifier=system|value alone). Only what the caller may read is
 	// found. An unknown parameter is INVALID_ARGUMENT.
 	SearchFhirResources(ctx context.Context, in *SearchFhirResourcesRequest, opts ...grpc.CallOption) (*SearchFhirResourcesResponse, error)
 }
@@ -124,7 +124,7 @@ type FhirServiceServer interface {
 	GetFhirResource(context.Context, *GetFhirResourceRequest) (*GetFhirResourceResponse, error)
 	// Searches FHIR R4 resources of one type with FHIR search parameters:
 	// Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
-	// identifier, status, _lastUpdated). Only what the caller may read is
+	// status, _lastUpdated; or identifier=system|value alone). Only what the caller may read is
 	// found. An unknown parameter is INVALID_ARGUMENT.
 	SearchFhirResources(context.Context, *SearchFhirResourcesRequest) (*SearchFhirResourcesResponse, error)
 	mustEmbedUnimplementedFhirServiceServer()

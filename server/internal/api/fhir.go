@@ -169,9 +169,20 @@ func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhir
 		params[i] = fhir.Param{Name: sp.GetName(), Value: sp.GetValue()}
 	}
 	typ := req.GetResourceType()
-	f, err := fhir.ReferralSearch(typ, params)
+	f, ident, err := fhir.ReferralSearch(typ, params)
 	if err != nil {
 		return nil, err
+	}
+	if ident != nil {
+		// An identifier names an order or two: one page.
+		if req.GetPageToken() != "" {
+			return nil, invalid("page_token", "a search by identifier has one page")
+		}
+		rows, err := s.svc.FindReferralsByIdentifier(ctx, p, *ident)
+		if err != nil {
+			return nil, err
+		}
+		return s.found(ctx, p, typ, rows)
 	}
 	size := req.GetPageSize()
 	if size == 0 {
@@ -185,7 +196,17 @@ func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhir
 	if err != nil {
 		return nil, err
 	}
-	resp := &pb.SearchFhirResourcesResponse{NextPageToken: encodePage(req, next)}
+	resp, err := s.found(ctx, p, typ, rows)
+	if err != nil {
+		return nil, err
+	}
+	resp.NextPageToken = encodePage(req, next)
+	return resp, nil
+}
+
+// found writes the referrals a search found as resources of typ.
+func (s *fhirServer) found(ctx context.Context, p careteam.Principal, typ string, rows []*careteam.Referral) (*pb.SearchFhirResourcesResponse, error) {
+	resp := &pb.SearchFhirResourcesResponse{}
 	for _, r := range rows {
 		res, err := s.read(ctx, p, typ, r.ID.String())
 		if err != nil {

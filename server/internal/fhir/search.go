@@ -19,22 +19,24 @@ type Param struct{ Name, Value string }
 // the parameters it takes (the CapabilityStatement says the same).
 var Searchable = map[string][]string{
 	typeTask:           {"owner", "status", "patient", "_lastUpdated"},
-	typeServiceRequest: {"patient", "status", "_lastUpdated"},
+	typeServiceRequest: {"patient", "status", "_lastUpdated", "identifier"},
 }
 
 // ReferralSearch turns a search of Tasks or ServiceRequests into the
-// referral filter that finds them. Every bad parameter is reported, as
+// referral filter that finds them, or the identifier that names them (an
+// identifier is searched alone). Every bad parameter is reported, as
 // parameters[i]; an unknown one is refused rather than ignored, so a
 // caller never receives more than it asked for.
-func ReferralSearch(typ string, params []Param) (careteam.ReferralFilter, error) {
+func ReferralSearch(typ string, params []Param) (careteam.ReferralFilter, *careteam.Identifier, error) {
 	var f careteam.ReferralFilter
+	var ident *careteam.Identifier
 	var bad []careteam.FieldViolation
 	fail := func(i int, format string, args ...any) {
 		bad = append(bad, careteam.FieldViolation{Field: fmt.Sprintf("parameters[%d]", i), Description: fmt.Sprintf(format, args...)})
 	}
 	known, ok := Searchable[typ]
 	if !ok {
-		return f, &careteam.InvalidError{Violations: []careteam.FieldViolation{{Field: "resource_type",
+		return f, nil, &careteam.InvalidError{Violations: []careteam.FieldViolation{{Field: "resource_type",
 			Description: "careteam searches Task and ServiceRequest"}}}
 	}
 	seen := map[string]bool{}
@@ -76,12 +78,22 @@ func ReferralSearch(typ string, params []Param) (careteam.ReferralFilter, error)
 			if err := lastUpdated(&f, p.Value); err != nil {
 				fail(i, "_lastUpdated: %v", err)
 			}
+		case "identifier":
+			system, value, ok := strings.Cut(p.Value, "|")
+			switch {
+			case !ok || system == "" || value == "" || strings.Contains(value, ","):
+				fail(i, "identifier: want one system|value")
+			case len(params) > 1:
+				fail(i, "identifier is searched alone")
+			default:
+				ident = &careteam.Identifier{System: system, Value: value}
+			}
 		}
 	}
 	if len(bad) > 0 {
-		return f, &careteam.InvalidError{Violations: bad}
+		return f, nil, &careteam.InvalidError{Violations: bad}
 	}
-	return f, nil
+	return f, ident, nil
 }
 
 // reference reads "Type/{id}" (or a bare id) naming a careteam row.

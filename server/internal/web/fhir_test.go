@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -292,6 +293,18 @@ func TestFHIREndpoint(t *testing.T) {
 		future := w.clock.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 		if m := w.fhirDo("dr-ada", "GET", "/ServiceRequest?_lastUpdated=gt"+future, nil).json(t); m["entry"] != nil {
 			t.Errorf("changed after %s: %v", future, m["entry"])
+		}
+		// By the EHR's own identifier: the order, for those who may read it.
+		byID := "/ServiceRequest?identifier=" + url.QueryEscape("urn:oid:2.16.840.1.113883.19.5.99.1|SR-77")
+		if m := w.fhirDo("dr-ada", "GET", byID, nil).json(t); len(m["entry"].([]any)) != 1 ||
+			m["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"] != id {
+			t.Errorf("by identifier: %v", m["entry"])
+		}
+		if m := w.fhirDo("lmt-dee", "GET", byID, nil).json(t); m["entry"] != nil {
+			t.Errorf("another practice's therapist found the order by its identifier: %v", m["entry"])
+		}
+		if c := w.fhirDo("dr-ada", "GET", byID+"&status=active", nil); c.status != http.StatusBadRequest {
+			t.Errorf("identifier with another parameter: %d", c.status)
 		}
 		// Another practice's therapist finds none of it.
 		if m := w.fhirDo("lmt-dee", "GET", "/Task?owner="+owner, nil).json(t); m["entry"] != nil {

@@ -399,7 +399,7 @@ export const FhirService: GenService<{
   /**
    * Searches FHIR R4 resources of one type with FHIR search parameters:
    * Task (owner, status, patient, _lastUpdated), ServiceRequest (patient,
-   * identifier, status, _lastUpdated). Only what the caller may read is
+   * status, _lastUpdated; or identifier=system|value alone). Only what the caller may read is
    * found. An unknown parameter is INVALID_ARGUMENT.
    *
    * @generated from rpc careteam.v1.FhirService.SearchFhirResources
