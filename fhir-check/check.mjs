@@ -65,6 +65,10 @@ try {
   check(sr?.interaction?.some((i) => i.code === "create") && sr.conditionalCreate === true,
     "the CapabilityStatement offers conditional create of ServiceRequest");
 
+  for (const [resourceType, id] of [["CodeSystem", "technique"], ["CodeSystem", "red-flag"], ["StructureDefinition", "max-pressure"]]) {
+    valid(`${resourceType}/${id}`, await client.read({ resourceType, id }));
+  }
+
   const created = await client.create({ resourceType: "ServiceRequest", body: order, options: { headers: condition } });
   check(status(created) === 201, "a new order is created", `status ${status(created)}`);
   valid("the created ServiceRequest", created);

@@ -46,6 +46,10 @@ func (e *endpoint) metadata(w http.ResponseWriter, r *http.Request) {
 		}
 		resources = append(resources, res)
 	}
+	for _, typ := range conformanceTypes {
+		resources = append(resources, resource{Type: typ, Interaction: []interaction{{"read"}, {"search-type"}}, Versioning: "no-version",
+			SearchParam: []param{{Name: "url", Type: "uri"}}})
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"resourceType": "CapabilityStatement",
 		"status":       "active",

@@ -30,6 +30,7 @@ import (
 	"github.com/google/uuid"
 
 	pb "github.com/careteam/careteam/proto/careteam/v1"
+	"github.com/careteam/careteam/server/internal/fhir"
 )
 
 // Base is where the endpoint is mounted.
@@ -49,11 +50,19 @@ var served = []string{"ServiceRequest", "Task", "Patient", "Condition", "CarePla
 // Handler serves the endpoint under Base, calling rpc (careteamd's own
 // handler of the Connect protocol) for every interaction. publicURL, when
 // set, is where clients reach careteamd, for the links it writes.
-func Handler(rpc http.Handler, publicURL string) http.Handler {
-	e := &endpoint{calls: newCalls(rpc), publicURL: publicURL}
+func Handler(rpc http.Handler, publicURL string) (http.Handler, error) {
+	conformance, err := fhir.Conformance()
+	if err != nil {
+		return nil, err
+	}
+	e := &endpoint{calls: newCalls(rpc), publicURL: publicURL, conformance: conformance}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+Base+"/metadata", e.metadata)
 	mux.HandleFunc("GET "+Base+"/OperationDefinition/"+everythingID, e.everythingDefinition)
+	for _, typ := range conformanceTypes {
+		mux.HandleFunc("GET "+Base+"/"+typ+"/{id}", e.conformanceRead)
+		mux.HandleFunc("GET "+Base+"/"+typ, e.conformanceSearch)
+	}
 	mux.HandleFunc("GET "+Base+"/{type}/{id}", e.read)
 	mux.HandleFunc("GET "+Base+"/ServiceRequest/{id}/$everything", e.everything)
 	mux.HandleFunc("GET "+Base+"/{type}", e.search)
@@ -82,12 +91,50 @@ func Handler(rpc http.Handler, publicURL string) http.Handler {
 		}
 		// The calls made for r go as r's caller.
 		mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, r)))
-	})
+	}), nil
 }
 
 type endpoint struct {
-	calls     *calls
-	publicURL string
+	calls       *calls
+	publicURL   string
+	conformance []fhir.Resource
+}
+
+// conformanceTypes are the definitions careteam serves: its code systems
+// and extensions, read by id or found by url, with no token, as the
+// CapabilityStatement is.
+var conformanceTypes = []string{"CodeSystem", "StructureDefinition"}
+
+func (e *endpoint) conformanceRead(w http.ResponseWriter, r *http.Request) {
+	typ := strings.Split(strings.TrimPrefix(r.URL.Path, Base+"/"), "/")[0]
+	for _, c := range e.conformance {
+		if c.Type == typ && c.ID == r.PathValue("id") {
+			write(w, http.StatusOK, c.JSON)
+			return
+		}
+	}
+	fail(w, http.StatusNotFound, issue{code: "not-found", diagnostics: typ + "/" + r.PathValue("id") + ": careteam defines none"})
+}
+
+func (e *endpoint) conformanceSearch(w http.ResponseWriter, r *http.Request) {
+	typ := strings.TrimPrefix(r.URL.Path, Base+"/")
+	query, _ := url.ParseQuery(r.URL.RawQuery) // parsed once already
+	out := bundle{ResourceType: "Bundle", Type: "searchset", Link: []link{{Relation: "self", URL: e.base(r) + "/" + typ + "?" + r.URL.RawQuery}}}
+	for name := range query {
+		if name != "url" && name != "_format" {
+			fail(w, http.StatusBadRequest, issue{code: "not-supported", diagnostics: typ + " is searched by url only"})
+			return
+		}
+	}
+	for _, c := range e.conformance {
+		var m struct{ URL string }
+		if c.Type != typ || json.Unmarshal(c.JSON, &m) != nil || query.Has("url") && m.URL != query.Get("url") {
+			continue
+		}
+		out.Entry = append(out.Entry, entry{FullURL: e.base(r) + "/" + typ + "/" + c.ID, Resource: json.RawMessage(c.JSON),
+			Search: &searchMode{Mode: "match"}})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // acceptable reports whether the caller takes JSON (FHIR's _format or

@@ -151,6 +151,15 @@ func TestFHIREndpoint(t *testing.T) {
 		if c.status != http.StatusOK || m["resourceType"] != "CapabilityStatement" || m["fhirVersion"] != "4.0.1" {
 			t.Fatalf("%d %v %v", c.status, m["resourceType"], m["fhirVersion"])
 		}
+		// Every careteam system and extension URL resolves, without a token.
+		for _, u := range []string{"urn:careteam:technique", "urn:careteam:referral-state", "urn:careteam:measure"} {
+			if m := w.fhirDo("", "GET", "/CodeSystem?url="+url.QueryEscape(u), nil).json(t); len(m["entry"].([]any)) != 1 {
+				t.Errorf("CodeSystem?url=%s: %v", u, m["entry"])
+			}
+		}
+		if c := w.fhirDo("", "GET", "/StructureDefinition/red-flag", nil); c.status != http.StatusOK || !bytes.Contains(c.body, []byte(`"urn:careteam:fhir:extension:red-flag"`)) {
+			t.Errorf("the red flag extension: %d %s", c.status, c.body)
+		}
 		capable := string(c.body)
 		for _, want := range []string{`"type":"Task"`, `"name":"owner"`, `"name":"_lastUpdated"`, `"code":"create"`, `"code":"transaction"`} {
 			if !strings.Contains(capable, want) {

@@ -100,7 +100,10 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.DevSignIn != nil {
 		mux.Handle("/dev/", cfg.DevSignIn)
 	}
-	fhirAPI := fhirrest.Handler(rpc, cfg.PublicURL)
+	fhirAPI, err := fhirrest.Handler(rpc, cfg.PublicURL)
+	if err != nil {
+		return nil, err
+	}
 	mux.Handle(fhirrest.Base, fhirAPI)
 	mux.Handle(fhirrest.Base+"/", fhirAPI)
 	mux.Handle("/", appHandler())
