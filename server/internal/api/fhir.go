@@ -133,11 +133,7 @@ func (s *fhirServer) read(ctx context.Context, p careteam.Principal, typ, id str
 		return fhir.Resource{}, invalid("resource_type", "careteam serves Patient, ServiceRequest, Task, Condition, CarePlan, "+
 			"Encounter, Observation, Composition, Practitioner and Organization")
 	}
-	rec, err := s.svc.GetReferralRecord(ctx, p, referral)
-	if err != nil {
-		return fhir.Resource{}, err
-	}
-	all, err := fhir.RecordResources(rec)
+	all, err := s.record(ctx, p, referral)
 	if err != nil {
 		return fhir.Resource{}, err
 	}
@@ -147,6 +143,15 @@ func (s *fhirServer) read(ctx context.Context, p careteam.Principal, typ, id str
 		}
 	}
 	return fhir.Resource{}, notFound
+}
+
+// record reads a referral's record as the caller may, as resources.
+func (s *fhirServer) record(ctx context.Context, p careteam.Principal, referral uuid.UUID) ([]fhir.Resource, error) {
+	rec, err := s.svc.GetReferralRecord(ctx, p, referral)
+	if err != nil {
+		return nil, err
+	}
+	return fhir.RecordResources(rec)
 }
 
 // readAs writes what a domain read returned as a FHIR resource.
@@ -169,6 +174,9 @@ func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhir
 		params[i] = fhir.Param{Name: sp.GetName(), Value: sp.GetValue()}
 	}
 	typ := req.GetResourceType()
+	if typ == "Observation" {
+		return s.searchObservations(ctx, p, req, params)
+	}
 	f, ident, err := fhir.ReferralSearch(typ, params)
 	if err != nil {
 		return nil, err
@@ -201,6 +209,44 @@ func (s *fhirServer) SearchFhirResources(ctx context.Context, req *pb.SearchFhir
 		return nil, err
 	}
 	resp.NextPageToken = encodePage(req, next)
+	return resp, nil
+}
+
+// searchObservations finds the measures of the sessions the caller sees; a
+// page holds those of up to page_size sessions.
+func (s *fhirServer) searchObservations(ctx context.Context, p careteam.Principal, req *pb.SearchFhirResourcesRequest,
+	params []fhir.Param) (*pb.SearchFhirResourcesResponse, error) {
+	f, wanted, err := fhir.ObservationSearch(params)
+	if err != nil {
+		return nil, err
+	}
+	page, err := decodePage(req, req.GetPageToken(), max(req.GetPageSize(), 20))
+	if err != nil {
+		return nil, err
+	}
+	sessions, next, err := s.svc.ListSessions(ctx, p, f, page)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.SearchFhirResourcesResponse{NextPageToken: encodePage(req, next)}
+	records := map[uuid.UUID][]fhir.Resource{}
+	for _, ss := range sessions {
+		all, ok := records[ss.ReferralID]
+		if !ok {
+			if all, err = s.record(ctx, p, ss.ReferralID); err != nil {
+				return nil, err
+			}
+			records[ss.ReferralID] = all
+		}
+		// A measure the note does not record has no Observation.
+		for _, id := range wanted(ss.ID) {
+			for _, r := range all {
+				if r.Type == "Observation" && r.ID == id {
+					resp.Resources = append(resp.Resources, fhirResourceToProto(r))
+				}
+			}
+		}
+	}
 	return resp, nil
 }
 

@@ -20,6 +20,77 @@ type Param struct{ Name, Value string }
 var Searchable = map[string][]string{
 	typeTask:           {"owner", "status", "patient", "_lastUpdated"},
 	typeServiceRequest: {"patient", "status", "_lastUpdated", "identifier"},
+	typeObservation:    {"patient", "code"},
+}
+
+// ObservationSearch turns a search of Observations (the pain scores and
+// outcome measures of sessions) into the sessions to read and the ids of
+// the measures wanted of each: every measure when code is not given.
+func ObservationSearch(params []Param) (careteam.SessionFilter, func(session uuid.UUID) []string, error) {
+	var f careteam.SessionFilter
+	var bad []careteam.FieldViolation
+	fail := func(i int, format string, args ...any) {
+		bad = append(bad, careteam.FieldViolation{Field: fmt.Sprintf("parameters[%d]", i), Description: fmt.Sprintf(format, args...)})
+	}
+	keys := map[string]bool{}
+	seen := map[string]bool{}
+	for i, p := range params {
+		if !slices.Contains(Searchable[typeObservation], p.Name) {
+			fail(i, "Observation does not take the search parameter %q; it takes patient and code", p.Name)
+			continue
+		}
+		if seen[p.Name] {
+			fail(i, "%s is given twice; separate alternatives with commas", p.Name)
+			continue
+		}
+		seen[p.Name] = true
+		switch p.Name {
+		case "patient":
+			if f.PatientID = reference(p.Value, typePatient); f.PatientID == uuid.Nil {
+				fail(i, "patient: want Patient/{id}")
+			}
+		case "code":
+			for _, token := range strings.Split(p.Value, ",") {
+				matched := measuresOf(token)
+				if len(matched) == 0 {
+					fail(i, "code: %q is no measure careteam records (LOINC %s, %s, or %s codes)", token, loincPainNRS, loincOswestry, systemMeasure)
+				}
+				for _, k := range matched {
+					keys[k] = true
+				}
+			}
+		}
+	}
+	if len(bad) > 0 {
+		return f, nil, &careteam.InvalidError{Violations: bad}
+	}
+	return f, func(session uuid.UUID) []string {
+		var ids []string
+		for _, m := range measures {
+			if len(keys) == 0 || keys[m.key] {
+				ids = append(ids, observationID(session, m.key))
+			}
+		}
+		return ids
+	}, nil
+}
+
+// measuresOf lists the measures a token search (system|code, |code or
+// code) names.
+func measuresOf(token string) []string {
+	system, code, hasSystem := strings.Cut(token, "|")
+	if !hasSystem {
+		system, code = "", token
+	}
+	var out []string
+	for _, m := range measures {
+		switch {
+		case (system == systemLOINC || !hasSystem) && m.loinc != "" && code == m.loinc,
+			(system == systemMeasure || !hasSystem) && code == m.key:
+			out = append(out, m.key)
+		}
+	}
+	return out
 }
 
 // ReferralSearch turns a search of Tasks or ServiceRequests into the
