@@ -75,6 +75,8 @@ type Claims struct {
 	IssuedAt time.Time
 	// TTL is the token's lifetime and must be positive.
 	TTL time.Duration
+	// Scope is the OAuth "scope" claim, space-separated; empty: none.
+	Scope string
 }
 
 // Signer mints tokens with one private key. The production issuer is an
@@ -129,7 +131,11 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	if c.Audience != "" {
 		claims.Audience = jwt.Audience{c.Audience}
 	}
-	raw, err := jwt.Signed(s.signer).Claims(claims).Serialize()
+	b := jwt.Signed(s.signer).Claims(claims)
+	if c.Scope != "" {
+		b = b.Claims(map[string]any{"scope": c.Scope})
+	}
+	raw, err := b.Serialize()
 	if err != nil {
 		return "", fmt.Errorf("devtoken: signing token: %w", err)
 	}

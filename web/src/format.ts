@@ -45,6 +45,7 @@ export const roleLabels: Record<Role, string> = {
   [Role.COORDINATOR]: "Referral coordinator",
   [Role.ADMIN]: "Administrator",
   [Role.AUDITOR]: "Auditor",
+  [Role.INTEGRATION]: "Integration",
 };
 
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });

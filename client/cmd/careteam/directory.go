@@ -153,7 +153,7 @@ func orgList(fs *flag.FlagSet) action {
 // practitionerFlags declares the flags that describe a practitioner.
 type practitionerFlags struct {
 	name, licenceNumber, licenceJurisdiction, licenceExpires *string
-	ids, specialties                                         stringList
+	ids, specialties, actsFor                                stringList
 }
 
 func declarePractitioner(fs *flag.FlagSet) *practitionerFlags {
@@ -165,6 +165,7 @@ func declarePractitioner(fs *flag.FlagSet) *practitionerFlags {
 	}
 	fs.Var(&p.ids, "identifier", "identifier as system|value, such as an NPI (repeatable)")
 	fs.Var(&p.specialties, "specialty", "arthritis, fibromyalgia, orthopedic, sports, prenatal, oncology (repeatable)")
+	fs.Var(&p.actsFor, "acts-for", "for an integration: a physician practice, organizations/ID, whose physicians it acts for (repeatable)")
 	return p
 }
 
@@ -177,7 +178,7 @@ func (p *practitionerFlags) proto() (*pb.Practitioner, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.Practitioner{DisplayName: *p.name, Identifiers: idents, Specialties: specs}
+	out := &pb.Practitioner{DisplayName: *p.name, Identifiers: idents, Specialties: specs, ActsFor: p.actsFor}
 	if *p.licenceNumber != "" || *p.licenceJurisdiction != "" || *p.licenceExpires != "" {
 		out.Licence = &pb.Licence{Number: *p.licenceNumber, Jurisdiction: *p.licenceJurisdiction, ExpireDate: *p.licenceExpires}
 	}
@@ -187,7 +188,7 @@ func (p *practitionerFlags) proto() (*pb.Practitioner, error) {
 func practitionerCreate(fs *flag.FlagSet) action {
 	pf := declarePractitioner(fs)
 	org := fs.String("org", "", "organization, organizations/ID (required)")
-	role := fs.String("role", "", "physician, massage-therapist, coordinator, admin or auditor (required)")
+	role := fs.String("role", "", "physician, massage-therapist, coordinator, admin, auditor or integration (required)")
 	subject := fs.String("subject", "", "the subject of their tokens (required)")
 	return func(e *env, _ []string) (proto.Message, error) {
 		pr, err := pf.proto()
@@ -263,7 +264,8 @@ func practitionerUpdate(fs *flag.FlagSet) action {
 		}
 		pr.Name, pr.Etag = name, *etag
 		paths, err := updateMask(fs, map[string]string{"name": "display_name", "identifier": "identifiers", "specialty": "specialties",
-			"licence-number": "licence", "licence-jurisdiction": "licence", "licence-expires": "licence", "active": "active"})
+			"licence-number": "licence", "licence-jurisdiction": "licence", "licence-expires": "licence", "active": "active",
+			"acts-for": "acts_for"})
 		if err != nil {
 			return nil, err
 		}

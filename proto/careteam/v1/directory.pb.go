@@ -98,6 +98,11 @@ const (
 	Role_ROLE_ADMIN Role = 4
 	// Reads the audit trail only.
 	Role_ROLE_AUDITOR Role = 5
+	// An EHR integration (a system client): acts for the physicians of the
+	// organizations in acts_for, never as itself. A call names the
+	// physician in the x-act-for header ("practitioners/{id}"); an import
+	// acts for the physician the ServiceRequest names as requester.
+	Role_ROLE_INTEGRATION Role = 6
 )
 
 // Enum value maps for Role.
@@ -109,6 +114,7 @@ var (
 		3: "ROLE_COORDINATOR",
 		4: "ROLE_ADMIN",
 		5: "ROLE_AUDITOR",
+		6: "ROLE_INTEGRATION",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED":       0,
@@ -117,6 +123,7 @@ var (
 		"ROLE_COORDINATOR":       3,
 		"ROLE_ADMIN":             4,
 		"ROLE_AUDITOR":           5,
+		"ROLE_INTEGRATION":       6,
 	}
 )
 
@@ -358,7 +365,11 @@ type Practitioner struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Changes whenever the practitioner changes; send it back on update to
 	// detect concurrent changes.
-	Etag          string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,12,opt,name=etag,proto3" json:"etag,omitempty"`
+	// For an integration, required: the physician practices whose
+	// physicians it may act for, "organizations/{id}". Only the bootstrap
+	// administrator grants them.
+	ActsFor       []string `protobuf:"bytes,13,rep,name=acts_for,json=actsFor,proto3" json:"acts_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -475,6 +486,13 @@ func (x *Practitioner) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Practitioner) GetActsFor() []string {
+	if x != nil {
+		return x.ActsFor
+	}
+	return nil
 }
 
 // Request for CreateOrganization.
@@ -1487,7 +1505,7 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x06number\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06number\x12-\n" +
 	"\fjurisdiction\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fjurisdiction\x12D\n" +
 	"\vexpire_date\x18\x03 \x01(\tB#\xbaH r\x1e2\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$R\n" +
-	"expireDate\"\xd1\x04\n" +
+	"expireDate\"\x91\x05\n" +
 	"\fPractitioner\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12/\n" +
@@ -1504,7 +1522,8 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
-	"\x04etag\x18\f \x01(\tR\x04etag\"\x8e\x01\n" +
+	"\x04etag\x18\f \x01(\tR\x04etag\x12>\n" +
+	"\bacts_for\x18\r \x03(\tB#\xbaH \x92\x01\x1d\x10d\"\x19r\x172\x15^organizations/[^/]+$R\aactsFor\"\x8e\x01\n" +
 	"\x19CreateOrganizationRequest\x12E\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.careteam.v1.OrganizationB\x06\xbaH\x03\xc8\x01\x01R\forganization\x12*\n" +
 	"\n" +
@@ -1571,7 +1590,7 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x10OrganizationKind\x12!\n" +
 	"\x1dORGANIZATION_KIND_UNSPECIFIED\x10\x00\x12(\n" +
 	"$ORGANIZATION_KIND_PHYSICIAN_PRACTICE\x10\x01\x12&\n" +
-	"\"ORGANIZATION_KIND_MASSAGE_PRACTICE\x10\x02*\x84\x01\n" +
+	"\"ORGANIZATION_KIND_MASSAGE_PRACTICE\x10\x02*\x9a\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eROLE_PHYSICIAN\x10\x01\x12\x1a\n" +
@@ -1579,7 +1598,8 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x10ROLE_COORDINATOR\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_AUDITOR\x10\x052\xfe\x06\n" +
+	"\fROLE_AUDITOR\x10\x05\x12\x14\n" +
+	"\x10ROLE_INTEGRATION\x10\x062\xfe\x06\n" +
 	"\x10DirectoryService\x12e\n" +
 	"\x12CreateOrganization\x12&.careteam.v1.CreateOrganizationRequest\x1a'.careteam.v1.CreateOrganizationResponse\x12\\\n" +
 	"\x0fGetOrganization\x12#.careteam.v1.GetOrganizationRequest\x1a$.careteam.v1.GetOrganizationResponse\x12b\n" +

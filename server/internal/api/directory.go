@@ -121,6 +121,9 @@ func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {
 		Specialties:    enumsToDomain[careteam.Specialty](in.GetSpecialties()),
 		Active:         in.GetActive(),
 	}
+	for i, org := range in.GetActsFor() {
+		pr.ActsFor = append(pr.ActsFor, v.name(careteam.Organizations, indexed("practitioner.acts_for", i), org))
+	}
 	if l := in.GetLicence(); l != nil {
 		pr.Licence = &careteam.Licence{Number: l.GetNumber(), Jurisdiction: l.GetJurisdiction(),
 			ExpireDate: v.date("practitioner.licence.expire_date", l.GetExpireDate())}
@@ -141,6 +144,9 @@ func practitionerToProto(p *careteam.Practitioner) *pb.Practitioner {
 		CreateTime:   timestamp(p.CreateTime),
 		UpdateTime:   timestamp(p.UpdateTime),
 		Etag:         careteam.Etag(p.Version),
+	}
+	for _, org := range p.ActsFor {
+		out.ActsFor = append(out.ActsFor, careteam.Organizations.Name(org))
 	}
 	if l := p.Licence; l != nil {
 		out.Licence = &pb.Licence{Number: l.Number, Jurisdiction: l.Jurisdiction, ExpireDate: formatDate(l.ExpireDate)}
@@ -191,7 +197,7 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 	if err != nil {
 		return nil, err
 	}
-	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "identifiers", "licence", "specialties", "active")
+	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "identifiers", "licence", "specialties", "active", "acts_for")
 	if err != nil {
 		return nil, err
 	}
@@ -206,6 +212,7 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 		Licence:     paths["licence"],
 		Specialties: paths["specialties"],
 		Active:      paths["active"],
+		ActsFor:     paths["acts_for"],
 	}, req.GetPractitioner().GetEtag(), idempotency(req.GetRequestId(), req))
 	if err != nil {
 		return nil, err

@@ -43,6 +43,10 @@ const callKey ctxKey = 0
 type call struct {
 	requestID string
 	principal *careteam.Principal
+	// scopes are an integration's token's scopes (SMART Backend
+	// Services); scoped is false for a caller they do not restrict.
+	scopes []string
+	scoped bool
 	// expiry is when the caller's credential runs out: a stream it opened
 	// ends then.
 	expiry time.Time
@@ -122,6 +126,9 @@ func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 		if err := in.validate(req); err != nil {
 			return nil, err
 		}
+		if err := checkScope(ctx, info.FullMethod, req); err != nil {
+			return nil, err
+		}
 		return handler(ctx, req)
 	})
 	return resp, done(err)
@@ -130,6 +137,9 @@ func (in *interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServ
 func (in *interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	ctx, done := in.observe(ss.Context(), info.FullMethod)
 	_, err := in.guard(ctx, info.FullMethod, info.IsServerStream, func(ctx context.Context) (any, error) {
+		if err := checkScope(ctx, info.FullMethod, nil); err != nil {
+			return nil, err
+		}
 		return nil, handler(srv, &serverStream{ServerStream: ss, ctx: ctx, in: in})
 	})
 	return done(err)
@@ -315,17 +325,21 @@ func appendDetached(ctx context.Context, w AuditWriter, r audit.Record) error {
 // connection's client certificate, maps its subject to a principal from
 // the directory, and notes who is calling and why in the audit entry.
 func (in *interceptors) authenticate(ctx context.Context, entry *audit.Entry) error {
-	subject, expiry, err := in.subject(ctx)
+	cred, err := in.subject(ctx)
 	if err != nil {
 		return err
 	}
-	callFrom(ctx).expiry = expiry
+	subject := cred.subject
+	callFrom(ctx).expiry = cred.expiry
 	entry.Identify(subject, uuid.Nil, "", uuid.Nil)
 	p, err := in.service.Authenticate(ctx, subject)
 	if err != nil {
 		return err
 	}
 	if p.Purpose, p.EmergencyReason, err = purposeOfUse(ctx); err != nil {
+		return err
+	}
+	if p, err = in.actFor(audit.NewContext(ctx, entry), p, cred); err != nil {
 		return err
 	}
 	entry.Identify(subject, p.PractitionerID, string(p.Role), p.OrganizationID)
@@ -337,30 +351,39 @@ func (in *interceptors) authenticate(ctx context.Context, entry *audit.Entry) er
 // subject returns the subject the call proves, and when the proof runs
 // out: its bearer token's, or without one, its verified client
 // certificate's.
-func (in *interceptors) subject(ctx context.Context) (string, time.Time, error) {
+// credential is what a call proves: a subject, until when, and for a
+// token, its scopes.
+type credential struct {
+	subject string
+	expiry  time.Time
+	token   bool
+	scopes  []string
+}
+
+func (in *interceptors) subject(ctx context.Context) (credential, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	values := md.Get("authorization")
 	if len(values) == 0 {
 		if subject, expiry, ok := certificateSubject(ctx); ok {
-			return subject, expiry, nil
+			return credential{subject: subject, expiry: expiry}, nil
 		}
 	}
 	if len(values) != 1 {
-		return "", time.Time{}, errTokenMissing
+		return credential{}, errTokenMissing
 	}
 	raw, ok := strings.CutPrefix(values[0], "Bearer ")
 	if !ok {
-		return "", time.Time{}, errTokenMalformed
+		return credential{}, errTokenMalformed
 	}
 	id, err := in.verifier.Verify(ctx, strings.TrimSpace(raw))
 	if errors.Is(err, auth.ErrUnauthenticated) {
-		return "", time.Time{}, errTokenInvalid
+		return credential{}, errTokenInvalid
 	}
 	if err != nil {
 		in.log.WarnContext(ctx, "token keys unavailable", "request_id", RequestID(ctx), "error", err.Error())
-		return "", time.Time{}, errKeysUnavailable
+		return credential{}, errKeysUnavailable
 	}
-	return id.Subject, id.Expiry, nil
+	return credential{subject: id.Subject, expiry: id.Expiry, token: true, scopes: id.Scopes}, nil
 }
 
 // Headers that say why a call accesses data.

@@ -29,6 +29,9 @@ type Identity struct {
 	Subject string
 	// Expiry is when the proof runs out: a stream it opened ends then.
 	Expiry time.Time
+	// Scopes are the token's OAuth scopes (such as system/*.read); nil
+	// when it carries none.
+	Scopes []string
 }
 
 // ErrUnauthenticated is wrapped by every error that means the presented token

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // maxCachedTokens bounds the verified-token cache. Only tokens whose
@@ -21,7 +20,7 @@ const maxCachedTokens = 16 << 10
 // cachedToken is a token whose signature verified, and the key that
 // verified it.
 type cachedToken struct {
-	claims jwt.Claims
+	claims claims
 	kid    string
 	alg    jose.SignatureAlgorithm
 	key    crypto.PublicKey
@@ -37,16 +36,16 @@ var errNotCached = errors.New("auth: token not cached")
 
 // get returns the claims of the token whose hash is sum if its signature
 // verified before with a key that keys still hold; errNotCached if not.
-func (c *tokenCache) get(ctx context.Context, sum [sha256.Size]byte, keys KeySet) (jwt.Claims, error) {
+func (c *tokenCache) get(ctx context.Context, sum [sha256.Size]byte, keys KeySet) (claims, error) {
 	c.mu.Lock()
 	t, ok := c.tokens[sum]
 	c.mu.Unlock()
 	if !ok {
-		return jwt.Claims{}, errNotCached
+		return claims{}, errNotCached
 	}
 	trusted, err := keys.Keys(ctx, t.kid)
 	if err != nil {
-		return jwt.Claims{}, fmt.Errorf("auth: key set unavailable: %w", err)
+		return claims{}, fmt.Errorf("auth: key set unavailable: %w", err)
 	}
 	for _, k := range trusted {
 		pub, ok := verificationKey(k, t.alg)
@@ -54,7 +53,7 @@ func (c *tokenCache) get(ctx context.Context, sum [sha256.Size]byte, keys KeySet
 			return t.claims, nil
 		}
 	}
-	return jwt.Claims{}, errNotCached
+	return claims{}, errNotCached
 }
 
 func (c *tokenCache) put(sum [sha256.Size]byte, t cachedToken, now time.Time) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -127,13 +128,29 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Identity, error) {
 	if expiry.Sub(now) > v.maxLife+v.leeway {
 		return Identity{}, fmt.Errorf("%w: token lives longer than the %s this server accepts", ErrUnauthenticated, v.maxLife)
 	}
-	return Identity{Issuer: claims.Issuer, Subject: claims.Subject, Expiry: expiry}, nil
+	return Identity{Issuer: claims.Issuer, Subject: claims.Subject, Expiry: expiry, Scopes: claims.scopes()}, nil
+}
+
+// claims are what careteam reads of a token: the registered claims, and
+// the OAuth "scope" (space-separated, as SMART Backend Services tokens
+// carry it).
+type claims struct {
+	jwt.Claims
+	Scope *string `json:"scope,omitempty"`
+}
+
+// scopes lists the token's scopes; nil when it carries no scope claim.
+func (c claims) scopes() []string {
+	if c.Scope == nil {
+		return nil
+	}
+	return append([]string{}, strings.Fields(*c.Scope)...)
 }
 
 // verifySignature parses raw and returns its claims if one of the trusted
 // keys signed it, remembering them under sum.
-func (v *Verifier) verifySignature(ctx context.Context, sum [sha256.Size]byte, raw string) (jwt.Claims, error) {
-	var claims jwt.Claims
+func (v *Verifier) verifySignature(ctx context.Context, sum [sha256.Size]byte, raw string) (claims, error) {
+	var claims claims
 	tok, err := jwt.ParseSigned(raw, allowedAlgorithms)
 	if err != nil {
 		// The parser's own message may quote decoded header bytes; a fixed

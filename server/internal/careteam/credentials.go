@@ -101,8 +101,9 @@ func roleFits(role Role, kind OrganizationKind) bool {
 }
 
 // credentialed reports whether role is one whose holders the directory's
-// administrator vouches for: clinicians, who clear and treat, and
-// auditors, who read the whole audit trail.
+// administrator vouches for: clinicians, who clear and treat, auditors,
+// who read the whole audit trail, and integrations, which act for
+// physicians.
 func credentialed(role Role) bool {
-	return role == RolePhysician || role == RoleTherapist || role == RoleAuditor
+	return role == RolePhysician || role == RoleTherapist || role == RoleAuditor || role == RoleIntegration
 }

@@ -82,10 +82,13 @@ type Practitioner struct {
 	Identifiers      []Identifier
 	Licence          *Licence
 	Specialties      []Specialty
-	Active           bool
-	Version          int64
-	CreateTime       time.Time
-	UpdateTime       time.Time
+	// ActsFor are the organizations whose physicians an integration may
+	// act for; only integrations have any.
+	ActsFor    []uuid.UUID
+	Active     bool
+	Version    int64
+	CreateTime time.Time
+	UpdateTime time.Time
 }
 
 // OrganizationFilter narrows ListOrganizations.
@@ -105,7 +108,7 @@ type PractitionerFilter struct {
 
 // PractitionerUpdate names the fields UpdatePractitioner changes.
 type PractitionerUpdate struct {
-	DisplayName, Identifiers, Licence, Specialties, Active bool
+	DisplayName, Identifiers, Licence, Specialties, Active, ActsFor bool
 }
 
 // dateOf truncates t to its UTC day.
@@ -211,6 +214,14 @@ func validatePractitioner(f *fields, pr *Practitioner, licenceChanged bool, now 
 	if len(pr.Specialties) > 0 && pr.Role != RoleTherapist {
 		f.add("practitioner.specialties", "only massage therapists hold specialties")
 	}
+	switch {
+	case pr.Role == RoleIntegration && len(pr.ActsFor) == 0:
+		f.add("practitioner.acts_for", "required for an integration: the organizations whose physicians it acts for")
+	case pr.Role != RoleIntegration && len(pr.ActsFor) > 0:
+		f.add("practitioner.acts_for", "only integrations act for others")
+	}
+	slices.SortFunc(pr.ActsFor, func(a, b uuid.UUID) int { return strings.Compare(a.String(), b.String()) })
+	pr.ActsFor = slices.Compact(pr.ActsFor)
 	slices.Sort(pr.Specialties)
 	pr.Specialties = slices.Compact(pr.Specialties)
 }
@@ -247,6 +258,9 @@ func (s *Service) CreatePractitioner(ctx context.Context, p Principal, pr Practi
 				return nil, uuid.Nil, err
 			}
 			if err := authorizeMembership(p, pr.Role, org); err != nil {
+				return nil, uuid.Nil, err
+			}
+			if err := checkGrant(ctx, tx, pr.ActsFor); err != nil {
 				return nil, uuid.Nil, err
 			}
 			pr.OrganizationKind = org.Kind
@@ -308,6 +322,12 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 			}
 			if mask.Active {
 				cur.Active = in.Active
+			}
+			if mask.ActsFor {
+				if err := checkGrant(ctx, tx, in.ActsFor); err != nil {
+					return nil, uuid.Nil, err
+				}
+				cur.ActsFor = in.ActsFor
 			}
 			f := fieldsFor(ctx)
 			now := s.clock.Now()

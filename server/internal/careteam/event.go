@@ -292,6 +292,10 @@ func NewSubscriber(p Principal, f EventFilter) (*Subscriber, error) {
 func (s *Service) Recheck(ctx context.Context, sub *Subscriber) error {
 	was := sub.Principal
 	now, err := s.Authenticate(ctx, was.Subject)
+	if err == nil && was.Via != uuid.Nil {
+		// An integration's stream goes on while its grant holds.
+		now, err = s.ActFor(ctx, now, was.PractitionerID)
+	}
 	if err != nil {
 		return err
 	}

@@ -101,6 +101,13 @@ type ImportResult struct {
 // diagnoses while the referral is DRAFT or SUBMITTED, and is refused once
 // it has moved on.
 func (s *Service) ImportServiceRequest(ctx context.Context, p Principal, in ServiceRequestImport, idem Idempotency) (*ImportResult, error) {
+	// An integration imports for the physician who requested the order.
+	if p.Role == RoleIntegration {
+		var err error
+		if p, err = s.actForRequester(ctx, p, in.Requester); err != nil {
+			return nil, relocate(err, in.Locate)
+		}
+	}
 	if err := authorizePhysician(p, "import ServiceRequests"); err != nil {
 		return nil, err
 	}

@@ -16,11 +16,15 @@ const (
 	RoleCoordinator Role = "COORDINATOR"
 	RoleAdmin       Role = "ADMIN"
 	RoleAuditor     Role = "AUDITOR"
+	// RoleIntegration is an EHR integration: it reads and writes nothing
+	// as itself, and acts for the physicians of the organizations it is
+	// granted (ActFor).
+	RoleIntegration Role = "INTEGRATION"
 )
 
 func (r Role) valid() bool {
 	switch r {
-	case RolePhysician, RoleTherapist, RoleCoordinator, RoleAdmin, RoleAuditor:
+	case RolePhysician, RoleTherapist, RoleCoordinator, RoleAdmin, RoleAuditor, RoleIntegration:
 		return true
 	}
 	return false
@@ -45,6 +49,9 @@ type Principal struct {
 	// EmergencyReason is given with purpose EMERGENCY ("break the glass").
 	Purpose         string
 	EmergencyReason string
+	// Via is the integration acting for this physician; zero for a
+	// caller acting as themselves. Subject stays the integration's.
+	Via uuid.UUID
 }
 
 // emergency reports whether the caller broke the glass: a physician reading

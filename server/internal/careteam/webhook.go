@@ -186,7 +186,12 @@ func (s *Service) DueWebhooks(ctx context.Context, limit, size int, lease time.D
 	for i, w := range hooks {
 		batches[i] = WebhookBatch{Webhook: w, Through: w.Cursor}
 		p, err := s.Authenticate(ctx, w.Subject)
-		if err == nil && p.PractitionerID != w.PractitionerID {
+		switch {
+		case err == nil && p.Role == RoleIntegration:
+			// Registered while acting for a physician: it delivers as
+			// that physician for as long as the grant holds.
+			p, err = s.ActFor(ctx, p, w.PractitionerID)
+		case err == nil && p.PractitionerID != w.PractitionerID:
 			err = fmt.Errorf("%s is now another practitioner: %w", w.Subject, ErrPermissionDenied)
 		}
 		if err != nil {

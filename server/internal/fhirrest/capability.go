@@ -29,7 +29,8 @@ func (e *endpoint) metadata(w http.ResponseWriter, r *http.Request) {
 		SearchParam       []param       `json:"searchParam,omitempty"`
 		Operation         []operation   `json:"operation,omitempty"`
 	}
-	paramType := map[string]string{"owner": "reference", "patient": "reference", "status": "token", "_lastUpdated": "date", "identifier": "token"}
+	paramType := map[string]string{"owner": "reference", "patient": "reference", "status": "token", "_lastUpdated": "date", "identifier": "token",
+		"code": "token"}
 	var resources []resource
 	for _, typ := range served {
 		res := resource{Type: typ, Interaction: []interaction{{"read"}}, Versioning: "versioned"}

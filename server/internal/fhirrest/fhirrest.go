@@ -555,8 +555,8 @@ func newCalls(rpc http.Handler) *calls {
 }
 
 // forwarded are the caller's headers a call carries on: its credentials,
-// request id and purpose of use.
-var forwarded = []string{"Authorization", "X-Request-Id", "X-Purpose-Of-Use", "X-Emergency-Reason"}
+// request id, purpose of use, and the physician an integration acts for.
+var forwarded = []string{"Authorization", "X-Request-Id", "X-Purpose-Of-Use", "X-Emergency-Reason", "X-Act-For"}
 
 // inProcess hands a call to careteamd's own handler as if the FHIR
 // request's caller had made it: from its address, over its TLS connection,

@@ -121,7 +121,7 @@ func Handler(cfg Config) (http.Handler, error) {
 			AllowedMethods: []string{http.MethodGet, http.MethodPost},
 			AllowedHeaders: []string{"Authorization", "Content-Type", "Connect-Protocol-Version", "Connect-Timeout-Ms",
 				"Grpc-Timeout", "X-Grpc-Web", "X-User-Agent", "X-Request-Id", "X-Purpose-Of-Use", "X-Emergency-Reason",
-				"Accept", "If-None-Match", "If-None-Exist"},
+				"Accept", "If-None-Match", "If-None-Exist", "X-Act-For"},
 			ExposedHeaders: []string{"Grpc-Status", "Grpc-Message", "Grpc-Status-Details-Bin", "X-Request-Id", "ETag", "Location", "Last-Modified"},
 			MaxAge:         600,
 		}).Handler(h)
