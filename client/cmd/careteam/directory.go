@@ -152,13 +152,15 @@ func orgList(fs *flag.FlagSet) action {
 
 // practitionerFlags declares the flags that describe a practitioner.
 type practitionerFlags struct {
-	name, licenceNumber, licenceJurisdiction, licenceExpires *string
-	ids, specialties, actsFor                                stringList
+	name, given, family, licenceNumber, licenceJurisdiction, licenceExpires *string
+	ids, specialties, actsFor                                               stringList
 }
 
 func declarePractitioner(fs *flag.FlagSet) *practitionerFlags {
 	p := &practitionerFlags{
 		name:                fs.String("name", "", "display name"),
+		given:               fs.String("given", "", "given names, for FHIR (with --family)"),
+		family:              fs.String("family", "", "family name, for FHIR"),
 		licenceNumber:       fs.String("licence-number", "", "licence number"),
 		licenceJurisdiction: fs.String("licence-jurisdiction", "", "licence jurisdiction, such as US-WA"),
 		licenceExpires:      fs.String("licence-expires", "", "last day of the licence, YYYY-MM-DD"),
@@ -178,7 +180,8 @@ func (p *practitionerFlags) proto() (*pb.Practitioner, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &pb.Practitioner{DisplayName: *p.name, Identifiers: idents, Specialties: specs, ActsFor: p.actsFor}
+	out := &pb.Practitioner{DisplayName: *p.name, GivenName: *p.given, FamilyName: *p.family, Identifiers: idents, Specialties: specs,
+		ActsFor: p.actsFor}
 	if *p.licenceNumber != "" || *p.licenceJurisdiction != "" || *p.licenceExpires != "" {
 		out.Licence = &pb.Licence{Number: *p.licenceNumber, Jurisdiction: *p.licenceJurisdiction, ExpireDate: *p.licenceExpires}
 	}
@@ -263,7 +266,8 @@ func practitionerUpdate(fs *flag.FlagSet) action {
 			return nil, err
 		}
 		pr.Name, pr.Etag = name, *etag
-		paths, err := updateMask(fs, map[string]string{"name": "display_name", "identifier": "identifiers", "specialty": "specialties",
+		paths, err := updateMask(fs, map[string]string{"name": "display_name", "given": "given_name", "family": "family_name",
+			"identifier": "identifiers", "specialty": "specialties",
 			"licence-number": "licence", "licence-jurisdiction": "licence", "licence-expires": "licence", "active": "active",
 			"acts-for": "acts_for"})
 		if err != nil {

@@ -369,7 +369,12 @@ type Practitioner struct {
 	// For an integration, required: the physician practices whose
 	// physicians it may act for, "organizations/{id}". Only the bootstrap
 	// administrator grants them.
-	ActsFor       []string `protobuf:"bytes,13,rep,name=acts_for,json=actsFor,proto3" json:"acts_for,omitempty"`
+	ActsFor []string `protobuf:"bytes,13,rep,name=acts_for,json=actsFor,proto3" json:"acts_for,omitempty"`
+	// Given names, space-separated; optional (with family_name). The FHIR
+	// export writes the name in parts when they are known.
+	GivenName string `protobuf:"bytes,14,opt,name=given_name,json=givenName,proto3" json:"given_name,omitempty"`
+	// Family name; optional, required with given_name.
+	FamilyName    string `protobuf:"bytes,15,opt,name=family_name,json=familyName,proto3" json:"family_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +498,20 @@ func (x *Practitioner) GetActsFor() []string {
 		return x.ActsFor
 	}
 	return nil
+}
+
+func (x *Practitioner) GetGivenName() string {
+	if x != nil {
+		return x.GivenName
+	}
+	return ""
+}
+
+func (x *Practitioner) GetFamilyName() string {
+	if x != nil {
+		return x.FamilyName
+	}
+	return ""
 }
 
 // Request for CreateOrganization.
@@ -1505,7 +1524,7 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\x06number\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x06number\x12-\n" +
 	"\fjurisdiction\x18\x02 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\fjurisdiction\x12D\n" +
 	"\vexpire_date\x18\x03 \x01(\tB#\xbaH r\x1e2\x1c^[0-9]{4}-[0-9]{2}-[0-9]{2}$R\n" +
-	"expireDate\"\x91\x05\n" +
+	"expireDate\"\xe5\x05\n" +
 	"\fPractitioner\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\fdisplay_name\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\vdisplayName\x12/\n" +
@@ -1523,7 +1542,11 @@ const file_careteam_v1_directory_proto_rawDesc = "" +
 	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12\x12\n" +
 	"\x04etag\x18\f \x01(\tR\x04etag\x12>\n" +
-	"\bacts_for\x18\r \x03(\tB#\xbaH \x92\x01\x1d\x10d\"\x19r\x172\x15^organizations/[^/]+$R\aactsFor\"\x8e\x01\n" +
+	"\bacts_for\x18\r \x03(\tB#\xbaH \x92\x01\x1d\x10d\"\x19r\x172\x15^organizations/[^/]+$R\aactsFor\x12'\n" +
+	"\n" +
+	"given_name\x18\x0e \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\tgivenName\x12)\n" +
+	"\vfamily_name\x18\x0f \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\n" +
+	"familyName\"\x8e\x01\n" +
 	"\x19CreateOrganizationRequest\x12E\n" +
 	"\forganization\x18\x01 \x01(\v2\x19.careteam.v1.OrganizationB\x06\xbaH\x03\xc8\x01\x01R\forganization\x12*\n" +
 	"\n" +

@@ -115,6 +115,8 @@ func practitionerFromProto(in *pb.Practitioner) (careteam.Practitioner, error) {
 	pr := careteam.Practitioner{
 		OrganizationID: v.optionalName(careteam.Organizations, "practitioner.organization", in.GetOrganization()),
 		DisplayName:    in.GetDisplayName(),
+		GivenName:      in.GetGivenName(),
+		FamilyName:     in.GetFamilyName(),
 		Role:           enumToDomain[careteam.Role](in.GetRole()),
 		Subject:        in.GetSubject(),
 		Identifiers:    identifiersFromProto(in.GetIdentifiers()),
@@ -135,6 +137,8 @@ func practitionerToProto(p *careteam.Practitioner) *pb.Practitioner {
 	out := &pb.Practitioner{
 		Name:         careteam.Practitioners.Name(p.ID),
 		DisplayName:  p.DisplayName,
+		GivenName:    p.GivenName,
+		FamilyName:   p.FamilyName,
 		Role:         enumFromDomain[pb.Role](p.Role),
 		Organization: careteam.Organizations.Name(p.OrganizationID),
 		Subject:      p.Subject,
@@ -197,7 +201,8 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 	if err != nil {
 		return nil, err
 	}
-	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "identifiers", "licence", "specialties", "active", "acts_for")
+	paths, err := maskPaths("update_mask", req.GetUpdateMask().GetPaths(), "display_name", "given_name", "family_name", "identifiers", "licence", "specialties",
+		"active", "acts_for")
 	if err != nil {
 		return nil, err
 	}
@@ -208,6 +213,7 @@ func (s *directoryServer) UpdatePractitioner(ctx context.Context, req *pb.Update
 	in.ID = id
 	pr, err := s.svc.UpdatePractitioner(ctx, p, in, careteam.PractitionerUpdate{
 		DisplayName: paths["display_name"],
+		Name:        paths["given_name"] || paths["family_name"],
 		Identifiers: paths["identifiers"],
 		Licence:     paths["licence"],
 		Specialties: paths["specialties"],

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -174,5 +175,34 @@ func TestListPractitionersFilters(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestPractitionerNameInParts: a practitioner's name in parts is kept and
+// changed by its mask; a given name without a family name is refused.
+func TestPractitionerNameInParts(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	root := h.as(rootAdmin)
+	clinic := h.org("Lakeside Family Medicine", pb.OrganizationKind_ORGANIZATION_KIND_PHYSICIAN_PRACTICE)
+	pr := &pb.Practitioner{Organization: clinic, Role: pb.Role_ROLE_PHYSICIAN, Subject: "named", DisplayName: "Dr Ada Okafor", GivenName: "Ada"}
+	_, err := root.Directory.CreatePractitioner(h.ctx, &pb.CreatePractitionerRequest{Practitioner: pr})
+	if v := fieldViolations(t, err); len(v) != 1 || !strings.HasPrefix(v[0], "practitioner.family_name") {
+		t.Errorf("a given name alone: %v", v)
+	}
+	pr.FamilyName = "Okafor"
+	made, err := root.Directory.CreatePractitioner(h.ctx, &pb.CreatePractitionerRequest{Practitioner: pr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := made.GetPractitioner(); got.GetGivenName() != "Ada" || got.GetFamilyName() != "Okafor" {
+		t.Errorf("created as %q %q", got.GetGivenName(), got.GetFamilyName())
+	}
+	changed := made.GetPractitioner()
+	changed.GivenName, changed.FamilyName = "Ada N.", "Okafor-Ito"
+	upd, err := root.Directory.UpdatePractitioner(h.ctx, &pb.UpdatePractitionerRequest{Practitioner: changed,
+		UpdateMask: fieldMask("given_name", "family_name")})
+	if err != nil || upd.GetPractitioner().GetFamilyName() != "Okafor-Ito" || upd.GetPractitioner().GetGivenName() != "Ada N." {
+		t.Errorf("updated to %v (%v)", upd.GetPractitioner(), err)
 	}
 }

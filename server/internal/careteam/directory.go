@@ -77,11 +77,14 @@ type Practitioner struct {
 	// OrganizationKind is the kind of their organization, as read.
 	OrganizationKind OrganizationKind
 	DisplayName      string
-	Role             Role
-	Subject          string
-	Identifiers      []Identifier
-	Licence          *Licence
-	Specialties      []Specialty
+	// GivenName (space-separated) and FamilyName are the name in parts,
+	// for FHIR; optional.
+	GivenName, FamilyName string
+	Role                  Role
+	Subject               string
+	Identifiers           []Identifier
+	Licence               *Licence
+	Specialties           []Specialty
 	// ActsFor are the organizations whose physicians an integration may
 	// act for; only integrations have any.
 	ActsFor    []uuid.UUID
@@ -108,7 +111,7 @@ type PractitionerFilter struct {
 
 // PractitionerUpdate names the fields UpdatePractitioner changes.
 type PractitionerUpdate struct {
-	DisplayName, Identifiers, Licence, Specialties, Active, ActsFor bool
+	DisplayName, Name, Identifiers, Licence, Specialties, Active, ActsFor bool
 }
 
 // dateOf truncates t to its UTC day.
@@ -203,6 +206,9 @@ func (s *Service) ListOrganizations(ctx context.Context, p Principal, f Organiza
 func validatePractitioner(f *fields, pr *Practitioner, licenceChanged bool, now time.Time) {
 	if strings.TrimSpace(pr.DisplayName) == "" {
 		f.add("practitioner.display_name", "required")
+	}
+	if pr.GivenName != "" && pr.FamilyName == "" {
+		f.add("practitioner.family_name", "required with a given name")
 	}
 	validateIdentifiers(f, "practitioner.identifiers", pr.Identifiers)
 	if pr.Role == RoleTherapist && pr.Licence == nil {
@@ -310,6 +316,9 @@ func (s *Service) UpdatePractitioner(ctx context.Context, p Principal, in Practi
 			}
 			if mask.DisplayName {
 				cur.DisplayName = in.DisplayName
+			}
+			if mask.Name {
+				cur.GivenName, cur.FamilyName = in.GivenName, in.FamilyName
 			}
 			if mask.Identifiers {
 				cur.Identifiers = in.Identifiers

@@ -640,12 +640,23 @@ func (x *exporter) organizations() []*careteam.Organization {
 }
 
 func practitioner(p *careteam.Practitioner) *prpb.Practitioner {
-	return &prpb.Practitioner{
+	name := &d4pb.HumanName{Text: str(p.DisplayName)}
+	out := &prpb.Practitioner{
 		Id:         id(p.ID),
 		Identifier: identifiers(systemPractitioner, p.ID, p.Identifiers),
 		Active:     &d4pb.Boolean{Value: p.Active},
-		Name:       []*d4pb.HumanName{{Text: str(p.DisplayName)}},
+		Name:       []*d4pb.HumanName{name},
 	}
+	// US Core Practitioner asks for an identifier (careteam's own is
+	// always there) and a family name.
+	if p.FamilyName != "" {
+		name.Family, name.Use = str(p.FamilyName), &d4pb.HumanName_UseCode{Value: c4pb.NameUseCode_OFFICIAL}
+		for _, g := range strings.Fields(p.GivenName) {
+			name.Given = append(name.Given, str(g))
+		}
+		out.Meta = &d4pb.Meta{Profile: []*d4pb.Canonical{{Value: profileUSCorePractitioner}}}
+	}
+	return out
 }
 
 func organization(o *careteam.Organization) *orgpb.Organization {

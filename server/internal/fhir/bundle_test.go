@@ -22,7 +22,7 @@ var now = time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC)
 // IN_PROGRESS on, a signed session with every measure.
 func record(state careteam.ReferralState) *careteam.ReferralRecord {
 	id := func() uuid.UUID { return uuid.Must(uuid.NewV7()) }
-	dr := &careteam.Practitioner{ID: id(), DisplayName: "Dr Ada Okafor", Role: careteam.RolePhysician, Active: true,
+	dr := &careteam.Practitioner{ID: id(), DisplayName: "Dr Ada Okafor", GivenName: "Ada", FamilyName: "Okafor", Role: careteam.RolePhysician, Active: true,
 		Identifiers: []careteam.Identifier{{System: "http://hl7.org/fhir/sid/us-npi", Value: "1234567893"}}}
 	lmt := &careteam.Practitioner{ID: id(), DisplayName: "Ben Ito, LMT", Role: careteam.RoleTherapist, Active: true}
 	clinic := &careteam.Organization{ID: id(), DisplayName: "Lakeside Family Medicine"}
@@ -319,6 +319,14 @@ func TestRecordResourcesReferToEachOther(t *testing.T) {
 	}
 	if p := fmt.Sprint(served["Patient/"+rec.Patient.ID.String()]["meta"]); !strings.Contains(p, "us-core-patient") {
 		t.Errorf("the patient declares %s", p)
+	}
+	for _, pr := range rec.Practitioners {
+		m := served["Practitioner/"+pr.ID.String()]
+		declares := strings.Contains(fmt.Sprint(m["meta"]), "us-core-practitioner")
+		name := fmt.Sprint(m["name"])
+		if (pr.FamilyName != "") != declares || pr.FamilyName != "" && !strings.Contains(name, "family:"+pr.FamilyName) {
+			t.Errorf("%s (family %q): name %s, declares US Core %v", pr.DisplayName, pr.FamilyName, name, declares)
+		}
 	}
 	if task := served["Task/"+rec.Referral.ID.String()]; task == nil {
 		t.Error("no Task under its referral's id")

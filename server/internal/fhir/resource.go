@@ -12,8 +12,11 @@ import (
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
-// profileUSCorePatient is declared by exported Patients that meet it.
-const profileUSCorePatient = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
+// US Core profiles exported resources declare where they meet them.
+const (
+	profileUSCorePatient      = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient"
+	profileUSCorePractitioner = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-practitioner"
+)
 
 // Resource is one resource as the REST endpoint serves it: references in
 // it are relative ("Patient/{id}"), and its meta carries its version (a

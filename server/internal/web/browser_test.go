@@ -195,6 +195,10 @@ func (w *world) seed() (overdue, recent *pb.Referral) {
 	org("bay", "Bay Bodywork", pb.OrganizationKind_ORGANIZATION_KIND_MASSAGE_PRACTICE)
 	person := func(subject, name, org string, role pb.Role, specialties ...pb.Specialty) {
 		pr := &pb.Practitioner{DisplayName: name, Role: role, Organization: w.orgs[org], Subject: subject, Specialties: specialties}
+		if role == pb.Role_ROLE_PHYSICIAN { // the name in parts, as a FHIR export wants it
+			parts := strings.Fields(name)
+			pr.GivenName, pr.FamilyName = strings.Join(parts[1:len(parts)-1], " "), parts[len(parts)-1]
+		}
 		if role == pb.Role_ROLE_MASSAGE_THERAPIST {
 			pr.Licence = &pb.Licence{Number: "LMT-" + subject, Jurisdiction: "US-WA", ExpireDate: w.clock.Now().AddDate(2, 0, 0).Format(time.DateOnly)}
 		}

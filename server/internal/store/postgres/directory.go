@@ -56,11 +56,11 @@ func (t *tx) InsertPractitioner(ctx context.Context, p *careteam.Practitioner) e
 	err := t.exec(ctx, `
 		INSERT INTO practitioners (id, organization_id, display_name, role, subject,
 			licence_number, licence_jurisdiction, licence_expire_date, specialties, active,
-			version, create_time, update_time, acts_for)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+			version, create_time, update_time, acts_for, given_name, family_name)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
 		p.ID, p.OrganizationID, p.DisplayName, p.Role, p.Subject,
 		number, jurisdiction, expire, nonNil(p.Specialties), p.Active,
-		p.Version, p.CreateTime, p.UpdateTime, nonNil(p.ActsFor))
+		p.Version, p.CreateTime, p.UpdateTime, nonNil(p.ActsFor), p.GivenName, p.FamilyName)
 	if err != nil {
 		return err
 	}
@@ -91,7 +91,7 @@ func licenceColumns(l *careteam.Licence) (number, jurisdiction *string, expire *
 const practitionerColumns = `p.id, p.organization_id,
 	(SELECT o.kind FROM organizations o WHERE o.id = p.organization_id), p.display_name, p.role, p.subject,
 	p.licence_number, p.licence_jurisdiction, p.licence_expire_date, p.specialties, p.active,
-	p.version, p.create_time, p.update_time, p.acts_for,
+	p.version, p.create_time, p.update_time, p.acts_for, p.given_name, p.family_name,
 	(SELECT coalesce(jsonb_agg(jsonb_build_object('system', i.system, 'value', i.value) ORDER BY i.ord), '[]')
 	   FROM practitioner_identifiers i WHERE i.practitioner_id = p.id)`
 
@@ -101,7 +101,7 @@ func scanPractitioner(row pgx.Row) (*careteam.Practitioner, error) {
 	var expire *time.Time
 	err := row.Scan(&p.ID, &p.OrganizationID, &p.OrganizationKind, &p.DisplayName, &p.Role, &p.Subject,
 		&number, &jurisdiction, &expire, &p.Specialties, &p.Active,
-		&p.Version, &p.CreateTime, &p.UpdateTime, &p.ActsFor, &p.Identifiers)
+		&p.Version, &p.CreateTime, &p.UpdateTime, &p.ActsFor, &p.GivenName, &p.FamilyName, &p.Identifiers)
 	if expire != nil {
 		p.Licence = &careteam.Licence{Number: deref(number), Jurisdiction: deref(jurisdiction), ExpireDate: expire.UTC()}
 	}
@@ -150,9 +150,11 @@ func (t *tx) UpdatePractitioner(ctx context.Context, p *careteam.Practitioner) e
 	number, jurisdiction, expire := licenceColumns(p.Licence)
 	err := t.exec(ctx, `
 		UPDATE practitioners SET display_name = $2, licence_number = $3, licence_jurisdiction = $4,
-			licence_expire_date = $5, specialties = $6, active = $7, version = $8, update_time = $9, acts_for = $10
+			licence_expire_date = $5, specialties = $6, active = $7, version = $8, update_time = $9, acts_for = $10,
+			given_name = $11, family_name = $12
 		WHERE id = $1`,
-		p.ID, p.DisplayName, number, jurisdiction, expire, nonNil(p.Specialties), p.Active, p.Version, p.UpdateTime, nonNil(p.ActsFor))
+		p.ID, p.DisplayName, number, jurisdiction, expire, nonNil(p.Specialties), p.Active, p.Version, p.UpdateTime, nonNil(p.ActsFor),
+		p.GivenName, p.FamilyName)
 	if err != nil {
 		return err
 	}
