@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/careteam/careteam/devtoken"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 
 	"github.com/careteam/careteam/server/internal/fhir"
@@ -521,5 +523,105 @@ func TestFHIRCreateNeverUpdates(t *testing.T) {
 		if u := l.(map[string]any)["url"].(string); !strings.HasPrefix(u, "https://careteam.example.org/fhir/R4/Task?") {
 			t.Errorf("a link to %s", u)
 		}
+	}
+}
+
+// TestAnEHRIntegrationEndToEnd is the integration engineer's day, all over
+// documented HTTP: one system client, granted the clinic, reads the
+// CapabilityStatement, registers a webhook for its physician, creates a
+// referral for her with a transaction Bundle, is told by a push that the
+// therapist accepted it, and finds the accepted Task by searching.
+func TestAnEHRIntegrationEndToEnd(t *testing.T) {
+	w := startWorld(t, "--webhook-allow-http", "--webhook-interval", "50ms")
+	w.seed()
+	ctx := t.Context()
+	if _, err := w.as("admin").Directory.CreatePractitioner(ctx, &pb.CreatePractitionerRequest{Practitioner: &pb.Practitioner{
+		Organization: w.orgs["clinic"], Role: pb.Role_ROLE_INTEGRATION, Subject: "lakeside-ehr", DisplayName: "Lakeside EHR",
+		ActsFor: []string{w.orgs["clinic"]}}}); err != nil {
+		t.Fatal(err)
+	}
+	keyPath, _, err := devtoken.EnsureKey(devtoken.KeyDir(w.dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := devtoken.MintToken(keyPath, devtoken.Claims{Issuer: devtoken.Issuer, Subject: "lakeside-ehr", Audience: devtoken.Audience,
+		TTL: time.Hour, Scope: "system/*.read system/ServiceRequest.write system/Subscription.write"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := w.ids["dr-ada"]
+	call := func(method, url, contentType string, body []byte) (int, []byte) {
+		req, _ := http.NewRequestWithContext(ctx, method, "http://"+w.addr+url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("X-Act-For", dr)
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		return res.StatusCode, raw
+	}
+
+	if status, _ := call("GET", "/fhir/R4/metadata", "", nil); status != http.StatusOK {
+		t.Fatalf("metadata: %d", status)
+	}
+	// The endpoint it is told at.
+	pushed := make(chan []byte, 16)
+	receiver := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		pushed <- b
+	}))
+	t.Cleanup(receiver.Close)
+	status, raw := call("POST", "/careteam.v1.WebhookService/CreateWebhook", "application/json",
+		fmt.Appendf(nil, `{"url": %q, "types": ["EVENT_TYPE_REFERRAL_ACCEPTED"]}`, receiver.URL+"/careteam"))
+	if status != http.StatusOK {
+		t.Fatalf("CreateWebhook: %d %s", status, raw)
+	}
+
+	var order map[string]any
+	if err := json.Unmarshal(importable("LAKESIDE-4711", w.orgs["harbor"]), &order); err != nil {
+		t.Fatal(err)
+	}
+	order["requester"] = map[string]any{"reference": "Practitioner/" + strings.TrimPrefix(dr, "practitioners/")}
+	bundle, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+		map[string]any{"fullUrl": "urn:uuid:" + uuid.NewString(), "resource": order, "request": map[string]any{"method": "POST", "url": "ServiceRequest"}},
+	}})
+	status, raw = call("POST", "/fhir/R4", "application/fhir+json", bundle)
+	if status != http.StatusOK || !bytes.Contains(raw, []byte("201 Created")) {
+		t.Fatalf("the transaction: %d %s", status, raw)
+	}
+	var resp struct {
+		Entry []struct {
+			Response struct{ Location string } `json:"response"`
+		} `json:"entry"`
+	}
+	_ = json.Unmarshal(raw, &resp)
+	id := resp.Entry[0].Response.Location[strings.LastIndex(resp.Entry[0].Response.Location, "/")+1:]
+
+	if _, err := w.as("lmt-ben").Referrals.AcceptReferral(ctx, &pb.AcceptReferralRequest{Name: "referrals/" + id}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-pushed:
+		if !bytes.Contains(b, []byte("EVENT_TYPE_REFERRAL_ACCEPTED")) || !bytes.Contains(b, []byte("referrals/"+id)) {
+			t.Errorf("the push: %s", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no push of the acceptance within 10 s")
+	}
+
+	status, raw = call("GET", "/fhir/R4/Task?status=accepted&owner=Organization/"+strings.TrimPrefix(w.orgs["harbor"], "organizations/"), "", nil)
+	if status != http.StatusOK || !bytes.Contains(raw, []byte(`"id":"`+id+`"`)) {
+		t.Errorf("the accepted Task is not found: %d %s", status, raw)
+	}
+	var n int
+	if err := w.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM audit_inbox WHERE subject = 'lakeside-ehr' AND practitioner_id::text = $1)
+		+ (SELECT count(*) FROM audit_events WHERE subject = 'lakeside-ehr' AND practitioner_id::text = $1)`,
+		strings.TrimPrefix(dr, "practitioners/")).Scan(&n); err != nil || n < 4 {
+		t.Errorf("%d audit records name the integration and the physician (%v)", n, err)
 	}
 }
