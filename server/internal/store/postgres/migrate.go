@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -16,6 +17,10 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
+// ErrSchemaTooNew is returned by Migrate for a database a newer careteamd
+// migrated.
+var ErrSchemaTooNew = errors.New("postgres: schema newer than this careteamd")
+
 // Migrate applies the embedded migrations that the database lacks. A
 // session-level advisory lock makes replicas starting at once apply each
 // migration exactly once. It returns the schema version.
@@ -25,6 +30,18 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) (int64, 
 		return 0, err
 	}
 	defer closeDB()
+	// A database a newer careteamd migrated holds tables and columns this
+	// one does not know to keep consistent (a rolled-back binary): serving
+	// it could corrupt what the newer one wrote.
+	current, err := provider.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	sources := provider.ListSources()
+	if known := sources[len(sources)-1].Version; current > known {
+		return 0, fmt.Errorf("%w: the database's schema is at version %d and this careteamd knows versions up to %d; "+
+			"run the careteamd that migrated it, or restore a backup taken before", ErrSchemaTooNew, current, known)
+	}
 	results, err := provider.Up(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("apply migrations: %w", err)

@@ -1,9 +1,12 @@
 package postgres_test
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -219,5 +222,28 @@ func TestMigration13(t *testing.T) {
 	}
 	if next != 4 {
 		t.Errorf("the first cursor after the migration is %d, want 4", next)
+	}
+}
+
+// TestRefusesANewerSchema: a careteamd rolled back to an older version
+// refuses a database a newer one migrated, saying so, and changes nothing.
+func TestRefusesANewerSchema(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+	latest, err := postgres.Migrate(ctx, pool, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, true)`, latest+1); err != nil {
+		t.Fatal(err)
+	}
+	_, err = postgres.Migrate(ctx, pool, quiet)
+	if !errors.Is(err, postgres.ErrSchemaTooNew) || !strings.Contains(err.Error(), fmt.Sprintf("version %d", latest+1)) {
+		t.Fatalf("a newer schema: %v", err)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id = $1`, latest+1).Scan(&n); err != nil || n != 1 {
+		t.Errorf("the newer version's row: %d (%v)", n, err)
 	}
 }
