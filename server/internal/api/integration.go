@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/metadata"
@@ -82,44 +83,60 @@ func scopeResource(fullMethod string, req any) string {
 	return "*"
 }
 
-// reads reports whether a method only reads.
-func reads(fullMethod string) bool {
+// access is what a method does, as SMART v2 spells it: c(reate),
+// r(ead), u(pdate), d(elete) or s(earch).
+func access(fullMethod string) byte {
 	_, method, _ := strings.Cut(fullMethod[1:], "/")
-	for _, verb := range []string{"Get", "List", "Search", "Export", "Lookup", "Check", "Watch", "Verify"} {
-		if strings.HasPrefix(method, verb) {
-			return true
+	for _, v := range []struct {
+		verb string
+		perm byte
+	}{{"List", 's'}, {"Search", 's'}, {"Get", 'r'}, {"Export", 'r'}, {"Lookup", 'r'}, {"Check", 'r'}, {"Watch", 'r'},
+		{"Verify", 'r'}, {"Create", 'c'}, {"Import", 'c'}, {"Record", 'c'}, {"Issue", 'c'}, {"Request", 'c'}, {"Start", 'c'},
+		{"Delete", 'd'}} {
+		if strings.HasPrefix(method, v.verb) {
+			return v.perm
 		}
 	}
-	return false
+	return 'u'
 }
 
-// granted reports whether a SMART system scope allows access (read or
-// write) to resource: system/{type or *}.{read, write or *}, or SMART
-// v2's permissions (c, r, u, d, s).
-func granted(scope, resource string, read bool) bool {
+// granted reports whether a SMART system scope allows perm on resource:
+// system/{type or *}.{read (r, s), write (c, u, d) or *}, or SMART v2's
+// letters (system/Patient.rs).
+func granted(scope, resource string, perm byte) bool {
 	rest, ok := strings.CutPrefix(scope, "system/")
 	if !ok {
 		return false
 	}
-	typ, perm, ok := strings.Cut(rest, ".")
+	typ, perms, ok := strings.Cut(rest, ".")
 	if !ok || (typ != "*" && typ != resource) {
 		return false
 	}
-	switch perm {
+	switch perms {
 	case "*":
 		return true
 	case "read":
-		return read
+		return perm == 'r' || perm == 's'
 	case "write":
-		return !read
+		return perm == 'c' || perm == 'u' || perm == 'd'
 	}
-	if strings.Trim(perm, "cruds") != "" {
-		return false
+	return strings.Trim(perms, "cruds") == "" && strings.IndexByte(perms, perm) >= 0
+}
+
+// need is a permission on a resource type that a call needs a scope for.
+type need struct {
+	resource string
+	perm     byte
+}
+
+// needs lists the scopes a call needs: its data's, and for a webhook, the
+// events' it will deliver, since those then reach the receiver too.
+func needs(fullMethod string, req any) []need {
+	out := []need{{scopeResource(fullMethod, req), access(fullMethod)}}
+	if fullMethod == "/careteam.v1.WebhookService/CreateWebhook" {
+		out = append(out, need{"ServiceRequest", 'r'})
 	}
-	if read {
-		return strings.ContainsAny(perm, "rs")
-	}
-	return strings.ContainsAny(perm, "cud")
+	return out
 }
 
 // checkScope refuses an integration's call its token's scopes do not
@@ -129,15 +146,10 @@ func checkScope(ctx context.Context, fullMethod string, req any) error {
 	if !c.scoped || !strings.HasPrefix(fullMethod, "/careteam.v1.") {
 		return nil
 	}
-	resource, read := scopeResource(fullMethod, req), reads(fullMethod)
-	for _, s := range c.scopes {
-		if granted(s, resource, read) {
-			return nil
+	for _, n := range needs(fullMethod, req) {
+		if !slices.ContainsFunc(c.scopes, func(s string) bool { return granted(s, n.resource, n.perm) }) {
+			return fmt.Errorf("the token's scopes do not allow system/%s.%c: %w", n.resource, n.perm, careteam.ErrPermissionDenied)
 		}
 	}
-	access := "write"
-	if read {
-		access = "read"
-	}
-	return fmt.Errorf("the token's scopes do not allow system/%s.%s: %w", resource, access, careteam.ErrPermissionDenied)
+	return nil
 }

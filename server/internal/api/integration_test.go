@@ -139,6 +139,22 @@ func TestIntegrationActsForItsPhysicians(t *testing.T) {
 			_, err := ehr.Referrals.ListReferrals(actingFor(ctx, tm.lmt.GetName()), &pb.ListReferralsRequest{})
 			return err
 		}, codes.PermissionDenied},
+		{"breaking the glass for its physician", func() error {
+			emergency := metadata.AppendToOutgoingContext(actingFor(ctx, tm.dr.GetName()),
+				"x-purpose-of-use", "EMERGENCY", "x-emergency-reason", "automated sync")
+			_, err := ehr.Patients.GetPatient(emergency, &pb.GetPatientRequest{Name: tm.patient.GetName()})
+			return err
+		}, codes.PermissionDenied},
+		{"a webhook its scopes would not let it read the events of", func() error {
+			_, err := h.asScoped("ehr", "system/Subscription.write").Webhooks.CreateWebhook(actingFor(ctx, tm.dr.GetName()),
+				&pb.CreateWebhookRequest{Url: "https://ehr.example/careteam"})
+			return err
+		}, codes.PermissionDenied},
+		{"a write a SMART v2 scope of another letter does not grant", func() error {
+			_, err := h.asScoped("ehr", "system/ServiceRequest.rs system/*.u").FHIR.ImportServiceRequest(ctx,
+				&pb.ImportServiceRequestRequest{ResourceJson: tm.orderFor(tm.dr.GetName(), "EHR-6")})
+			return err
+		}, codes.PermissionDenied},
 		{"a physician naming another to act for", func() error {
 			_, err := tm.as("dr").Referrals.ListReferrals(actingFor(ctx, tm.otherDr.GetName()), &pb.ListReferralsRequest{})
 			return err

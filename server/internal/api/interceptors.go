@@ -177,6 +177,9 @@ func (in *interceptors) observe(ctx context.Context, method string) (context.Con
 		}
 		if p := c.principal; p != nil {
 			attrs = append(attrs, slog.String("principal", principalLogName(*p)))
+			if p.Via != uuid.Nil { // an integration's call: both
+				attrs = append(attrs, slog.String("via", careteam.Practitioners.Name(p.Via)))
+			}
 		}
 		if addr := peerAddr(ctx); addr != "" {
 			attrs = append(attrs, slog.String("peer", addr))

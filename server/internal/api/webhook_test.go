@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -224,13 +225,15 @@ func TestWebhookDeliversInOrderAtLeastOnce(t *testing.T) {
 	if got, _, _ = rcv.taken(); !equalCursors(got, want) {
 		t.Errorf("after the outage: delivered %v, the therapist watches %v", got, want)
 	}
-	w, err := lmt.Webhooks.GetWebhook(tm.ctx, &pb.GetWebhookRequest{Name: hook.GetName()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := w.GetWebhook(); w.GetDeliveredCursor() != want[len(want)-1] || w.GetConsecutiveFailures() != 0 || w.GetLastError() != "" ||
-		w.GetLastDeliveryTime() == nil {
-		t.Errorf("the webhook says %v", w)
+	// careteamd records what the receiver took once its answer is in.
+	var state *pb.Webhook
+	tm.until("the webhook to record the deliveries", func() bool {
+		w, err := lmt.Webhooks.GetWebhook(tm.ctx, &pb.GetWebhookRequest{Name: hook.GetName()})
+		state = w.GetWebhook()
+		return err == nil && state.GetDeliveredCursor() == want[len(want)-1]
+	})
+	if state.GetConsecutiveFailures() != 0 || state.GetLastError() != "" || state.GetLastDeliveryTime() == nil {
+		t.Errorf("the webhook says %v", state)
 	}
 	if n := tm.count(`SELECT (SELECT count(*) FROM audit_inbox WHERE method = 'WebhookDelivery' AND subject = 'lmt' AND $1 = ANY(resources))
 		+ (SELECT count(*) FROM audit_events WHERE method = 'WebhookDelivery' AND subject = 'lmt' AND $1 = ANY(resources))`, r.GetName()); n == 0 {
@@ -291,6 +294,16 @@ func TestWebhookShowsOnlyWhatItsSubjectMaySee(t *testing.T) {
 	}
 	if l, err := dr.Webhooks.ListWebhooks(tm.ctx, &pb.ListWebhooksRequest{}); err != nil || len(l.GetWebhooks()) != 0 {
 		t.Errorf("another caller lists %v (%v)", l.GetWebhooks(), err)
+	}
+	// At most ten per caller.
+	for i := range 10 {
+		_, err := tm.as("spa-coord").Webhooks.CreateWebhook(tm.ctx, &pb.CreateWebhookRequest{Url: fmt.Sprintf("https://practice.example/%d", i)})
+		if i < 9 && err != nil {
+			t.Fatalf("webhook %d: %v", i+2, err)
+		}
+		if i == 9 {
+			wantCode(t, err, codes.FailedPrecondition)
+		}
 	}
 	for _, bad := range []string{"http://10.1.2.3/hook", "https://user:secret@ehr.example/hook", "ftp://ehr.example/hook",
 		"https://ehr.example/hook#frag", "/relative/hook"} {

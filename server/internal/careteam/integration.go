@@ -42,6 +42,11 @@ func (s *Service) ActFor(ctx context.Context, p Principal, physician uuid.UUID) 
 	if p.Role != RoleIntegration {
 		return Principal{}, fmt.Errorf("only an integration acts for another: %w", ErrPermissionDenied)
 	}
+	// Breaking the glass is a clinician's own act, with a reason they
+	// answer for; an automated client acting for one does not.
+	if p.Purpose == audit.PurposeEmergency {
+		return Principal{}, fmt.Errorf("an integration does not break the glass: %w", ErrPermissionDenied)
+	}
 	var integration, target *Practitioner
 	err := s.store.Read(ctx, func(tx Tx) (err error) {
 		if integration, err = tx.GetPractitioner(ctx, p.PractitionerID, false); err != nil {

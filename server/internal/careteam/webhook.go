@@ -34,7 +34,17 @@ type Webhook struct {
 	LastError                              string
 	Failures                               int
 	CreateTime                             time.Time
+	// Lease is when the claim of the replica delivering it ends; only
+	// that claim may record the attempt.
+	Lease time.Time
 }
+
+// maxWebhooks bounds the webhooks one subject may hold, so that one
+// caller's receivers cannot take the deliveries' time from everyone's.
+const maxWebhooks = 10
+
+// ViolationWebhookLimit: the subject holds as many webhooks as it may.
+const ViolationWebhookLimit = "WEBHOOK_LIMIT"
 
 // WebhookStore holds webhooks and their delivery state. ClaimWebhooks
 // leases up to limit webhooks due at now until lease ends, skipping those
@@ -45,8 +55,10 @@ type WebhookStore interface {
 	ListWebhooks(ctx context.Context, subject string, page Page) ([]*Webhook, error)
 	DeleteWebhook(ctx context.Context, id uuid.UUID) error
 	ClaimWebhooks(ctx context.Context, now, lease time.Time, limit int) ([]*Webhook, error)
-	// FinishWebhookAttempt records an attempt's outcome and ends the lease.
-	FinishWebhookAttempt(ctx context.Context, w *Webhook) error
+	// FinishWebhookAttempt records an attempt's outcome and ends the
+	// lease, if w.Lease is still the webhook's: a claim that outlived its
+	// lease records nothing, and reports false.
+	FinishWebhookAttempt(ctx context.Context, w *Webhook) (bool, error)
 }
 
 // WebhookPolicy is what careteamd allows of webhook URLs.
@@ -111,7 +123,17 @@ func (s *Service) CreateWebhook(ctx context.Context, p Principal, w Webhook, ide
 	w.Secret = make([]byte, 32)
 	_, _ = rand.Read(w.Secret)
 	return mutate(ctx, s, p, "CreateWebhook", idem,
-		func(tx Tx) (*Webhook, uuid.UUID, error) { return &w, w.ID, tx.InsertWebhook(ctx, &w) },
+		func(tx Tx) (*Webhook, uuid.UUID, error) {
+			held, err := tx.ListWebhooks(ctx, p.Subject, Page{Size: maxWebhooks})
+			if err != nil {
+				return nil, uuid.Nil, err
+			}
+			if len(held) >= maxWebhooks {
+				return nil, uuid.Nil, &PreconditionError{Violations: []Violation{{Type: ViolationWebhookLimit, Subject: p.Subject,
+					Description: fmt.Sprintf("a caller holds at most %d webhooks; delete one first", maxWebhooks)}}}
+			}
+			return &w, w.ID, tx.InsertWebhook(ctx, &w)
+		},
 		func(tx Tx, id uuid.UUID) (*Webhook, error) { return tx.GetWebhook(ctx, id) })
 }
 
@@ -236,7 +258,10 @@ func (s *Service) Attempted(ctx context.Context, b WebhookBatch, failure string)
 		w.LastError = failure
 		w.NextAttempt = now.Add(webhookBackoff(w.Failures))
 	}
-	return s.store.InTx(ctx, func(tx Tx) error { return tx.FinishWebhookAttempt(ctx, w) })
+	return s.store.InTx(ctx, func(tx Tx) error {
+		_, err := tx.FinishWebhookAttempt(ctx, w)
+		return err
+	})
 }
 
 func webhookBackoff(failures int) time.Duration {

@@ -11,14 +11,17 @@ import (
 )
 
 const webhookColumns = `id, subject, practitioner_id, url, types, secret, cursor, last_delivery, last_attempt, next_attempt,
-	last_error, failures, create_time`
+	last_error, failures, create_time, lease_until`
 
 func scanWebhook(row pgx.Row) (*careteam.Webhook, error) {
 	var w careteam.Webhook
 	var practitioner *uuid.UUID
-	var lastDelivery, lastAttempt *time.Time
+	var lastDelivery, lastAttempt, lease *time.Time
 	err := row.Scan(&w.ID, &w.Subject, &practitioner, &w.URL, &w.Types, &w.Secret, &w.Cursor, &lastDelivery, &lastAttempt,
-		&w.NextAttempt, &w.LastError, &w.Failures, &w.CreateTime)
+		&w.NextAttempt, &w.LastError, &w.Failures, &w.CreateTime, &lease)
+	if lease != nil {
+		w.Lease = *lease
+	}
 	if practitioner != nil {
 		w.PractitionerID = *practitioner
 	}
@@ -72,14 +75,19 @@ func (t *tx) ClaimWebhooks(ctx context.Context, now, lease time.Time, limit int)
 	return collect(rows, scanWebhook)
 }
 
-func (t *tx) FinishWebhookAttempt(ctx context.Context, w *careteam.Webhook) error {
+func (t *tx) FinishWebhookAttempt(ctx context.Context, w *careteam.Webhook) (bool, error) {
 	var lastDelivery *time.Time
 	if !w.LastDelivery.IsZero() {
 		lastDelivery = &w.LastDelivery
 	}
-	// A webhook deleted meanwhile stays deleted.
-	return t.exec(ctx, `UPDATE webhooks SET cursor = $2, last_delivery = $3, last_attempt = $4, next_attempt = $5,
+	// A webhook deleted meanwhile stays deleted; one another replica
+	// claimed since (the lease ran out) is theirs.
+	tag, err := t.execNow(ctx, `UPDATE webhooks SET cursor = $2, last_delivery = $3, last_attempt = $4, next_attempt = $5,
 			last_error = $6, failures = $7, lease_until = NULL
-		WHERE id = $1`,
-		w.ID, w.Cursor, lastDelivery, w.LastAttempt, w.NextAttempt, w.LastError, w.Failures)
+		WHERE id = $1 AND lease_until = $8`,
+		w.ID, w.Cursor, lastDelivery, w.LastAttempt, w.NextAttempt, w.LastError, w.Failures, w.Lease)
+	if err != nil {
+		return false, err
+	}
+	return tag.RowsAffected() == 1, nil
 }
