@@ -318,13 +318,9 @@ func (e *endpoint) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	status := http.StatusOK
-	if imp.GetCreated() {
-		status = http.StatusCreated
-	}
 	w.Header().Set("Location", e.base(r)+"/ServiceRequest/"+res.GetId())
 	w.Header().Set("ETag", etag(res))
-	write(w, status, res.GetResourceJson())
+	write(w, importStatus(imp), res.GetResourceJson())
 }
 
 // transaction imports a transaction Bundle holding one ServiceRequest and
@@ -400,7 +396,7 @@ func (e *endpoint) transaction(w http.ResponseWriter, r *http.Request) {
 		resp := &entryResponse{Status: "200 OK"}
 		switch en.Resource.ResourceType {
 		case "ServiceRequest":
-			resp = &entryResponse{Status: statusLine(imp), Location: e.base(r) + "/ServiceRequest/" + res.GetId(), Etag: etag(res)}
+			resp = &entryResponse{Status: fmt.Sprintf("%d %s", importStatus(imp), http.StatusText(importStatus(imp))), Location: e.base(r) + "/ServiceRequest/" + res.GetId(), Etag: etag(res)}
 		case "Patient":
 			resp.Location = e.base(r) + "/Patient/" + strings.TrimPrefix(imp.GetPatient().GetName(), "patients/")
 		case "Condition":
@@ -431,12 +427,12 @@ func (e *endpoint) imported(w http.ResponseWriter, r *http.Request, body []byte)
 	return resp.Msg, read.Msg.GetResource(), true
 }
 
-// statusLine is 201 for an order imported now, 200 for one found.
-func statusLine(imp *pb.ImportServiceRequestResponse) string {
+// importStatus is 201 for an order imported now, 200 for one found.
+func importStatus(imp *pb.ImportServiceRequestResponse) int {
 	if imp.GetCreated() {
-		return "201 Created"
+		return http.StatusCreated
 	}
-	return "200 OK"
+	return http.StatusOK
 }
 
 func etag(res *pb.FhirResource) string { return `W/"` + res.GetVersion() + `"` }
