@@ -14,7 +14,8 @@ import (
 
 type fhirServer struct {
 	pb.UnimplementedFhirServiceServer
-	svc *careteam.Service
+	svc    *careteam.Service
+	naming fhir.Naming
 }
 
 func (s *fhirServer) ImportServiceRequest(ctx context.Context, req *pb.ImportServiceRequestRequest) (*pb.ImportServiceRequestResponse, error) {
@@ -22,7 +23,7 @@ func (s *fhirServer) ImportServiceRequest(ctx context.Context, req *pb.ImportSer
 	if err != nil {
 		return nil, err
 	}
-	in, err := fhir.ParseServiceRequest(req.GetResourceJson())
+	in, err := fhir.ParseServiceRequest(s.naming.Inward(req.GetResourceJson()))
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +61,9 @@ func (s *fhirServer) ExportReferralBundle(ctx context.Context, req *pb.ExportRef
 	if err != nil {
 		return nil, err
 	}
+	if bundle, err = s.naming.Outward(bundle); err != nil {
+		return nil, err
+	}
 	return &pb.ExportReferralBundleResponse{BundleJson: bundle}, nil
 }
 
@@ -72,7 +76,11 @@ func (s *fhirServer) GetFhirResource(ctx context.Context, req *pb.GetFhirResourc
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetFhirResourceResponse{Resource: fhirResourceToProto(r)}, nil
+	res, err := s.toProto(r)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetFhirResourceResponse{Resource: res}, nil
 }
 
 // read finds one resource by type and id through the domain's reads, so
@@ -242,7 +250,11 @@ func (s *fhirServer) searchObservations(ctx context.Context, p careteam.Principa
 		for _, id := range wanted(ss.ID) {
 			for _, r := range all {
 				if r.Type == "Observation" && r.ID == id {
-					resp.Resources = append(resp.Resources, fhirResourceToProto(r))
+					res, err := s.toProto(r)
+					if err != nil {
+						return nil, err
+					}
+					resp.Resources = append(resp.Resources, res)
 				}
 			}
 		}
@@ -258,15 +270,25 @@ func (s *fhirServer) found(ctx context.Context, p careteam.Principal, typ string
 		if err != nil {
 			return nil, err
 		}
-		resp.Resources = append(resp.Resources, fhirResourceToProto(res))
+		out, err := s.toProto(res)
+		if err != nil {
+			return nil, err
+		}
+		resp.Resources = append(resp.Resources, out)
 	}
 	return resp, nil
 }
 
-func fhirResourceToProto(r fhir.Resource) *pb.FhirResource {
-	out := &pb.FhirResource{ResourceType: r.Type, Id: r.ID, ResourceJson: r.JSON, Version: r.Version}
+// toProto is a resource as the FHIR methods answer with it, careteam's
+// systems named as the deployment names them.
+func (s *fhirServer) toProto(r fhir.Resource) (*pb.FhirResource, error) {
+	js, err := s.naming.Outward(r.JSON)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.FhirResource{ResourceType: r.Type, Id: r.ID, ResourceJson: js, Version: r.Version}
 	if !r.Updated.IsZero() {
 		out.UpdateTime = timestamppb.New(r.Updated)
 	}
-	return out
+	return out, nil
 }

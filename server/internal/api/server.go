@@ -18,6 +18,7 @@ import (
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/events"
+	"github.com/careteam/careteam/server/internal/fhir"
 )
 
 // Config is what the API needs.
@@ -43,6 +44,9 @@ type Config struct {
 	// Ready reports whether the schema is current; until it is, careteam
 	// calls are UNAVAILABLE. Nil means always ready.
 	Ready func() bool
+	// FHIRNaming names careteam's code systems and extensions in what the
+	// FHIR methods write and read.
+	FHIRNaming fhir.Naming
 }
 
 // Observer receives what the API counts for operators.
@@ -107,7 +111,7 @@ func NewServer(cfg Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
 	pb.RegisterEventServiceServer(srv, &eventServer{svc: cfg.Service, hub: cfg.Events, audit: cfg.Audit,
 		heartbeat: cfg.Heartbeat, recheck: cfg.StreamRecheck, obs: cfg.Observer})
 	pb.RegisterAuditServiceServer(srv, &auditServer{svc: cfg.Service})
-	pb.RegisterFhirServiceServer(srv, &fhirServer{svc: cfg.Service})
+	pb.RegisterFhirServiceServer(srv, &fhirServer{svc: cfg.Service, naming: cfg.FHIRNaming})
 	pb.RegisterWebhookServiceServer(srv, &webhookServer{svc: cfg.Service})
 	healthpb.RegisterHealthServer(srv, cfg.Health)
 	reflection.Register(srv)

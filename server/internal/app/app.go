@@ -31,6 +31,8 @@ import (
 	"github.com/careteam/careteam/server/internal/clock"
 	"github.com/careteam/careteam/server/internal/config"
 	"github.com/careteam/careteam/server/internal/events"
+	"github.com/careteam/careteam/server/internal/fhir"
+	"github.com/careteam/careteam/server/internal/fhirrest"
 	"github.com/careteam/careteam/server/internal/store/postgres"
 	"github.com/careteam/careteam/server/internal/telemetry"
 	"github.com/careteam/careteam/server/internal/tlsconfig"
@@ -166,8 +168,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 		grpc.ChainStreamInterceptor(a.metrics.GRPC.StreamServerInterceptor()),
 	)
 	serverOpts = append(serverOpts, opts.ServerOptions...)
+	var naming fhir.Naming
+	if cfg.PublicURL != "" {
+		naming = fhir.NewNaming(cfg.PublicURL + fhirrest.Base)
+	}
 	apiCfg := api.Config{
-		Service: a.service, Audit: auditWriter, Verifier: verifier, Health: a.health, Log: log, Events: a.hub,
+		FHIRNaming: naming,
+		Service:    a.service, Audit: auditWriter, Verifier: verifier, Health: a.health, Log: log, Events: a.hub,
 		Heartbeat: cfg.Heartbeat, StreamRecheck: cfg.StreamRecheck, Observer: a.metrics, Ready: a.ready.Load,
 		Limits: api.Limits{PerPrincipalRate: cfg.RateLimit, Burst: cfg.RateBurst, DefaultTimeout: cfg.DefaultTimeout},
 	}
@@ -182,7 +189,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options
 	// idle connections close after 15 minutes, and every connection once
 	// it is --max-connection-age old.
 	webCfg := web.Config{
-		GRPC: a.srv, CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: maxHeaderBytes, PublicURL: cfg.PublicURL,
+		GRPC: a.srv, CORSOrigins: cfg.CORSOrigins, MaxHeaderBytes: maxHeaderBytes, PublicURL: cfg.PublicURL, FHIRNaming: naming,
 		MaxConnectionAge: cfg.MaxConnectionAge, ConnectionAgeGrace: 30 * time.Second,
 		App: web.AppConfig{Issuer: cfg.JWTIssuer, ClientID: cfg.OIDCClientID, Scopes: cfg.OIDCScopes, AckWindow: cfg.AckWindow},
 	}

@@ -158,7 +158,7 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	corsOrigins := fs.String("cors-origins", "", "comma-separated exact origins (https://host[:port]) browsers may call the API from besides careteamd's own web app; empty: none")
 	fs.StringVar(&c.OIDCClientID, "oidc-client-id", "", "the web app's public client id at the OpenID Connect issuer (--jwt-issuer); empty: the app offers no OpenID Connect sign-in")
 	oidcScopes := fs.String("oidc-scopes", "", "comma-separated scopes the web app asks for besides openid")
-	fs.StringVar(&c.PublicURL, "public-url", "", "the https://host[:port] clients reach careteamd at (behind a TLS-terminating proxy), for the absolute links the FHIR endpoint writes; empty: the address each request came to")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the https://host[:port] clients reach careteamd at (behind a TLS-terminating proxy), for the FHIR endpoint's links and the canonical URLs of careteam's code systems; empty: the address each request came to, and URNs")
 	fs.DurationVar(&c.WebhookInterval, "webhook-interval", time.Second, "how often careteamd looks for webhooks due a delivery")
 	fs.DurationVar(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "how long one webhook delivery may take, connection included")
 	fs.BoolVar(&c.WebhookAllowHTTP, "webhook-allow-http", false, "allow webhooks over plain http to a loopback address (a receiver on this host)")

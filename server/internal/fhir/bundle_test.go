@@ -332,3 +332,44 @@ func TestRecordResourcesReferToEachOther(t *testing.T) {
 		t.Error("no Task under its referral's id")
 	}
 }
+
+// TestNamingUnderABase: with a public FHIR base, what careteam writes
+// names its code systems and extensions by canonical URLs under it (and
+// nothing by the URNs), stays valid R4, and reads back as the URNs did.
+func TestNamingUnderABase(t *testing.T) {
+	t.Parallel()
+	const base = "https://careteam.example.org/fhir/R4"
+	n := fhir.NewNaming(base)
+	b, err := fhir.Bundle(record(careteam.ReferralInProgress))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := n.Outward(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fhir.Validate(named); err != nil {
+		t.Fatalf("not valid R4 once named: %v", err)
+	}
+	for _, want := range []string{base + "/CodeSystem/technique", base + "/CodeSystem/referral-state", base + "/StructureDefinition/red-flag"} {
+		if !strings.Contains(string(named), `"`+want+`"`) {
+			t.Errorf("%s is not written", want)
+		}
+	}
+	for _, urn := range []string{"urn:careteam:technique", "urn:careteam:referral-state", "urn:careteam:fhir:extension:red-flag"} {
+		if strings.Contains(string(named), urn) {
+			t.Errorf("%s is still written", urn)
+		}
+	}
+	if n.URL("urn:careteam:patient") != "urn:careteam:patient" {
+		t.Error("an identifier system was renamed")
+	}
+	before, after := parse(t, b), parse(t, n.Inward(named))
+	if !slices.Equal(before.Order.RequestedTechniques, after.Order.RequestedTechniques) || len(before.Diagnoses) != len(after.Diagnoses) ||
+		!slices.Equal(before.Diagnoses[1].Diagnosis.RedFlags, after.Diagnoses[1].Diagnosis.RedFlags) {
+		t.Errorf("read back under the base: %+v, under the URNs: %+v", after.Order, before.Order)
+	}
+	if got := fhir.NewNaming("").Inward(named); string(got) != string(named) {
+		t.Error("no naming changed the input")
+	}
+}

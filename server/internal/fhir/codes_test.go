@@ -45,7 +45,7 @@ func TestCodeListsMatchTheContract(t *testing.T) {
 // careteam writes is served as a valid R4 resource, under the URL it is
 // written with.
 func TestConformanceResourcesAreValid(t *testing.T) {
-	res, err := Conformance()
+	res, err := Conformance(Naming{})
 	if err != nil {
 		t.Fatal(err)
 	}

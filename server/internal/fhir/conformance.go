@@ -59,13 +59,14 @@ var extensions = []struct{ url, title, context, system string }{
 func conformanceID(url string) string { return url[strings.LastIndex(url, ":")+1:] }
 
 // Conformance lists careteam's code systems (CodeSystem) and extensions
-// (StructureDefinition) as the FHIR endpoint serves them, so that every
-// system and extension URL careteam writes can be looked up.
-func Conformance() ([]Resource, error) {
+// (StructureDefinition) as the FHIR endpoint serves them, under the names
+// n gives them, so that every system and extension URL careteam writes can
+// be looked up.
+func Conformance(n Naming) ([]Resource, error) {
 	var out []Resource
-	add := func(typ, url string, v map[string]any) error {
-		id := conformanceID(url)
-		v["resourceType"], v["id"], v["url"], v["status"] = typ, id, url, "active"
+	add := func(typ, urn string, v map[string]any) error {
+		id := conformanceID(urn)
+		v["resourceType"], v["id"], v["url"], v["status"] = typ, id, n.URL(urn), "active"
 		v["publisher"] = "careteam"
 		js, err := json.Marshal(v)
 		if err != nil {
@@ -94,7 +95,7 @@ func Conformance() ([]Resource, error) {
 			"differential": map[string]any{"element": []map[string]any{
 				{"id": "Extension", "path": "Extension", "short": ext.title},
 				{"id": "Extension.extension", "path": "Extension.extension", "max": "0"},
-				{"id": "Extension.url", "path": "Extension.url", "fixedUri": ext.url},
+				{"id": "Extension.url", "path": "Extension.url", "fixedUri": n.URL(ext.url)},
 				{"id": "Extension.value[x]", "path": "Extension.value[x]", "min": 1,
 					"type": []map[string]string{{"code": "Coding"}, {"code": "code"}}},
 			}},

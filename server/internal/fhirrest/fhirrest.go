@@ -49,9 +49,10 @@ var served = []string{"ServiceRequest", "Task", "Patient", "Condition", "CarePla
 
 // Handler serves the endpoint under Base, calling rpc (careteamd's own
 // handler of the Connect protocol) for every interaction. publicURL, when
-// set, is where clients reach careteamd, for the links it writes.
-func Handler(rpc http.Handler, publicURL string) (http.Handler, error) {
-	conformance, err := fhir.Conformance()
+// set, is where clients reach careteamd, for the links it writes; naming
+// names the definitions it serves, as the FHIR methods name them.
+func Handler(rpc http.Handler, publicURL string, naming fhir.Naming) (http.Handler, error) {
+	conformance, err := fhir.Conformance(naming)
 	if err != nil {
 		return nil, err
 	}

@@ -518,6 +518,20 @@ func TestFHIRCreateNeverUpdates(t *testing.T) {
 	if meta == nil || task.header.Get("ETag") != `W/"`+fmt.Sprint(meta["versionId"])+`"` || meta["lastUpdated"] == nil {
 		t.Errorf("meta %v with ETag %s", meta, task.header.Get("ETag"))
 	}
+	// careteam's systems go by canonical URLs under the public base, which
+	// resolve there, and an order naming a technique by one is read.
+	const referralState = "https://careteam.example.org/fhir/R4/CodeSystem/referral-state"
+	if !bytes.Contains(task.body, []byte(`"`+referralState+`"`)) || bytes.Contains(task.body, []byte("urn:careteam:referral-state")) {
+		t.Errorf("the Task names its state's system otherwise: %s", task.body)
+	}
+	if m := w.fhirDo("", "GET", "/CodeSystem?url="+url.QueryEscape(referralState), nil).json(t); len(m["entry"].([]any)) != 1 {
+		t.Errorf("CodeSystem?url=%s: %v", referralState, m["entry"])
+	}
+	withTechnique := bytes.Replace(importable("SR-91", w.orgs["harbor"]), []byte(`"status": "active"`),
+		[]byte(`"orderDetail": [{"coding": [{"system": "https://careteam.example.org/fhir/R4/CodeSystem/technique", "code": "SHIATSU"}]}], "status": "active"`), 1)
+	if c := w.fhirDo("dr-ada", "POST", "/ServiceRequest", withTechnique); c.status != http.StatusCreated || !bytes.Contains(c.body, []byte(`"SHIATSU"`)) {
+		t.Errorf("an order naming its technique by the canonical URL: %d %s", c.status, c.body)
+	}
 	page := w.fhirDo("dr-ada", "GET", "/Task?_count=1", nil).json(t)
 	for _, l := range page["link"].([]any) {
 		if u := l.(map[string]any)["url"].(string); !strings.HasPrefix(u, "https://careteam.example.org/fhir/R4/Task?") {

@@ -27,6 +27,7 @@ import (
 	"github.com/rs/cors"
 	"google.golang.org/grpc"
 
+	"github.com/careteam/careteam/server/internal/fhir"
 	"github.com/careteam/careteam/server/internal/fhirrest"
 )
 
@@ -38,8 +39,10 @@ type Config struct {
 	// browsers may call the API from; empty: none but the app's own.
 	CORSOrigins []string
 	// PublicURL is where clients reach careteamd (empty: where each
-	// request came to), for the FHIR endpoint's links.
-	PublicURL string
+	// request came to), for the FHIR endpoint's links; FHIRNaming names
+	// careteam's code systems and extensions there.
+	PublicURL  string
+	FHIRNaming fhir.Naming
 	// MaxConnectionAge closes a connection this old: HTTP/2 connections
 	// get a GOAWAY at their next answer and are cut ConnectionAgeGrace
 	// later; zero: never.
@@ -100,7 +103,7 @@ func Handler(cfg Config) (http.Handler, error) {
 	if cfg.DevSignIn != nil {
 		mux.Handle("/dev/", cfg.DevSignIn)
 	}
-	fhirAPI, err := fhirrest.Handler(rpc, cfg.PublicURL)
+	fhirAPI, err := fhirrest.Handler(rpc, cfg.PublicURL, cfg.FHIRNaming)
 	if err != nil {
 		return nil, err
 	}
