@@ -20,6 +20,7 @@ const (
 	Clearances    Collection = "clearances"
 	Consents      Collection = "consents"
 	Sessions      Collection = "sessions"
+	Webhooks      Collection = "webhooks"
 )
 
 // Name returns the resource name of id in c, such as "patients/{id}".

@@ -14,9 +14,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// Webhooks names webhooks.
-const Webhooks Collection = "webhooks"
-
 // Webhook is where careteam pushes the events its subject may receive.
 // Delivery is at least once, in cursor order: Cursor advances only past
 // what the receiver took.
