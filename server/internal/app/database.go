@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/careteam/careteam/server/internal/config"
@@ -92,6 +95,11 @@ func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, tra
 		stopPG()
 		return nil, fmt.Errorf("newPool: %w", err)
 	}
+	for _, u := range []string{databaseURL, d.ownerURL} {
+		if host, why := exposed(u); why != "" {
+			log.Warn("the database is reached over the network "+why+"; use sslmode=verify-full", "host", host)
+		}
+	}
 	d.pool, d.close = pool, func() { pool.Close(); stopPG() }
 	return d, nil
 }
@@ -118,6 +126,40 @@ func withUser(u, user string) string {
 	}
 	parsed.User = url.User(user)
 	return parsed.String()
+}
+
+// exposed reports a database URL that reaches a host other than this one
+// with patient data open to the network: in the clear where the server
+// allows it (sslmode disable, allow or prefer), or over TLS that does not
+// check whose certificate it is (require, verify-ca). It says how, or "".
+func exposed(u string) (host, why string) {
+	if u == "" {
+		return "", ""
+	}
+	cc, err := pgconn.ParseConfig(u)
+	if err != nil {
+		return "", ""
+	}
+	local := strings.HasPrefix(cc.Host, "/")
+	if ip := net.ParseIP(cc.Host); ip != nil && ip.IsLoopback() || cc.Host == "localhost" {
+		local = true
+	}
+	if local {
+		return "", ""
+	}
+	plaintext := cc.TLSConfig == nil
+	for _, fb := range cc.Fallbacks {
+		plaintext = plaintext || fb.TLSConfig == nil
+	}
+	switch {
+	case plaintext:
+		return cc.Host, "possibly without TLS"
+	case cc.TLSConfig.InsecureSkipVerify && cc.TLSConfig.VerifyPeerCertificate == nil:
+		return cc.Host, "with TLS that does not check the server's certificate"
+	case cc.TLSConfig.InsecureSkipVerify:
+		return cc.Host, "with TLS that does not check the server's name"
+	}
+	return "", ""
 }
 
 func newPool(ctx context.Context, cfg *config.Config, url string, tracing *telemetry.Tracing) (*pgxpool.Pool, error) {
