@@ -194,7 +194,7 @@ func (s *Service) DueWebhooks(ctx context.Context, limit, size int, lease time.D
 		hooks, err = tx.ClaimWebhooks(ctx, now, now.Add(lease), limit)
 		return err
 	})
-	if err != nil {
+	if err != nil || len(hooks) == 0 {
 		return nil, nil, err
 	}
 	through, err := s.store.EventHorizon(ctx, horizonWait)
@@ -228,11 +228,17 @@ func (s *Service) DueWebhooks(ctx context.Context, limit, size int, lease time.D
 			continue
 		}
 		batches[i].Principal, batches[i].Events = p, events
-		switch {
-		case len(events) == size:
-			batches[i].Through = events[len(events)-1].Cursor
-		case through > w.Cursor:
-			batches[i].Through = through
+		// A full batch may have more behind it; a short one is all the
+		// subject receives up to the horizon (read before the replay, whose
+		// own may lie beyond: then the last event delivered is further).
+		last := w.Cursor
+		if len(events) > 0 {
+			last = events[len(events)-1].Cursor
+		}
+		if len(events) == size {
+			batches[i].Through = last
+		} else {
+			batches[i].Through = max(last, through)
 		}
 	}
 	return batches, errs, nil

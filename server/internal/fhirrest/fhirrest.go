@@ -61,8 +61,8 @@ func Handler(rpc http.Handler, publicURL string, naming fhir.Naming) (http.Handl
 	mux.HandleFunc("GET "+Base+"/metadata", e.metadata)
 	mux.HandleFunc("GET "+Base+"/OperationDefinition/"+everythingID, e.everythingDefinition)
 	for _, typ := range conformanceTypes {
-		mux.HandleFunc("GET "+Base+"/"+typ+"/{id}", e.conformanceRead)
-		mux.HandleFunc("GET "+Base+"/"+typ, e.conformanceSearch)
+		mux.HandleFunc("GET "+Base+"/"+typ+"/{id}", func(w http.ResponseWriter, r *http.Request) { e.conformanceRead(w, r, typ) })
+		mux.HandleFunc("GET "+Base+"/"+typ, func(w http.ResponseWriter, r *http.Request) { e.conformanceSearch(w, r, typ) })
 	}
 	mux.HandleFunc("GET "+Base+"/{type}/{id}", e.read)
 	mux.HandleFunc("GET "+Base+"/ServiceRequest/{id}/$everything", e.everything)
@@ -106,8 +106,7 @@ type endpoint struct {
 // CapabilityStatement is.
 var conformanceTypes = []string{"CodeSystem", "StructureDefinition"}
 
-func (e *endpoint) conformanceRead(w http.ResponseWriter, r *http.Request) {
-	typ := strings.Split(strings.TrimPrefix(r.URL.Path, Base+"/"), "/")[0]
+func (e *endpoint) conformanceRead(w http.ResponseWriter, r *http.Request, typ string) {
 	for _, c := range e.conformance {
 		if c.Type == typ && c.ID == r.PathValue("id") {
 			write(w, http.StatusOK, c.JSON)
@@ -117,8 +116,7 @@ func (e *endpoint) conformanceRead(w http.ResponseWriter, r *http.Request) {
 	fail(w, http.StatusNotFound, issue{code: "not-found", diagnostics: typ + "/" + r.PathValue("id") + ": careteam defines none"})
 }
 
-func (e *endpoint) conformanceSearch(w http.ResponseWriter, r *http.Request) {
-	typ := strings.TrimPrefix(r.URL.Path, Base+"/")
+func (e *endpoint) conformanceSearch(w http.ResponseWriter, r *http.Request, typ string) {
 	query, _ := url.ParseQuery(r.URL.RawQuery) // parsed once already
 	out := bundle{ResourceType: "Bundle", Type: "searchset", Link: []link{{Relation: "self", URL: e.base(r) + "/" + typ + "?" + r.URL.RawQuery}}}
 	for name := range query {
