@@ -144,7 +144,7 @@ func parseConfig(t *testing.T, flags ...string) *config.Config {
 // checks tokens at the real time.
 func runWorld(t *testing.T, cfg *config.Config, verifier *auth.Verifier) *world {
 	t.Helper()
-	clk := clock.NewManual(time.Now().UTC())
+	clk := clock.NewManual(lastFridayNoon(time.Now()))
 	pool := testdb.New(t)
 	a, err := app.New(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
 		app.Options{Pool: pool, Clock: clk, Verifier: verifier, HubCatchUp: 100 * time.Millisecond})
@@ -166,6 +166,19 @@ func runWorld(t *testing.T, cfg *config.Config, verifier *auth.Verifier) *world 
 		t.Fatal(err)
 	}
 	return &world{t: t, addr: a.Addr(), pool: pool, clock: clk, ids: map[string]string{}, orgs: map[string]string{}}
+}
+
+// lastFridayNoon is the world's start: a fixed point in the working week
+// near today, so that the seed's referral of four days before has waited
+// more than the 48 business hours of its window whatever day the tests
+// run on (from the real time, a weekend in between left it short).
+func lastFridayNoon(now time.Time) time.Time {
+	now = now.UTC()
+	d := time.Date(now.Year(), now.Month(), now.Day(), 12, 0, 0, 0, time.UTC)
+	for d.Weekday() != time.Friday || d.After(now) {
+		d = d.AddDate(0, 0, -1)
+	}
+	return d
 }
 
 // check returns v, failing t on err: check(call())(t).
