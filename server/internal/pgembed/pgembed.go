@@ -5,8 +5,9 @@
 // and refuse to run as root, while careteam is often deployed (and tested) as
 // root in containers that already have Debian's PostgreSQL packages. pgembed
 // initialises a cluster on first use, runs `postgres` as a child process that
-// dies with us, and exposes it only through a Unix socket inside the cluster
-// directory, so trust authentication is safe.
+// dies with us, and exposes it through a Unix socket inside the cluster
+// directory, where trust authentication is safe, and on TCP only when asked,
+// with TLS and a password.
 //
 // It is Linux-only: it relies on the parent-death signal and on /proc.
 package pgembed
@@ -17,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -38,10 +40,17 @@ import (
 const (
 	// superuser is the cluster's bootstrap role; ConnString connects as it.
 	superuser = "careteam"
-	// port only names the socket file: the server listens on no TCP port.
-	port = 5432
+	// defaultPort only names the socket file when the server listens on no
+	// TCP port.
+	defaultPort = 5432
 	// confFile holds pgembed's settings; postgresql.conf includes it.
 	confFile = "careteam.conf"
+	// hbaFile says who may connect how; it replaces initdb's pg_hba.conf.
+	hbaFile = "careteam_hba.conf"
+	// tlsCertFile and tlsKeyFile are the copies of TCP's certificate and
+	// key, which PostgreSQL must own to accept the key.
+	tlsCertFile = "careteam_server.crt"
+	tlsKeyFile  = "careteam_server.key"
 	// maxSocketPath is sizeof(sockaddr_un.sun_path) minus the terminating NUL.
 	maxSocketPath = 107
 	// defaultStartTimeout bounds Start when ctx has no deadline.
@@ -59,8 +68,9 @@ const (
 var includeLine = "include = '" + confFile + "'"
 
 // reservedSettings are the settings pgembed controls to keep the server off
-// TCP and its socket where ConnString points.
-var reservedSettings = []string{"listen_addresses", "unix_socket_directories", "port"}
+// TCP (or on it with TLS only) and its socket where ConnString points.
+var reservedSettings = []string{"listen_addresses", "unix_socket_directories", "port",
+	"ssl", "ssl_cert_file", "ssl_key_file", "hba_file"}
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
@@ -80,13 +90,29 @@ type Config struct {
 	Logger *slog.Logger
 	// Settings are extra postgresql.conf settings, rewritten on every Start
 	// so that a restart with different values applies them.
-	// listen_addresses, unix_socket_directories and port are reserved.
+	// listen_addresses, unix_socket_directories, port, hba_file and the ssl
+	// file settings are reserved.
 	Settings map[string]string
+	// TCP, when set, also serves clients over TCP, with TLS and password
+	// authentication only. Without it the server listens on no TCP port.
+	TCP *TCP
+}
+
+// TCP is a TCP listener for clients that reach the server over a network.
+type TCP struct {
+	// Addr is the host:port to listen on.
+	Addr string
+	// CertFile and KeyFile hold the server's certificate (chain) and key in
+	// PEM; Start copies them into the cluster directory for PostgreSQL.
+	CertFile, KeyFile string
+	// Password becomes the superuser's password, checked with SCRAM.
+	Password string
 }
 
 // Server is a running PostgreSQL child process.
 type Server struct {
 	dir     string
+	port    int
 	connStr string
 	log     *slog.Logger
 	cmd     *exec.Cmd
@@ -126,11 +152,15 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgembed: %w", err)
 	}
-	if sock := socketPath(dir); len(sock) > maxSocketPath {
+	port, err := cfg.port()
+	if err != nil {
+		return nil, err
+	}
+	if sock := socketPath(dir, port); len(sock) > maxSocketPath {
 		return nil, fmt.Errorf("pgembed: socket path %s is %d bytes, longer than the %d-byte Unix socket limit; use a shorter Dir",
 			sock, len(sock), maxSocketPath)
 	}
-	conf, err := renderConf(dir, cfg.Settings)
+	conf, err := renderConf(dir, port, cfg.Settings, cfg.TCP)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +218,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := writeConf(dir, conf, acct); err != nil {
 		return nil, err
 	}
+	if err := writeAccess(dir, cfg.TCP, acct); err != nil {
+		return nil, err
+	}
 	if err := stopOrphan(ctx, dir, log); err != nil {
 		return nil, err
 	}
@@ -195,7 +228,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	log.Info("starting PostgreSQL", "dir", dir, "version", version)
 	s := &Server{
 		dir:     dir,
-		connStr: ConnString(dir, db),
+		port:    port,
+		connStr: connString(dir, port, db),
 		log:     log,
 		stderr:  &tailBuffer{},
 		lock:    lock,
@@ -212,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	ok = true
 
-	if err := s.awaitReady(ctx, db); err != nil {
+	if err := s.awaitReady(ctx, db, cfg.TCP); err != nil {
 		select {
 		case <-s.done:
 			_ = s.finish()
@@ -285,8 +319,9 @@ func (s *Server) finish() error {
 	return s.finishErr
 }
 
-// awaitReady polls until the server accepts a connection, then creates db.
-func (s *Server) awaitReady(ctx context.Context, db string) error {
+// awaitReady polls until the server accepts a connection, then creates db
+// and sets the superuser's password for TCP clients.
+func (s *Server) awaitReady(ctx context.Context, db string, tcp *TCP) error {
 	var lastErr error
 	for {
 		select {
@@ -294,9 +329,12 @@ func (s *Server) awaitReady(ctx context.Context, db string) error {
 			return fmt.Errorf("pgembed: postgres exited during startup (%v); log tail:\n%s", s.waitErr, s.stderr)
 		default:
 		}
-		conn, err := pgx.Connect(ctx, ConnString(s.dir, "postgres"))
+		conn, err := pgx.Connect(ctx, connString(s.dir, s.port, "postgres"))
 		if err == nil {
 			err = ensureDatabase(ctx, conn, db)
+			if err == nil && tcp != nil {
+				err = setPassword(ctx, conn, tcp.Password)
+			}
 			conn.Close(context.WithoutCancel(ctx))
 			return err
 		}
@@ -324,14 +362,50 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, db string) error {
 	return nil
 }
 
-func socketPath(dir string) string {
+// setPassword sets the superuser's password. ALTER ROLE takes no
+// parameters, so the password is quoted as a literal (standard strings are
+// on in every supported PostgreSQL).
+func setPassword(ctx context.Context, conn *pgx.Conn, password string) error {
+	literal := "'" + strings.ReplaceAll(password, "'", "''") + "'"
+	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{superuser}.Sanitize()+" PASSWORD "+literal); err != nil {
+		return fmt.Errorf("pgembed: setting the superuser's password: %w", err)
+	}
+	return nil
+}
+
+// port is the server's port: the TCP one when it listens on TCP, else the
+// one that names its socket file.
+func (cfg Config) port() (int, error) {
+	if cfg.TCP == nil {
+		return defaultPort, nil
+	}
+	t := cfg.TCP
+	_, p, err := net.SplitHostPort(t.Addr)
+	port, perr := strconv.Atoi(p)
+	switch {
+	case err != nil || perr != nil || port <= 0 || port > 65535:
+		return 0, fmt.Errorf("pgembed: TCP address %q is not host:port", t.Addr)
+	case t.CertFile == "" || t.KeyFile == "":
+		return 0, errors.New("pgembed: TCP needs a certificate and key: it serves TLS only")
+	case t.Password == "":
+		return 0, errors.New("pgembed: TCP needs the superuser's password")
+	}
+	return port, nil
+}
+
+func socketPath(dir string, port int) string {
 	return filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port))
 }
 
 // ConnString is the URL of database db of the cluster in dir, over its
 // socket: what careteamd's embedded database answers on, for tools run as
-// the same user (or root) beside it.
+// the same user (or root) beside it. For a cluster that also listens on
+// TCP, use Server.ConnString, whose socket is named by the TCP port.
 func ConnString(dir, db string) string {
+	return connString(dir, defaultPort, db)
+}
+
+func connString(dir string, port int, db string) string {
 	u := url.URL{
 		Scheme: "postgres",
 		User:   url.User(superuser),
@@ -346,10 +420,17 @@ func ConnString(dir, db string) string {
 // renderConf produces careteam.conf. Values are always quoted: PostgreSQL
 // accepts quoted strings for every setting type, and quoting keeps a value
 // from smuggling in further settings.
-func renderConf(dir string, settings map[string]string) (string, error) {
+func renderConf(dir string, port int, settings map[string]string, tcp *TCP) (string, error) {
 	var b strings.Builder
 	b.WriteString("# Written by pgembed on every start; edits here are overwritten.\n")
-	fmt.Fprintf(&b, "listen_addresses = ''\nunix_socket_directories = %s\nport = %d\n", confQuote(dir), port)
+	listen := ""
+	if tcp != nil {
+		listen, _, _ = net.SplitHostPort(tcp.Addr)
+		fmt.Fprintf(&b, "ssl = on\nssl_cert_file = %s\nssl_key_file = %s\nssl_min_protocol_version = 'TLSv1.2'\n",
+			confQuote(tlsCertFile), confQuote(tlsKeyFile))
+	}
+	fmt.Fprintf(&b, "listen_addresses = %s\nunix_socket_directories = %s\nport = %d\nhba_file = %s\n",
+		confQuote(listen), confQuote(dir), port, confQuote(filepath.Join(dir, hbaFile)))
 	names := make([]string, 0, len(settings))
 	for name := range settings {
 		names = append(names, name)
@@ -403,6 +484,37 @@ func writeConf(dir, conf string, acct account) error {
 	}
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
+	}
+	return nil
+}
+
+// writeAccess writes the client authentication file, rewritten on every
+// start like careteam.conf, and puts TCP's certificate and key where
+// PostgreSQL reads them. The socket, inside the 0700 cluster directory,
+// trusts whoever reaches it; TCP takes only TLS with a SCRAM password.
+func writeAccess(dir string, tcp *TCP, acct account) error {
+	hba := "# Written by pgembed on every start; edits here are overwritten.\n" +
+		"local all all trust\nlocal replication all trust\n"
+	files := map[string][]byte{}
+	if tcp != nil {
+		hba += "hostssl all all all scram-sha-256\nhostssl replication all all scram-sha-256\n"
+		for from, to := range map[string]string{tcp.CertFile: tlsCertFile, tcp.KeyFile: tlsKeyFile} {
+			data, err := os.ReadFile(from)
+			if err != nil {
+				return fmt.Errorf("pgembed: %w", err)
+			}
+			files[to] = data
+		}
+	}
+	files[hbaFile] = []byte(hba)
+	for name, data := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return fmt.Errorf("pgembed: %w", err)
+		}
+		if err := os.Chown(path, acct.uid, acct.gid); err != nil {
+			return fmt.Errorf("pgembed: %w", err)
+		}
 	}
 	return nil
 }

@@ -281,3 +281,23 @@ func TestOrphanIsStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTCPNeedsTLSAndAPassword(t *testing.T) {
+	t.Parallel()
+	for name, tcp := range map[string]*TCP{
+		"no address":     {Addr: "127.0.0.1", CertFile: "c", KeyFile: "k", Password: "p"},
+		"no certificate": {Addr: "127.0.0.1:6543", KeyFile: "k", Password: "p"},
+		"no password":    {Addr: "127.0.0.1:6543", CertFile: "c", KeyFile: "k"},
+	} {
+		cfg := testConfig(t, testDir(t))
+		cfg.TCP = tcp
+		if _, err := Start(t.Context(), cfg); err == nil {
+			t.Errorf("%s: started", name)
+		}
+	}
+	cfg := testConfig(t, testDir(t))
+	cfg.Settings = map[string]string{"ssl": "off"}
+	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "managed by pgembed") {
+		t.Errorf("ssl set by the caller: %v", err)
+	}
+}
