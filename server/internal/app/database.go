@@ -66,7 +66,10 @@ func openDatabase(ctx context.Context, cfg *config.Config, log *slog.Logger, tra
 		if err := os.MkdirAll(cfg.DataDir, 0o711); err != nil {
 			return nil, fmt.Errorf("data directory: %w", err)
 		}
-		pg, err := pgembed.Start(ctx, pgembed.Config{Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log})
+		pg, err := pgembed.Start(ctx, pgembed.Config{
+			Dir: filepath.Join(cfg.DataDir, "postgres"), Database: "careteam", Logger: log,
+			WALArchive: cfg.WALArchive,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("pgembed.Start: %w", err)
 		}

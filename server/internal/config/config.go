@@ -24,23 +24,26 @@ type Config struct {
 	// DatabaseOwnerURL, when set, migrates the schema as its owner, and
 	// DatabaseURL's role is granted only what serving needs.
 	DatabaseOwnerURL string
-	DBMaxConns       int
-	DBMinConns       int
-	DBAcquireWait    time.Duration
-	JWKSFile         string
-	JWKSURL          string
-	JWTIssuer        string
-	JWTAudience      string
-	BootstrapAdmin   string
-	AckWindow        time.Duration
-	LogLevel         string
-	LogFormat        string
-	ShutdownTimeout  time.Duration
-	RateLimit        float64
-	RateBurst        int
-	DefaultTimeout   time.Duration
-	MaxMessageBytes  int
-	EventBuffer      int
+	// WALArchive is where the embedded database archives its WAL, for
+	// point-in-time recovery; empty, it archives none.
+	WALArchive      string
+	DBMaxConns      int
+	DBMinConns      int
+	DBAcquireWait   time.Duration
+	JWKSFile        string
+	JWKSURL         string
+	JWTIssuer       string
+	JWTAudience     string
+	BootstrapAdmin  string
+	AckWindow       time.Duration
+	LogLevel        string
+	LogFormat       string
+	ShutdownTimeout time.Duration
+	RateLimit       float64
+	RateBurst       int
+	DefaultTimeout  time.Duration
+	MaxMessageBytes int
+	EventBuffer     int
 	// MaxTokenLifetime, MaxConnectionAge and StreamRecheck bound how long a
 	// credential, a connection and an unchecked stream last.
 	MaxTokenLifetime time.Duration
@@ -131,6 +134,7 @@ func Parse(args []string, getenv func(string) string, defaultDataDir string, usa
 	fs.StringVar(&c.DataDir, "data-dir", defaultDataDir, "data directory: the embedded PostgreSQL cluster and, in dev mode, the signing key")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL (postgres://...) careteamd serves as; empty runs an embedded PostgreSQL in the data directory")
 	fs.StringVar(&c.DatabaseOwnerURL, "database-owner-url", "", "PostgreSQL URL of the role that owns the schema and migrates it; --database-url's role is then granted only what serving needs (empty: --database-url's role migrates)")
+	fs.StringVar(&c.WALArchive, "wal-archive", "", "directory the embedded PostgreSQL copies each completed WAL segment to (at least every minute), for point-in-time recovery from a base backup; empty: none")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", 20, "maximum database connections in the pool")
 	fs.IntVar(&c.DBMinConns, "db-min-conns", 2, "database connections kept open when idle")
 	fs.DurationVar(&c.DBAcquireWait, "db-acquire-wait", time.Second, "how long a call may wait for a free database connection before it is shed as UNAVAILABLE (retryable)")
@@ -245,6 +249,9 @@ func (c *Config) validate() error {
 	}
 	if c.DatabaseOwnerURL != "" && c.DatabaseURL == "" {
 		errs = append(errs, errors.New("--database-owner-url needs --database-url: the embedded default sets up its own roles"))
+	}
+	if c.WALArchive != "" && c.DatabaseURL != "" {
+		errs = append(errs, errors.New("--wal-archive is for the embedded database: archive an external database's WAL with its server's settings"))
 	}
 	if c.JWKSFile != "" && c.JWKSURL != "" {
 		errs = append(errs, errors.New("give --jwks-file or --jwks-url, not both"))

@@ -70,7 +70,7 @@ var includeLine = "include = '" + confFile + "'"
 // reservedSettings are the settings pgembed controls to keep the server off
 // TCP (or on it with TLS only) and its socket where ConnString points.
 var reservedSettings = []string{"listen_addresses", "unix_socket_directories", "port",
-	"ssl", "ssl_cert_file", "ssl_key_file", "hba_file"}
+	"ssl", "ssl_cert_file", "ssl_key_file", "hba_file", "archive_mode", "archive_command"}
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
@@ -96,6 +96,10 @@ type Config struct {
 	// TCP, when set, also serves clients over TCP, with TLS and password
 	// authentication only. Without it the server listens on no TCP port.
 	TCP *TCP
+	// WALArchive, when set, is the directory every completed WAL segment is
+	// copied to (created if missing), at least once a minute: with a base
+	// backup, it restores the cluster to any point in time since.
+	WALArchive string
 }
 
 // TCP is a TCP listener for clients that reach the server over a network.
@@ -160,7 +164,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("pgembed: socket path %s is %d bytes, longer than the %d-byte Unix socket limit; use a shorter Dir",
 			sock, len(sock), maxSocketPath)
 	}
-	conf, err := renderConf(dir, port, cfg.Settings, cfg.TCP)
+	archive := ""
+	if cfg.WALArchive != "" {
+		if archive, err = filepath.Abs(cfg.WALArchive); err != nil {
+			return nil, fmt.Errorf("pgembed: %w", err)
+		}
+	}
+	conf, err := renderConf(dir, port, cfg.Settings, cfg.TCP, archive)
 	if err != nil {
 		return nil, err
 	}
@@ -172,11 +182,11 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	parent, cancelTimeout := ctx, context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
-		defer cancel()
+		ctx, cancelTimeout = context.WithTimeout(ctx, defaultStartTimeout)
 	}
+	defer cancelTimeout()
 
 	binDir := cfg.BinDir
 	if binDir == "" {
@@ -220,6 +230,18 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := writeAccess(dir, cfg.TCP, acct); err != nil {
 		return nil, err
+	}
+	if archive != "" {
+		if err := prepareArchive(archive, acct); err != nil {
+			return nil, err
+		}
+	}
+	// Recovery from an archive takes as long as the WAL it replays, so it is
+	// bounded only by the caller's deadline.
+	if _, err := os.Stat(filepath.Join(dir, "recovery.signal")); err == nil {
+		log.Info("PostgreSQL will recover from its archive before it serves", "dir", dir)
+		cancelTimeout()
+		ctx = parent
 	}
 	if err := stopOrphan(ctx, dir, log); err != nil {
 		return nil, err
@@ -331,7 +353,10 @@ func (s *Server) awaitReady(ctx context.Context, db string, tcp *TCP) error {
 		}
 		conn, err := pgx.Connect(ctx, connString(s.dir, s.port, "postgres"))
 		if err == nil {
-			err = ensureDatabase(ctx, conn, db)
+			err = s.awaitPrimary(ctx, conn)
+			if err == nil {
+				err = ensureDatabase(ctx, conn, db)
+			}
 			if err == nil && tcp != nil {
 				err = setPassword(ctx, conn, tcp.Password)
 			}
@@ -344,6 +369,35 @@ func (s *Server) awaitReady(ctx context.Context, db string, tcp *TCP) error {
 		case <-ctx.Done():
 			return fmt.Errorf("pgembed: PostgreSQL not ready: %w (last attempt: %v); log tail:\n%s", ctx.Err(), lastErr, s.stderr)
 		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// awaitPrimary waits while the server recovers from an archive (it accepts
+// read-only connections once consistent), reporting progress, until it has
+// reached its recovery target and promoted itself.
+func (s *Server) awaitPrimary(ctx context.Context, conn *pgx.Conn) error {
+	var reported time.Time
+	for {
+		var recovering bool
+		var replayed, replayTime *string
+		if err := conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text,
+			pg_last_xact_replay_timestamp()::text`).Scan(&recovering, &replayed, &replayTime); err != nil {
+			return fmt.Errorf("pgembed: waiting for recovery: %w", err)
+		}
+		if !recovering {
+			return nil
+		}
+		if time.Since(reported) > 5*time.Second {
+			s.log.Info("PostgreSQL is recovering", "dir", s.dir, "replayed_lsn", replayed, "replayed_commit_time", replayTime)
+			reported = time.Now()
+		}
+		select {
+		case <-s.done:
+			return fmt.Errorf("pgembed: postgres exited during recovery (%v); log tail:\n%s", s.waitErr, s.stderr)
+		case <-ctx.Done():
+			return fmt.Errorf("pgembed: still recovering: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -420,7 +474,7 @@ func connString(dir string, port int, db string) string {
 // renderConf produces careteam.conf. Values are always quoted: PostgreSQL
 // accepts quoted strings for every setting type, and quoting keeps a value
 // from smuggling in further settings.
-func renderConf(dir string, port int, settings map[string]string, tcp *TCP) (string, error) {
+func renderConf(dir string, port int, settings map[string]string, tcp *TCP, archive string) (string, error) {
 	var b strings.Builder
 	b.WriteString("# Written by pgembed on every start; edits here are overwritten.\n")
 	listen := ""
@@ -431,6 +485,15 @@ func renderConf(dir string, port int, settings map[string]string, tcp *TCP) (str
 	}
 	fmt.Fprintf(&b, "listen_addresses = %s\nunix_socket_directories = %s\nport = %d\nhba_file = %s\n",
 		confQuote(listen), confQuote(dir), port, confQuote(filepath.Join(dir, hbaFile)))
+	if archive != "" {
+		command, err := archiveCommand(archive)
+		if err != nil {
+			return "", err
+		}
+		// archive_timeout: a quiet cluster still archives its last writes
+		// within a minute (Settings may change it).
+		fmt.Fprintf(&b, "archive_mode = on\narchive_command = %s\narchive_timeout = '60s'\n", confQuote(command))
+	}
 	names := make([]string, 0, len(settings))
 	for name := range settings {
 		names = append(names, name)
@@ -484,6 +547,41 @@ func writeConf(dir, conf string, acct account) error {
 	}
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
+	}
+	return nil
+}
+
+// archiveCommand copies a segment into dir durably and under its final name
+// only once complete. A segment already there with the same bytes (copied
+// before a crash kept PostgreSQL from recording it) counts as archived; one
+// with other bytes is refused, so a second cluster cannot overwrite it.
+func archiveCommand(dir string) (string, error) {
+	if strings.ContainsAny(dir, "'%\x00\r\n") {
+		return "", fmt.Errorf("pgembed: WAL archive path %q may not hold a quote, a percent sign or a line break", dir)
+	}
+	seg, part := "'"+dir+"/%f'", "'"+dir+"/%f.part'"
+	return fmt.Sprintf("if [ -f %[1]s ]; then cmp -s %%p %[1]s; else cp %%p %[2]s && sync %[2]s && mv %[2]s %[1]s; fi", seg, part), nil
+}
+
+// RestoreCommand is the restore_command that reads segments back from a
+// WALArchive directory, for recovering a base backup.
+func RestoreCommand(archive string) string {
+	return "cp '" + archive + "/%f' %p"
+}
+
+// prepareArchive creates the WAL archive directory for acct, which runs
+// the archive command.
+func prepareArchive(dir string, acct account) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pgembed: WAL archive: %w", err)
+	}
+	if acct.cred != nil {
+		if err := checkTraversable(filepath.Dir(dir), acct); err != nil {
+			return err
+		}
+		if err := os.Chown(dir, acct.uid, acct.gid); err != nil {
+			return fmt.Errorf("pgembed: WAL archive: %w", err)
+		}
 	}
 	return nil
 }
