@@ -196,13 +196,21 @@ type process struct {
 // limit (the load would trip it), plus args.
 func startServer(t *testing.T, dbURL string, args ...string) *server {
 	t.Helper()
+	s := newServer(t, append([]string{"--database-url", dbURL}, args...)...)
+	s.start()
+	return s
+}
+
+// newServer is careteamd with args, not yet started: on its embedded
+// database unless args name another.
+func newServer(t *testing.T, args ...string) *server {
+	t.Helper()
 	s := &server{
 		t:       t,
 		addr:    freeAddr(t),
 		dataDir: filepath.Join(testDir(t), "data"),
 		logs:    &logBuffer{},
-		args: append([]string{"--database-url", dbURL, "--rate-limit", "0", "--log-format", "text",
-			"--shutdown-timeout", "2s"}, args...),
+		args:    append([]string{"--rate-limit", "0", "--log-format", "text", "--shutdown-timeout", "2s"}, args...),
 	}
 	t.Cleanup(func() {
 		s.kill()
@@ -210,7 +218,6 @@ func startServer(t *testing.T, dbURL string, args ...string) *server {
 			t.Errorf("careteamd reported a data race:\n%s", s.logs.tail())
 		}
 	})
-	s.start()
 	return s
 }
 

@@ -246,6 +246,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := stopOrphan(ctx, dir, log); err != nil {
 		return nil, err
 	}
+	// The socket's lock file is stale once no postmaster runs on dir, but
+	// PostgreSQL trusts it while its pid is alive: a base backup copies it,
+	// and on the machine it is restored on that pid may be anyone's.
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*.lock")); len(stale) > 0 {
+		for _, f := range stale {
+			if err := os.Remove(f); err != nil {
+				return nil, fmt.Errorf("pgembed: %w", err)
+			}
+		}
+	}
 
 	log.Info("starting PostgreSQL", "dir", dir, "version", version)
 	s := &Server{
@@ -616,6 +626,10 @@ func writeAccess(dir string, tcp *TCP, acct account) error {
 	}
 	return nil
 }
+
+// BinDir is where Start finds PostgreSQL's programs when Config.BinDir is
+// empty, for running the ones beside them (pg_basebackup) on its clusters.
+func BinDir() (string, error) { return findBinDir() }
 
 // findBinDir locates a directory holding both initdb and postgres.
 func findBinDir() (string, error) {

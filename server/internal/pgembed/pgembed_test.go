@@ -301,3 +301,43 @@ func TestTCPNeedsTLSAndAPassword(t *testing.T) {
 		t.Errorf("ssl set by the caller: %v", err)
 	}
 }
+
+// TestArchiveCommand runs the archive command the way PostgreSQL does: a
+// new segment is copied, the same segment again succeeds, a different one
+// under the same name is refused and leaves the archived copy alone.
+func TestArchiveCommand(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	archive := filepath.Join(dir, "archive dir")
+	if err := os.Mkdir(archive, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	command, err := archiveCommand(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(content string) error {
+		seg := filepath.Join(dir, "pg_wal_000000010000000000000001")
+		if err := os.WriteFile(seg, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sh := strings.NewReplacer("%p", seg, "%f", "000000010000000000000001").Replace(command)
+		return exec.Command("sh", "-c", sh).Run()
+	}
+	if err := run("first"); err != nil {
+		t.Fatalf("archiving a new segment: %v", err)
+	}
+	if err := run("first"); err != nil {
+		t.Fatalf("archiving the same segment again: %v", err)
+	}
+	if err := run("other"); err == nil {
+		t.Fatal("a different segment under an archived name was accepted")
+	}
+	got, err := os.ReadFile(filepath.Join(archive, "000000010000000000000001"))
+	if err != nil || string(got) != "first" {
+		t.Fatalf("the archived segment: %q, %v", got, err)
+	}
+	if _, err := archiveCommand("/tmp/it's"); err == nil {
+		t.Error("a quote in the archive path was accepted")
+	}
+}
