@@ -176,6 +176,7 @@ func (b *logBuffer) tail() string {
 // started, killed and started again by the test; its logs span every run.
 type server struct {
 	t       *testing.T
+	bin     string // the careteamd binary; the one built from this tree by default
 	addr    string
 	dataDir string
 	args    []string
@@ -207,6 +208,7 @@ func newServer(t *testing.T, args ...string) *server {
 	t.Helper()
 	s := &server{
 		t:       t,
+		bin:     binary,
 		addr:    freeAddr(t),
 		dataDir: filepath.Join(testDir(t), "data"),
 		logs:    &logBuffer{},
@@ -236,7 +238,7 @@ func (s *server) start() {
 	s.t.Helper()
 	fmt.Fprintf(s.logs, "=== test: starting careteamd at %s\n", time.Now().Format(time.RFC3339Nano))
 	args := append([]string{"--data-dir", s.dataDir, "--listen", s.addr}, s.args...)
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dataDir}
 	if err := cmd.Start(); err != nil {
