@@ -32,6 +32,8 @@ type ledger struct {
 	unexpected []string
 	acked      atomic.Int64
 	retried    atomic.Int64 // writes acknowledged after a failed attempt
+	// okAt and failedAt are when attempts were answered, for outage().
+	okAt, failedAt []time.Time
 }
 
 // requestKey is how careteamd keys idempotent writes (the request_ids
@@ -57,12 +59,32 @@ func (l *ledger) ack(k requestKey, resource string) {
 		l.acked.Add(1)
 	}
 	l.acks[k] = resource
+	l.okAt = append(l.okAt, time.Now())
 }
 
 func (l *ledger) failed(code codes.Code) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.codes[code]++
+	l.failedAt = append(l.failedAt, time.Now())
+}
+
+// outage is what callers saw of a fault at since: from the first attempt
+// that failed after it to the first that succeeded after that; ok is false
+// if none failed, or none has succeeded since.
+func (l *ledger) outage(since time.Time) (first, back time.Time, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(l.failedAt, since, time.Time.Compare)
+	if i == len(l.failedAt) {
+		return time.Time{}, time.Time{}, false
+	}
+	first = l.failedAt[i]
+	j, _ := slices.BinarySearchFunc(l.okAt, first, time.Time.Compare)
+	if j == len(l.okAt) {
+		return first, time.Time{}, false
+	}
+	return first, l.okAt[j], true
 }
 
 func (l *ledger) fail(format string, args ...any) {

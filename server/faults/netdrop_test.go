@@ -41,25 +41,7 @@ func TestConnectionsCutMidLoad(t *testing.T) {
 		}
 		return streamer(ctx, desc, cc, method, opts...)
 	})
-	watcher := s.clientAt(t, p.addr(), "dr", countWatches)
-	var mu sync.Mutex
-	var got []*pb.Event
-	wctx, stopWatching := context.WithCancel(ctx)
-	watchDone := make(chan error, 1)
-	go func() {
-		watchDone <- watcher.Watch(wctx, &pb.WatchEventsRequest{}, func(e *pb.Event) error {
-			mu.Lock()
-			got = append(got, e)
-			mu.Unlock()
-			return nil
-		})
-	}()
-	var watchErr error
-	endWatch := sync.OnceFunc(func() {
-		stopWatching()
-		watchErr = <-watchDone
-	})
-	defer endWatch()
+	w := watchEvents(t, ctx, s.clientAt(t, p.addr(), "dr", countWatches))
 
 	// Every attempt of a write, the client's transparent retries included:
 	// more attempts than calls means cuts hit writes in flight, which
@@ -108,73 +90,7 @@ func TestConnectionsCutMidLoad(t *testing.T) {
 	t.Logf("%s; %d connections cut, %d watch streams opened, %d write attempts sent again by gRPC",
 		l.ledger.summary(), p.cuts.Load(), watches.Load(), attempts.retries())
 
-	// What the watcher should have received: everything dr may see, listed
-	// straight from careteamd.
-	direct := s.client(t, "dr")
-	var want []*pb.Event
-	req := &pb.ListEventsRequest{PageSize: 1000}
-	for {
-		resp, err := direct.Events.ListEvents(ctx, req)
-		if err != nil {
-			t.Fatalf("ListEvents: %v", err)
-		}
-		want = append(want, resp.GetEvents()...)
-		if resp.GetNextPageToken() == "" {
-			break
-		}
-		req.PageToken = resp.GetNextPageToken()
-	}
-	last := want[len(want)-1].GetCursor()
-	if !waitUntil(20*time.Second, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) > 0 && got[len(got)-1].GetCursor() >= last
-	}) {
-		mu.Lock()
-		n := len(got)
-		mu.Unlock()
-		t.Fatalf("the watcher received %d events in 20s, not up to cursor %d (%d listed)", n, last, len(want))
-	}
-	endWatch()
-	if watchErr != context.Canceled {
-		t.Errorf("Watch ended with %v, want it to resume until cancelled", watchErr)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	for i := 1; i < len(got); i++ {
-		if got[i].GetCursor() <= got[i-1].GetCursor() {
-			t.Errorf("watched event %d has cursor %d after %d: a duplicate or out of order", i, got[i].GetCursor(), got[i-1].GetCursor())
-		}
-	}
-	wantByCursor := map[int64]*pb.Event{}
-	for _, e := range want {
-		wantByCursor[e.GetCursor()] = e
-	}
-	seen := map[int64]bool{}
-	for _, e := range got {
-		w, ok := wantByCursor[e.GetCursor()]
-		switch {
-		case !ok:
-			t.Errorf("watched event at cursor %d (%s) is not listed", e.GetCursor(), e.GetId())
-		case w.GetId() != e.GetId() || w.GetType() != e.GetType() || w.GetResource() != e.GetResource():
-			t.Errorf("cursor %d: watched %s %v %s, listed %s %v %s", e.GetCursor(),
-				e.GetId(), e.GetType(), e.GetResource(), w.GetId(), w.GetType(), w.GetResource())
-		}
-		seen[e.GetCursor()] = true
-	}
-	missing := 0
-	for _, e := range want {
-		if !seen[e.GetCursor()] {
-			missing++
-			if missing <= 10 {
-				t.Errorf("listed event at cursor %d (%v %s) was never watched", e.GetCursor(), e.GetType(), e.GetResource())
-			}
-		}
-	}
-	if missing > 0 {
-		t.Errorf("%d of %d events never reached the watcher", missing, len(want))
-	}
-	t.Logf("the watcher received %d events, %d listed", len(got), len(want))
+	w.check(t, ctx, s.client(t, "dr"))
 
 	l.ledger.checkCodes(t, retryable...)
 	conn := connect(t, ctx, pg)

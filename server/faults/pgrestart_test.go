@@ -3,9 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -141,14 +138,9 @@ func (c *cluster) stopImmediately(t *testing.T) {
 
 func (c *cluster) postmasterPID(t *testing.T) int {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.cfg.Dir, "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(string(data), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
-		t.Fatalf("postmaster.pid: %v", err)
+	pid := postmasterPID(c.cfg.Dir)
+	if pid <= 0 {
+		t.Fatal("no postmaster.pid")
 	}
 	return pid
 }

@@ -290,9 +290,11 @@ func mapError(err error) error {
 			return careteam.ErrConflict
 		case pgErr.Code == "57014": // query_canceled, by statement timeout
 			return context.DeadlineExceeded
-		case pgErr.Code == "53300" || pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03":
+		case pgErr.Code == "53300" || pgErr.Code[:2] == "08" || pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03" ||
+			pgErr.Code == "25006":
 			// too_many_connections, connection exceptions, admin and crash
-			// shutdown, cannot_connect_now
+			// shutdown, cannot_connect_now, and read_only_sql_transaction: a
+			// server demoted to standby by a failover under a connection
 			return fmt.Errorf("%w (sqlstate %s)", careteam.ErrUnavailable, pgErr.Code)
 		}
 		return fmt.Errorf("database error (sqlstate %s)", pgErr.Code)
