@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,6 +86,9 @@ func TestFailoverMidLoad(t *testing.T) {
 	}
 	verifyAudit(t, ctx, s.client(t, "auditor"), conn)
 	w.check(t, ctx, s.client(t, "dr"))
+	if !strings.Contains(s.logs.String(), "event notifications interrupted; reconnecting") {
+		t.Error("careteamd's event listener never lost its connection to the old primary")
+	}
 	if t.Failed() {
 		t.Logf("careteamd's failed calls:\n%s", s.failedCalls())
 	}
