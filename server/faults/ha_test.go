@@ -37,6 +37,7 @@ type haCluster struct {
 
 type haNode struct {
 	name   string
+	killed bool
 	port   int
 	dir    string
 	cmd    *exec.Cmd
@@ -45,7 +46,7 @@ type haNode struct {
 }
 
 // monitorTuning makes the monitor notice a dead primary as fast as
-// pg_auto_failover allows (its defaults take about 30 s): health checks
+// pg_auto_failover allows (its defaults take about 50 s): health checks
 // every 0.5 s, one retry, a node unhealthy after 1 s.
 var monitorTuning = map[string]string{
 	"health_check_period":               "500",
@@ -123,10 +124,11 @@ func startHACluster(t *testing.T, ctx context.Context) *haCluster {
 	c.nodes = append(c.nodes, node("node1"))
 	c.await(ctx, "node1 alone", func() bool { return c.state(ctx, "node1") == "single" })
 	for _, n := range []*haNode{c.monitor, c.nodes[0]} {
-		// pg_autoctl sizes shared_buffers for a machine of its own; the
-		// standby copies node1's auto.conf. fsync off: the test kills
-		// processes, never the machine, whose page cache keeps the WAL.
-		// The checkpoint makes the standby's base backup start at once.
+		// pg_autoctl sizes shared_buffers for a machine of its own, from
+		// its next restart: the standby starts with node1's auto.conf and
+		// this size. fsync off: the test kills processes, never the
+		// machine, whose page cache keeps the WAL. The checkpoint makes
+		// the standby's base backup start at once.
 		c.exec(ctx, n, `ALTER SYSTEM SET shared_buffers = '128MB'`, `ALTER SYSTEM SET fsync = off`, `SELECT pg_reload_conf()`, `CHECKPOINT`)
 	}
 	c.nodes = append(c.nodes, node("node2"))
@@ -145,7 +147,7 @@ func startHACluster(t *testing.T, ctx context.Context) *haCluster {
 	if err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'), current_setting('synchronous_commit')`).Scan(&standbys, &commit); err != nil {
 		t.Fatal(err)
 	}
-	if standbys == "" || commit != "on" {
+	if !strings.HasPrefix(standbys, "ANY 1 (") || commit != "on" {
 		t.Fatalf("replication is not synchronous: synchronous_standby_names %q, synchronous_commit %q", standbys, commit)
 	}
 	t.Logf("pg_auto_failover cluster ready in %v: synchronous_standby_names %q", time.Since(began).Round(time.Millisecond), standbys)
@@ -250,17 +252,17 @@ func (c *haCluster) state(ctx context.Context, name string) string {
 	return state
 }
 
-// primary is the node the monitor has as primary, alone or with its
-// standby.
+// primary waits for the node the monitor has as primary, alone or with
+// its standby, and returns it.
 func (c *haCluster) primary(ctx context.Context) *haNode {
 	c.t.Helper()
 	var name string
 	// A dead primary still shows the state it last reported; its goal
 	// moves on (demoted).
-	if err := c.monitorSQL(ctx, `SELECT nodename FROM pgautofailover.node
-		WHERE reportedstate = goalstate AND goalstate IN ('primary', 'wait_primary', 'single')`, &name); err != nil {
-		c.t.Fatalf("the primary: %v", err)
-	}
+	c.await(ctx, "a primary", func() bool {
+		return c.monitorSQL(ctx, `SELECT nodename FROM pgautofailover.node
+			WHERE reportedstate = goalstate AND goalstate IN ('primary', 'wait_primary', 'single')`, &name) == nil
+	})
 	for _, n := range c.nodes {
 		if n.name == name {
 			return n
@@ -272,12 +274,29 @@ func (c *haCluster) primary(ctx context.Context) *haNode {
 
 // kill is the death of the node's machine: pg_autoctl, PostgreSQL and
 // every PostgreSQL process (each backend is in a session of its own) get
-// SIGKILL at once, so that nothing restarts or finishes anything.
+// SIGKILL, the postmaster stopped first so that it forks no process the
+// kill would miss. Nothing restarts or finishes anything. A node is killed
+// once: its pids may belong to others afterwards.
 func (c *haCluster) kill(n *haNode) {
-	pids := []int{-n.cmd.Process.Pid}
-	if pm := postmasterPID(n.dir); pm > 0 {
-		pids = append(pids, pm)
-		pids = append(pids, childrenOf(pm)...)
+	if n.killed {
+		return
+	}
+	n.killed = true
+	pm := postmasterPID(n.dir)
+	if !isPostmasterOf(pm, n.dir) {
+		pm = 0
+	}
+	if pm > 0 {
+		_ = syscall.Kill(pm, syscall.SIGSTOP)
+	}
+	var pids []int
+	select {
+	case <-n.exited: // its process group may be another's by now
+	default:
+		pids = append(pids, -n.cmd.Process.Pid)
+	}
+	if pm > 0 {
+		pids = append(append(pids, pm), childrenOf(pm)...)
 	}
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -324,6 +343,21 @@ func postmasterPID(dir string) int {
 	first, _, _ := strings.Cut(string(data), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(first))
 	return pid
+}
+
+// isPostmasterOf reports whether pid is a live postgres working in dir,
+// not another process that took over a dead one's pid.
+func isPostmasterOf(pid int, dir string) bool {
+	if pid <= 0 {
+		return false
+	}
+	proc := "/proc/" + strconv.Itoa(pid)
+	exe, err := os.Readlink(proc + "/exe")
+	if err != nil || !strings.HasPrefix(filepath.Base(exe), "postgres") {
+		return false
+	}
+	cwd, err := os.Readlink(proc + "/cwd")
+	return err == nil && cwd == dir
 }
 
 // childrenOf lists the processes whose parent is pid.

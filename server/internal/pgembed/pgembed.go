@@ -70,7 +70,7 @@ var includeLine = "include = '" + confFile + "'"
 // reservedSettings are the settings pgembed controls to keep the server off
 // TCP (or on it with TLS only) and its socket where ConnString points.
 var reservedSettings = []string{"listen_addresses", "unix_socket_directories", "port",
-	"ssl", "ssl_cert_file", "ssl_key_file", "hba_file", "archive_mode", "archive_command"}
+	"ssl", "ssl_cert_file", "ssl_key_file", "ssl_min_protocol_version", "hba_file", "archive_mode", "archive_command"}
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 
@@ -90,8 +90,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Settings are extra postgresql.conf settings, rewritten on every Start
 	// so that a restart with different values applies them.
-	// listen_addresses, unix_socket_directories, port, hba_file and the ssl
-	// file settings are reserved.
+	// The settings pgembed controls are reserved: listen_addresses,
+	// unix_socket_directories, port, hba_file, ssl and its files and
+	// minimum protocol, archive_mode and archive_command.
 	Settings map[string]string
 	// TCP, when set, also serves clients over TCP, with TLS and password
 	// authentication only. Without it the server listens on no TCP port.
@@ -145,7 +146,9 @@ type account struct {
 
 // Start initialises the cluster if needed, starts PostgreSQL, waits until it
 // accepts connections and creates cfg.Database if missing. Without a deadline
-// on ctx, it gives up after 30 seconds. Only one Server may run per Dir; a
+// on ctx, it gives up after 30 seconds, except while the cluster recovers
+// from an archive, which takes as long as the WAL it replays. Only one
+// Server may run per Dir; a
 // second Start on the same Dir fails until the first is stopped.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	began := time.Now()
@@ -290,6 +293,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	log.Info("PostgreSQL ready", "dir", dir, "startup", time.Since(began).Round(time.Millisecond))
+	if archive != "" {
+		go s.watchArchive()
+	}
 	return s, nil
 }
 
@@ -383,6 +389,47 @@ func (s *Server) awaitReady(ctx context.Context, db string, tcp *TCP) error {
 	}
 }
 
+// archiveCheckEvery is how often a cluster with a WAL archive checks that
+// archiving works.
+var archiveCheckEvery = 30 * time.Second
+
+// watchArchive warns while WAL archiving fails: PostgreSQL says so only in
+// its own log, and meanwhile the segments pile up in pg_wal until the disk
+// is full, and the archive no longer restores to the present.
+func (s *Server) watchArchive() {
+	var warnedFailures int64
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-time.After(archiveCheckEvery):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var failures int64
+		var failing bool
+		var lastFailed *string
+		conn, err := pgx.Connect(ctx, connString(s.dir, s.port, "postgres"))
+		if err == nil {
+			err = conn.QueryRow(ctx, `SELECT failed_count, last_failed_wal,
+				last_failed_time IS NOT NULL AND (last_archived_time IS NULL OR last_failed_time > last_archived_time)
+				FROM pg_stat_archiver`).Scan(&failures, &lastFailed, &failing)
+			conn.Close(ctx)
+		}
+		cancel()
+		switch {
+		case err != nil:
+			// The server is stopping or down; its owner hears of that.
+		case failing && failures > warnedFailures:
+			s.log.Warn("WAL archiving is failing: segments wait in pg_wal, which grows, and the archive cannot restore past them",
+				"dir", s.dir, "failed_attempts", failures, "segment", lastFailed)
+			warnedFailures = failures
+		case !failing && warnedFailures > 0:
+			s.log.Info("WAL archiving works again", "dir", s.dir)
+			warnedFailures = 0
+		}
+	}
+}
+
 // awaitPrimary waits while the server recovers from an archive (it accepts
 // read-only connections once consistent), reporting progress, until it has
 // reached its recovery target and promoted itself.
@@ -397,6 +444,13 @@ func (s *Server) awaitPrimary(ctx context.Context, conn *pgx.Conn) error {
 		}
 		if !recovering {
 			return nil
+		}
+		var paused bool
+		if err := conn.QueryRow(ctx, `SELECT pg_get_wal_replay_pause_state() = 'paused'`).Scan(&paused); err != nil {
+			return fmt.Errorf("pgembed: waiting for recovery: %w", err)
+		}
+		if paused {
+			return errors.New("pgembed: recovery paused at its target instead of promoting: set recovery_target_action = 'promote' beside the target")
 		}
 		if time.Since(reported) > 5*time.Second {
 			s.log.Info("PostgreSQL is recovering", "dir", s.dir, "replayed_lsn", replayed, "replayed_commit_time", replayTime)
@@ -427,11 +481,14 @@ func ensureDatabase(ctx context.Context, conn *pgx.Conn, db string) error {
 }
 
 // setPassword sets the superuser's password. ALTER ROLE takes no
-// parameters, so the password is quoted as a literal (standard strings are
-// on in every supported PostgreSQL).
+// parameters, so the server quotes the password into the statement itself.
 func setPassword(ctx context.Context, conn *pgx.Conn, password string) error {
-	literal := "'" + strings.ReplaceAll(password, "'", "''") + "'"
-	if _, err := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{superuser}.Sanitize()+" PASSWORD "+literal); err != nil {
+	var stmt string
+	err := conn.QueryRow(ctx, `SELECT format('ALTER ROLE %I PASSWORD %L', $1::text, $2::text)`, superuser, password).Scan(&stmt)
+	if err == nil {
+		_, err = conn.Exec(ctx, stmt)
+	}
+	if err != nil {
 		return fmt.Errorf("pgembed: setting the superuser's password: %w", err)
 	}
 	return nil
@@ -444,10 +501,10 @@ func (cfg Config) port() (int, error) {
 		return defaultPort, nil
 	}
 	t := cfg.TCP
-	_, p, err := net.SplitHostPort(t.Addr)
+	host, p, err := net.SplitHostPort(t.Addr)
 	port, perr := strconv.Atoi(p)
 	switch {
-	case err != nil || perr != nil || port <= 0 || port > 65535:
+	case err != nil || perr != nil || host == "" || port <= 0 || port > 65535:
 		return 0, fmt.Errorf("pgembed: TCP address %q is not host:port", t.Addr)
 	case t.CertFile == "" || t.KeyFile == "":
 		return 0, errors.New("pgembed: TCP needs a certificate and key: it serves TLS only")
@@ -531,12 +588,8 @@ func confQuote(s string) string {
 
 // writeConf writes careteam.conf and makes sure postgresql.conf includes it.
 func writeConf(dir, conf string, acct account) error {
-	path := filepath.Join(dir, confFile)
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		return fmt.Errorf("pgembed: %w", err)
-	}
-	if err := os.Chown(path, acct.uid, acct.gid); err != nil {
-		return fmt.Errorf("pgembed: %w", err)
+	if err := writeOwned(dir, confFile, []byte(conf), acct); err != nil {
+		return err
 	}
 
 	main := filepath.Join(dir, "postgresql.conf")
@@ -547,7 +600,7 @@ func writeConf(dir, conf string, acct account) error {
 	if slices.Contains(strings.Split(string(current), "\n"), includeLine) {
 		return nil
 	}
-	f, err := os.OpenFile(main, os.O_WRONLY|os.O_APPEND, 0)
+	f, err := os.OpenFile(main, os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
@@ -570,20 +623,28 @@ func archiveCommand(dir string) (string, error) {
 		return "", fmt.Errorf("pgembed: WAL archive path %q may not hold a quote, a percent sign or a line break", dir)
 	}
 	seg, part := "'"+dir+"/%f'", "'"+dir+"/%f.part'"
-	return fmt.Sprintf("if [ -f %[1]s ]; then cmp -s %%p %[1]s; else cp %%p %[2]s && sync %[2]s && mv %[2]s %[1]s; fi", seg, part), nil
-}
-
-// RestoreCommand is the restore_command that reads segments back from a
-// WALArchive directory, for recovering a base backup.
-func RestoreCommand(archive string) string {
-	return "cp '" + archive + "/%f' %p"
+	// The directory is synced too, or a crash could lose the rename of a
+	// segment PostgreSQL already counts as archived.
+	return fmt.Sprintf("if [ -f %[1]s ]; then cmp -s %%p %[1]s; else cp %%p %[2]s && sync %[2]s && mv %[2]s %[1]s && sync '%[3]s'; fi",
+		seg, part, dir), nil
 }
 
 // prepareArchive creates the WAL archive directory for acct, which runs
-// the archive command.
+// the archive command. One that others may write to is refused: what they
+// put there, a restore would replay into the database.
 func prepareArchive(dir string, acct account) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return fmt.Errorf("pgembed: WAL archive: %w", err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("pgembed: WAL archive: %w", err)
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return fmt.Errorf("pgembed: WAL archive: %w", err)
+	}
+	if !fi.IsDir() || fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("pgembed: WAL archive %s must be a directory that only its owner may write to (it is %v)", dir, fi.Mode())
 	}
 	if acct.cred != nil {
 		if err := checkTraversable(filepath.Dir(dir), acct); err != nil {
@@ -603,26 +664,47 @@ func prepareArchive(dir string, acct account) error {
 func writeAccess(dir string, tcp *TCP, acct account) error {
 	hba := "# Written by pgembed on every start; edits here are overwritten.\n" +
 		"local all all trust\nlocal replication all trust\n"
-	files := map[string][]byte{}
 	if tcp != nil {
 		hba += "hostssl all all all scram-sha-256\nhostssl replication all all scram-sha-256\n"
-		for from, to := range map[string]string{tcp.CertFile: tlsCertFile, tcp.KeyFile: tlsKeyFile} {
-			data, err := os.ReadFile(from)
+		for _, f := range []struct{ from, to string }{{tcp.CertFile, tlsCertFile}, {tcp.KeyFile, tlsKeyFile}} {
+			data, err := os.ReadFile(f.from)
 			if err != nil {
 				return fmt.Errorf("pgembed: %w", err)
 			}
-			files[to] = data
+			if err := writeOwned(dir, f.to, data, acct); err != nil {
+				return err
+			}
 		}
 	}
-	files[hbaFile] = []byte(hba)
-	for name, data := range files {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, data, 0o600); err != nil {
-			return fmt.Errorf("pgembed: %w", err)
-		}
-		if err := os.Chown(path, acct.uid, acct.gid); err != nil {
-			return fmt.Errorf("pgembed: %w", err)
-		}
+	return writeOwned(dir, hbaFile, []byte(hba), acct)
+}
+
+// writeOwned replaces dir/name with data, owned by acct with mode 0600. The
+// directory belongs to the user PostgreSQL runs as, who could have put a
+// symbolic link there to a file of root's: the data goes to a new file
+// (created exclusively, so never through a link) renamed over the name,
+// which replaces a link instead of writing through it.
+func writeOwned(dir, name string, data []byte, acct account) error {
+	f, err := os.CreateTemp(dir, "."+name+".*")
+	if err != nil {
+		return fmt.Errorf("pgembed: %w", err)
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chown(acct.uid, acct.gid)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("pgembed: %w", err)
 	}
 	return nil
 }

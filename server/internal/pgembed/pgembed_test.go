@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -286,6 +287,7 @@ func TestTCPNeedsTLSAndAPassword(t *testing.T) {
 	t.Parallel()
 	for name, tcp := range map[string]*TCP{
 		"no address":     {Addr: "127.0.0.1", CertFile: "c", KeyFile: "k", Password: "p"},
+		"no host":        {Addr: ":6543", CertFile: "c", KeyFile: "k", Password: "p"},
 		"no certificate": {Addr: "127.0.0.1:6543", KeyFile: "k", Password: "p"},
 		"no password":    {Addr: "127.0.0.1:6543", CertFile: "c", KeyFile: "k"},
 	} {
@@ -340,4 +342,107 @@ func TestArchiveCommand(t *testing.T) {
 	if _, err := archiveCommand("/tmp/it's"); err == nil {
 		t.Error("a quote in the archive path was accepted")
 	}
+}
+
+// TestStaleSocketLockIsIgnored starts a cluster whose socket lock file, as a
+// base backup copies it, names a live process of the user PostgreSQL runs
+// as that is not PostgreSQL: PostgreSQL alone would refuse to start.
+func TestStaleSocketLockIsIgnored(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t, testDir(t))
+	stop(t, start(t, cfg))
+	fi, err := os.Stat(cfg.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := fi.Sys().(*syscall.Stat_t)
+	other := exec.Command("sleep", "60")
+	if os.Geteuid() == 0 {
+		other.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: owner.Uid, Gid: owner.Gid}}
+	}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	lock := filepath.Join(cfg.Dir, ".s.PGSQL.5432.lock")
+	if err := os.WriteFile(lock, fmt.Appendf(nil, "%d\n%s\n", other.Process.Pid, cfg.Dir), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(lock, int(owner.Uid), int(owner.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ping(t, start(t, cfg)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchiveFailureIsReported makes the WAL archive unwritable: the
+// failing archive command, which PostgreSQL reports only in its own log,
+// must reach the Server's logger.
+func TestArchiveFailureIsReported(t *testing.T) {
+	defer func(every time.Duration) { archiveCheckEvery = every }(archiveCheckEvery)
+	archiveCheckEvery = 100 * time.Millisecond
+	dir := testDir(t)
+	logs := &syncBuffer{}
+	cfg := testConfig(t, dir)
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	cfg.WALArchive = filepath.Join(filepath.Dir(dir), "archive")
+	s := start(t, cfg)
+	if err := os.Chmod(cfg.WALArchive, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, s)
+	if _, err := conn.Exec(t.Context(), `CREATE TABLE t (x int); SELECT pg_switch_wal()`); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(logs.String(), "WAL archiving is failing") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning in 20s of a failing archive:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := os.Chmod(cfg.WALArchive, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for !strings.Contains(logs.String(), "WAL archiving works again") {
+		if time.Now().After(deadline.Add(40 * time.Second)) {
+			t.Fatalf("no word in 60s that archiving works again:\n%s", logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestArchiveMustBeOwnersAlone refuses a WAL archive others may write to.
+func TestArchiveMustBeOwnersAlone(t *testing.T) {
+	t.Parallel()
+	dir := testDir(t)
+	cfg := testConfig(t, dir)
+	cfg.WALArchive = filepath.Join(filepath.Dir(dir), "archive")
+	if err := os.Mkdir(cfg.WALArchive, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cfg.WALArchive, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "only its owner may write") {
+		t.Fatalf("a world-writable archive: %v", err)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
