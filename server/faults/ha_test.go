@@ -283,7 +283,7 @@ func (c *haCluster) kill(n *haNode) {
 	}
 	n.killed = true
 	pm := postmasterPID(n.dir)
-	if !isPostmasterOf(pm, n.dir) {
+	if !pgembed.IsPostmasterOn(pm, n.dir) {
 		pm = 0
 	}
 	if pm > 0 {
@@ -343,21 +343,6 @@ func postmasterPID(dir string) int {
 	first, _, _ := strings.Cut(string(data), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(first))
 	return pid
-}
-
-// isPostmasterOf reports whether pid is a live postgres working in dir,
-// not another process that took over a dead one's pid.
-func isPostmasterOf(pid int, dir string) bool {
-	if pid <= 0 {
-		return false
-	}
-	proc := "/proc/" + strconv.Itoa(pid)
-	exe, err := os.Readlink(proc + "/exe")
-	if err != nil || !strings.HasPrefix(filepath.Base(exe), "postgres") {
-		return false
-	}
-	cwd, err := os.Readlink(proc + "/cwd")
-	return err == nil && cwd == dir
 }
 
 // childrenOf lists the processes whose parent is pid.

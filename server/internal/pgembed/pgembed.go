@@ -986,7 +986,7 @@ func stopOrphan(ctx context.Context, dir string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
-	if !isPostmasterOn(pid, real) {
+	if !IsPostmasterOn(pid, real) {
 		return nil
 	}
 	log.Warn("stopping orphaned PostgreSQL left running on the cluster directory", "dir", dir, "pid", pid)
@@ -994,7 +994,7 @@ func stopOrphan(ctx context.Context, dir string, log *slog.Logger) error {
 		return fmt.Errorf("pgembed: stopping orphaned postgres (pid %d): %w", pid, err)
 	}
 	escalate := time.After(stopEscalation)
-	for isPostmasterOn(pid, real) {
+	for IsPostmasterOn(pid, real) {
 		select {
 		case <-escalate:
 			_ = syscall.Kill(pid, syscall.SIGQUIT)
@@ -1006,10 +1006,10 @@ func stopOrphan(ctx context.Context, dir string, log *slog.Logger) error {
 	return nil
 }
 
-// isPostmasterOn reports whether pid is a live postgres process working in
+// IsPostmasterOn reports whether pid is a live postgres process working in
 // dir. The postmaster chdirs into its data directory, which guards against
 // the pid having been reused by an unrelated process. A zombie has no cwd.
-func isPostmasterOn(pid int, dir string) bool {
+func IsPostmasterOn(pid int, dir string) bool {
 	proc := "/proc/" + strconv.Itoa(pid)
 	exe, err := os.Readlink(proc + "/exe")
 	if err != nil || !strings.HasPrefix(filepath.Base(exe), "postgres") {

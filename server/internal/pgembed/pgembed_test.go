@@ -219,7 +219,7 @@ func TestServerDiesWithOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for isPostmasterOn(pid, real) {
+	for IsPostmasterOn(pid, real) {
 		if time.Now().After(deadline) {
 			syscall.Kill(pid, syscall.SIGQUIT)
 			t.Fatal("postmaster survived its owner")
