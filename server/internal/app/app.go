@@ -476,13 +476,14 @@ func newVerifier(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*auth.V
 }
 
 // watchDatabase keeps the health status in step with the database: SERVING
-// while it answers, NOT_SERVING while it does not.
+// while it answers, NOT_SERVING while it does not. It asks every second, so
+// that a load balancer hears of a failover's few seconds.
 func watchDatabase(ctx context.Context, pool *pgxpool.Pool, h *health.Server, log *slog.Logger) {
 	serving := false
-	tick := time.NewTicker(2 * time.Second)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := pool.Ping(pctx)
 		cancel()
 		if ctx.Err() != nil {
