@@ -294,7 +294,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	log.Info("PostgreSQL ready", "dir", dir, "startup", time.Since(began).Round(time.Millisecond))
 	if archive != "" {
-		go s.watchArchive()
+		go s.watchArchive(archiveCheckEvery)
 	}
 	return s, nil
 }
@@ -396,13 +396,13 @@ var archiveCheckEvery = 30 * time.Second
 // watchArchive warns while WAL archiving fails: PostgreSQL says so only in
 // its own log, and meanwhile the segments pile up in pg_wal until the disk
 // is full, and the archive no longer restores to the present.
-func (s *Server) watchArchive() {
+func (s *Server) watchArchive(every time.Duration) {
 	var warnedFailures int64
 	for {
 		select {
 		case <-s.done:
 			return
-		case <-time.After(archiveCheckEvery):
+		case <-time.After(every):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		var failures int64
