@@ -112,11 +112,17 @@ func previousRelease(t *testing.T, ctx context.Context) (binary, revision string
 	if err != nil || len(files) == 0 {
 		t.Fatalf("migrations: %v", err)
 	}
+	// The commit that added the newest migration, whose parent is the
+	// previous release; while that migration is not committed yet, HEAD is.
 	added, err := git("log", "--diff-filter=A", "--format=%H", "-1", "--", files[len(files)-1])
-	if err == nil && added != "" {
-		revision, err = git("rev-parse", "--short", added+"^")
+	previous := added + "^"
+	if added == "" {
+		previous = "HEAD"
 	}
-	if err != nil || added == "" {
+	if err == nil {
+		revision, err = git("rev-parse", "--short", previous)
+	}
+	if err != nil {
 		msg := "the previous release is built from git history, which this checkout lacks"
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)

@@ -50,8 +50,10 @@ func (d *database) migrate(ctx context.Context, log *slog.Logger) (int64, error)
 	}
 	defer owner.Close()
 	version, err := postgres.Migrate(ctx, owner, log)
-	if err != nil {
-		return 0, err
+	if err != nil || version > postgres.Known() {
+		// A newer careteamd migrated, and granted what its tables need,
+		// which this one does not know.
+		return version, err
 	}
 	return version, postgres.GrantRuntime(ctx, owner, d.runtimeRole)
 }

@@ -60,3 +60,6 @@ func MigrateFS(ctx context.Context, pool *pgxpool.Pool, dir fs.FS, version int64
 	_, err = provider.UpTo(ctx, version)
 	return err
 }
+
+// MigrateDir applies the migrations in dir, as Migrate the embedded ones.
+var MigrateDir = migrate

@@ -4,13 +4,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/careteam/careteam/server/internal/careteam"
 	"github.com/careteam/careteam/server/internal/store/postgres"
@@ -246,4 +252,105 @@ func TestRefusesANewerSchema(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM goose_db_version WHERE version_id = $1`, latest+1).Scan(&n); err != nil || n != 1 {
 		t.Errorf("the newer version's row: %d (%v)", n, err)
 	}
+}
+
+// TestSchemaCompatibilityAcrossReleases migrates databases through
+// releases made of the embedded migrations and later ones: each careteamd
+// that migrates records which releases may still serve the result. The
+// release that served the database until then may serve a schema that
+// only expanded, or took away only what the release before it used
+// ("-- contract:"); an older one is refused.
+func TestSchemaCompatibilityAcrossReleases(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	embedded := fstest.MapFS{}
+	files, err := fs.Glob(os.DirFS("migrations"), "*.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(filepath.Join("migrations", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		embedded[f] = &fstest.MapFile{Data: data}
+	}
+	latest := postgres.Known()
+	release := func(later ...string) fstest.MapFS {
+		r := maps.Clone(embedded)
+		for i, sql := range later {
+			r[fmt.Sprintf("%05d_later.sql", latest+int64(i)+1)] = &fstest.MapFile{Data: []byte("-- +goose Up\n" + sql + "\n")}
+		}
+		return r
+	}
+	expand := "ALTER TABLE patients ADD COLUMN nickname text;"
+	contract := "-- contract: nothing reads nickname since the previous release\nALTER TABLE patients DROP COLUMN nickname;"
+	a, b, c, d := release(), release(expand), release(expand, contract), release(expand, contract, "CREATE TABLE later (id int);")
+
+	type step struct {
+		name    string
+		release fstest.MapFS
+		refused bool
+	}
+	run := func(t *testing.T, pool *pgxpool.Pool, steps []step) {
+		t.Helper()
+		for _, s := range steps {
+			_, err := postgres.MigrateDir(ctx, pool, s.release, quiet)
+			if s.refused != errors.Is(err, postgres.ErrSchemaTooNew) || (!s.refused && err != nil) {
+				t.Fatalf("release %s: %v, refused: want %v", s.name, err, s.refused)
+			}
+		}
+	}
+	servesFrom := func(pool *pgxpool.Pool, version int64) int64 {
+		t.Helper()
+		var from int64
+		if err := pool.QueryRow(ctx, `SELECT serves_from FROM schema_compatibility WHERE version = $1`, version).Scan(&from); err != nil {
+			t.Fatalf("schema_compatibility at %d: %v", version, err)
+		}
+		return from
+	}
+
+	t.Run("release by release", func(t *testing.T) {
+		pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+		run(t, pool, []step{{"a", a, false}})
+		if from := servesFrom(pool, latest); from != 19 {
+			t.Errorf("a fresh database at %d is served from %d, want 19 (the last migration before the rule)", latest, from)
+		}
+		run(t, pool, []step{{"b", b, false}, {"a, the previous release, restarting", a, false}})
+		if from := servesFrom(pool, latest+1); from != latest {
+			t.Errorf("after an expanding migration: served from %d, want %d", from, latest)
+		}
+		// c's contract takes away only what a used.
+		run(t, pool, []step{{"c", c, false}, {"b, the previous release", b, false}, {"a, two releases back", a, true}})
+		run(t, pool, []step{{"d", d, false}, {"c, the previous release", c, false}, {"b, two releases back", b, true}})
+	})
+	t.Run("a release skipped", func(t *testing.T) {
+		pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+		// From a straight to c: c's contract took away what a used.
+		run(t, pool, []step{{"a", a, false}, {"c", c, false}, {"a, the release that served it", a, true}, {"b", b, false}})
+		if from := servesFrom(pool, latest+2); from != latest+1 {
+			t.Errorf("served from %d, want %d", from, latest+1)
+		}
+	})
+	t.Run("a mark that is not a line of its own", func(t *testing.T) {
+		pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+		inline := release(expand, "CREATE TABLE later (id int); -- contract: not a line of its own")
+		run(t, pool, []step{{"a", a, false}, {"with an inline mark", inline, false}})
+		if from := servesFrom(pool, latest+2); from != latest {
+			t.Errorf("served from %d, want %d: an inline mark is no contract (CI holds such a file to the expand rule)", from, latest)
+		}
+	})
+	t.Run("a record lost", func(t *testing.T) {
+		pool := newPool(t, testdb.NewEmptyURL(t), nil, 2)
+		run(t, pool, []step{{"a", a, false}, {"b", b, false}})
+		// As if the careteamd that migrated died before recording: the
+		// next start records that only b may serve.
+		if _, err := pool.Exec(ctx, `DELETE FROM schema_compatibility WHERE version = $1`, latest+1); err != nil {
+			t.Fatal(err)
+		}
+		run(t, pool, []step{{"b again", b, false}, {"a", a, true}})
+		if from := servesFrom(pool, latest+1); from != latest+1 {
+			t.Errorf("served from %d after a lost record, want %d", from, latest+1)
+		}
+	})
 }

@@ -75,8 +75,10 @@ func GrantRuntime(ctx context.Context, owner *pgxpool.Pool, role string) error {
 		// which a trigger keeps, are only read.
 		`REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM ` + r,
 		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON audit_heads FROM ` + r,
-		// The schema's version is the owner's to write.
+		// The schema's version, and who may serve it, are the owner's to
+		// write.
 		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON goose_db_version FROM ` + r,
+		`REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_compatibility FROM ` + r,
 	} {
 		if _, err := owner.Exec(ctx, s); err != nil {
 			return fmt.Errorf("granting the runtime role: %w", err)

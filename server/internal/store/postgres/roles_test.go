@@ -104,6 +104,7 @@ func TestRuntimeRoleCannotRewriteHistory(t *testing.T) {
 		`TRUNCATE audit_events`,
 		`UPDATE audit_heads SET position = 0`,
 		`DELETE FROM goose_db_version`,
+		`DELETE FROM schema_compatibility`,
 		`DROP TABLE audit_events`,
 		`CREATE TABLE intruder (id int)`,
 	} {
