@@ -23,6 +23,7 @@ import (
 	"github.com/careteam/careteam/client"
 	pb "github.com/careteam/careteam/proto/careteam/v1"
 	"github.com/careteam/careteam/server/internal/pgembed"
+	"github.com/careteam/careteam/server/internal/store/postgres"
 )
 
 // TestRestoreToAPointInTime follows the README's backup and restore recipe
@@ -101,7 +102,7 @@ func TestRestoreToAPointInTime(t *testing.T) {
 	if timeline < 2 {
 		t.Errorf("the restored cluster is on timeline %d: it did not recover to a point and promote", timeline)
 	}
-	if want := latestMigration(t); version != want {
+	if want := postgres.Known(); version != want {
 		t.Errorf("schema version %d after the restore, want %d", version, want)
 	}
 	verifyAudit(t, ctx, r.client(t, "auditor"), conn)
@@ -267,18 +268,4 @@ func signedSession(t *testing.T, ctx context.Context, lmt *client.Client, referr
 		t.Fatalf("a signed note without its hash: %v", signed.GetSession().GetNote())
 	}
 	return signed.GetSession()
-}
-
-// latestMigration is the version of the newest migration careteamd holds.
-func latestMigration(t *testing.T) int64 {
-	t.Helper()
-	files, err := filepath.Glob("../internal/store/postgres/migrations/*.sql")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("migrations: %v", err)
-	}
-	v, err := strconv.ParseInt(strings.SplitN(filepath.Base(files[len(files)-1]), "_", 2)[0], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }
